@@ -1,0 +1,227 @@
+"""The `baove` command line: run the services, manage tokens, migrate, load the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+from shared.settings import CommonSettings, IntakeSettings, ReportingSettings, RoutingSettings
+
+SERVICES = {"intake": IntakeSettings, "routing": RoutingSettings, "reporting": ReportingSettings}
+
+
+def _runtime(name: str):
+    return importlib.import_module(f"services.{name}.app").create_runtime()
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+async def _broker_reachable(url: str, timeout: float = 5.0) -> str | None:
+    import aio_pika
+
+    try:
+        connection = await asyncio.wait_for(aio_pika.connect(url), timeout)
+    except Exception as exc:  # any failure is reported the same way: not reachable
+        return f"{type(exc).__name__}: {exc}"
+    await connection.close()
+    return None
+
+
+def require_broker(common: CommonSettings) -> None:
+    url = common.amqp_url.get_secret_value()
+    problem = asyncio.run(_broker_reachable(url))
+    if problem:
+        sys.exit(
+            f"baove: RabbitMQ is not reachable at {_safe_url(url)} ({problem}).\n"
+            "  Start it:   rabbitmq-server -detached   (or: systemctl start rabbitmq-server)\n"
+            "  Install it: apt-get install -y rabbitmq-server\n"
+            "  Or point BAOVE_AMQP_URL at a running broker."
+        )
+
+
+def cmd_migrate(_args) -> None:
+    for name in SERVICES:
+        _runtime(name).migrate()
+        print(f"migrated {name}")
+
+
+def cmd_run(args) -> None:
+    import uvicorn
+
+    from shared import logging as baove_logging
+
+    settings = SERVICES[args.service]()
+    baove_logging.configure(args.service, settings.common.log_level)
+    runtime = _runtime(args.service)
+    runtime.run_migrations = not args.no_migrate
+    uvicorn.run(
+        runtime.api,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.graceful_timeout),
+    )
+
+
+def cmd_up(args) -> None:
+    common = CommonSettings()
+    common.check_secrets()
+    require_broker(common)
+    cmd_migrate(args)
+    if args.demo:
+        cmd_demo(args)
+    children: dict[str, subprocess.Popen] = {}
+    for name in SERVICES:
+        children[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "run", name, "--no-migrate"], env=os.environ.copy()
+        )
+    ports = ", ".join(f"{n} :{SERVICES[n]().port}" for n in SERVICES)
+    print(f"baove is up: {ports}. Ctrl-C stops it.", flush=True)
+
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"baove: {name} exited with {child.returncode}; stopping the others", file=sys.stderr)
+                exit_code = 1
+                stopping = True
+        time.sleep(0.5)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for child in children.values():
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    sys.exit(exit_code)
+
+
+def cmd_demo(_args) -> None:
+    from services.routing.service import load_units_into
+    from shared.reference import load_demo_units
+
+    units = load_demo_units()
+    runtime = _runtime("routing")
+    runtime.migrate()
+    count = asyncio.run(load_units_into(runtime, units))
+    print(f"demo: {count} units in communes 25339, 25348, 25349")
+    tokens = asyncio.run(_issue_many([("unit", u.id) for u in units] + [("district", "694"), ("admin", "admin")]))
+    print("demo tokens (shown once; keep them safe):")
+    for (kind, subject), token in tokens:
+        print(f"  {subject if kind != 'district' else 'district:' + subject:<40} {token}")
+
+
+async def _issue_many(subjects: list[tuple[str, str]], ttl: timedelta | None = None) -> list[tuple[tuple[str, str], str]]:
+    from shared import auth
+    from shared.db import make_engine, make_sessionmaker
+
+    common = CommonSettings()
+    engine = make_engine(common.auth_url())
+    out = []
+    async with make_sessionmaker(engine)() as session, session.begin():
+        for kind, subject in subjects:
+            out.append(((kind, subject), await auth.issue_token(session, kind, subject, ttl=ttl)))
+    await engine.dispose()
+    return out
+
+
+def _migrate_auth() -> None:
+    from shared import migrate
+    from shared.runtime import AUTH_MIGRATIONS
+
+    migrate.upgrade(AUTH_MIGRATIONS, CommonSettings().auth_url())
+
+
+def cmd_token(args) -> None:
+    from shared import auth
+
+    _migrate_auth()
+    if args.token_command == "issue":
+        kind, subject = ("unit", args.unit) if args.unit else ("district", args.district) if args.district else ("admin", "admin")
+        ttl = timedelta(days=args.days) if args.days else None
+        try:
+            [(_, token)] = asyncio.run(_issue_many([(kind, subject)], ttl))
+        except ValueError as exc:
+            sys.exit(f"baove: {exc}")
+        print(token)
+    elif args.token_command == "revoke":
+
+        async def revoke() -> int:
+            from shared.db import make_engine, make_sessionmaker
+
+            engine = make_engine(CommonSettings().auth_url())
+            async with make_sessionmaker(engine)() as session, session.begin():
+                n = await auth.revoke_tokens(session, token=args.token, subject=args.subject)
+            await engine.dispose()
+            return n
+
+        print(f"revoked {asyncio.run(revoke())} token(s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="baove", description="Child-protection incident routing and reporting")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run intake, routing and reporting as child processes (Ctrl-C stops them)")
+    up.add_argument("--demo", action="store_true", help="also load the demo units and print a token per unit")
+    up.set_defaults(func=cmd_up)
+
+    run = sub.add_parser("run", help="run one service in the foreground")
+    run.add_argument("service", choices=sorted(SERVICES))
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.add_argument("--no-migrate", action="store_true", help="do not migrate the database at start")
+    run.set_defaults(func=cmd_run)
+
+    mig = sub.add_parser("migrate", help="bring every service's database to the newest schema")
+    mig.set_defaults(func=cmd_migrate)
+
+    demo = sub.add_parser("demo", help="load the demo units and print a token for each")
+    demo.set_defaults(func=cmd_demo)
+
+    token = sub.add_parser("token", help="issue or revoke API tokens")
+    tsub = token.add_subparsers(dest="token_command", required=True)
+    issue = tsub.add_parser("issue", help="print a new token once")
+    who = issue.add_mutually_exclusive_group(required=True)
+    who.add_argument("--unit", help="a unit id, e.g. 25349.police")
+    who.add_argument("--district", help="a district code, e.g. 694")
+    who.add_argument("--admin", action="store_true")
+    issue.add_argument("--days", type=int, help="expire after this many days")
+    revoke = tsub.add_parser("revoke", help="revoke a token, or every token of a subject")
+    what = revoke.add_mutually_exclusive_group(required=True)
+    what.add_argument("--token")
+    what.add_argument("--subject", help="e.g. 25349.police, 694 or admin")
+    token.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

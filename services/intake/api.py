@@ -1,0 +1,66 @@
+"""Intake's HTTP routes: parse, call the use case in one transaction, answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from shared.auth import Principal, require_principal
+
+from . import service
+from .schemas import IncidentAccepted, IncidentCreate, IncidentRead, TimelineEntryRead
+
+router = APIRouter(prefix="/v1", tags=["incidents"])
+
+ERRORS = {401: {"description": "missing or bad token"}, 403: {"description": "outside the token's scope"}}
+
+
+def _rejected(exc: service.Rejected) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+
+@router.post(
+    "/incidents",
+    status_code=202,
+    response_model=IncidentAccepted,
+    responses={**ERRORS, 409: {"description": "report_id used by another reporter"}, 503: {"description": "database unavailable"}},
+)
+async def report_incident(body: IncidentCreate, request: Request, principal: Principal = Depends(require_principal)):
+    """Report an incident: it is stored durably before this answers, then routed to the units that must act."""
+    runtime = request.app.state.runtime
+    try:
+        async with runtime.sessionmaker() as session, session.begin():
+            accepted = await service.report_incident(session, runtime, request.app.state.hierarchy, body, principal)
+    except service.Rejected as exc:
+        return _rejected(exc)
+    if accepted.created:
+        runtime.relay.notify()
+    return IncidentAccepted(incident_id=accepted.incident_id, status="received")
+
+
+@router.get("/incidents/{incident_id}", response_model=IncidentRead, responses={**ERRORS, 404: {"description": "no such incident for this principal"}})
+async def read_incident(incident_id: str, request: Request, principal: Principal = Depends(require_principal)):
+    """The case and its timeline: for the reporter, the commune's cp_officer and admins."""
+    runtime = request.app.state.runtime
+    try:
+        async with runtime.sessionmaker() as session:
+            incident, entries = await service.read_incident(session, incident_id, principal)
+    except service.Rejected as exc:
+        return _rejected(exc)
+    return IncidentRead(
+        incident_id=incident.id,
+        report_id=incident.report_id,
+        commune_code=incident.commune_code,
+        hamlet=incident.hamlet,
+        category=incident.category,
+        urgency=incident.urgency,
+        channel=incident.channel,
+        occurred_at=incident.occurred_at,
+        received_at=incident.received_at,
+        status=incident.status,
+        reported_by=incident.reported_by,
+        description=incident.description,
+        children=incident.children,
+        reporter=incident.reporter,
+        timeline=[TimelineEntryRead(at=e.at, kind=e.kind, principal=e.principal, detail=e.detail) for e in entries],
+    )

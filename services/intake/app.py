@@ -1,0 +1,30 @@
+"""Intake: composition of the HTTP API, the outbox relay and the timeline subscriber."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.reference import load_hierarchy
+from shared.runtime import Runtime
+from shared.settings import IntakeSettings
+
+from . import api, consumers
+from .models import metadata
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
+    settings = settings or IntakeSettings()
+    runtime = Runtime(
+        "intake",
+        settings,
+        metadata,
+        MIGRATIONS,
+        description="Accepts reports of children harmed or at risk and publishes incident.reported.",
+        max_body_bytes=settings.max_body_bytes,
+    )
+    runtime.api.state.hierarchy = load_hierarchy()
+    runtime.api.include_router(api.router)
+    consumers.register(runtime)
+    return runtime

@@ -1,0 +1,117 @@
+"""Intake's HTTP models (contract.md, Intake)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.auth import parse_unit_id
+from shared.enums import Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
+
+PHONE = re.compile(r"^\+?[0-9][0-9 .-]{5,19}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ChildIn(Strict):
+    full_name: str | None = Field(None, max_length=200)
+    sex: Sex
+    birth_date: date | None = None
+    age_years: int | None = Field(None, ge=0, le=17, description="estimated age when the birth date is unknown")
+    school: str | None = Field(None, description="the school's unit id, e.g. 25349.school.th-minh-tam-a")
+    special_circumstances: list[SpecialCircumstance] = Field(default_factory=list, max_length=14)
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_future(cls, value: date | None) -> date | None:
+        if value is not None and value > date.today() + timedelta(days=1):
+            raise ValueError("birth date is in the future")
+        return value
+
+    @field_validator("school")
+    @classmethod
+    def _school_unit(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _, unit_type, _ = parse_unit_id(value)
+        if unit_type != UnitType.school:
+            raise ValueError(f"{value!r} is not a school unit id (COMMUNE.school.LOCAL_ID)")
+        return value
+
+
+class ReporterIn(Strict):
+    name: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=20)
+    relation: str | None = Field(None, max_length=100)
+    anonymous: bool = False
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is not None and not PHONE.match(value):
+            raise ValueError("phone must be digits, optionally with a leading + and spaces, dots or dashes")
+        return value
+
+
+class IncidentCreate(Strict):
+    report_id: uuid.UUID | None = Field(None, description="client UUID: a repeat with the same id returns the same incident")
+    commune_code: str = Field(pattern=r"^\d{5}$", description="the commune where it happened (5-digit code)")
+    hamlet: str | None = Field(None, description="the hamlet's unit id, e.g. 25349.hamlet.ap-2")
+    category: Category
+    urgency: Urgency
+    channel: Channel
+    occurred_at: AwareDatetime | None = Field(None, description="ISO 8601 with an offset")
+    description: str = Field(min_length=1, max_length=4000)
+    children: list[ChildIn] = Field(min_length=1, max_length=50)
+    reporter: ReporterIn | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(timezone.utc) + timedelta(minutes=10):
+            raise ValueError("occurred_at is in the future")
+        return value
+
+    @model_validator(mode="after")
+    def _hamlet_of_commune(self) -> "IncidentCreate":
+        if self.hamlet is not None:
+            commune, unit_type, _ = parse_unit_id(self.hamlet)
+            if unit_type != UnitType.hamlet or commune != self.commune_code:
+                raise ValueError(f"hamlet must be a hamlet unit id of commune {self.commune_code} ({self.commune_code}.hamlet.LOCAL_ID)")
+        return self
+
+
+class IncidentAccepted(BaseModel):
+    incident_id: str
+    status: str
+
+
+class TimelineEntryRead(BaseModel):
+    at: datetime
+    kind: str
+    principal: str
+    detail: dict[str, Any]
+
+
+class IncidentRead(BaseModel):
+    incident_id: str
+    report_id: str | None
+    commune_code: str
+    hamlet: str | None
+    category: Category
+    urgency: Urgency
+    channel: Channel
+    occurred_at: datetime | None
+    received_at: datetime
+    status: str
+    reported_by: str
+    description: str
+    children: list[dict[str, Any]]
+    reporter: dict[str, Any] | None
+    timeline: list[TimelineEntryRead]

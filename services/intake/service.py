@@ -1,0 +1,283 @@
+"""Intake's use cases: accept a report, read a case, record what happened to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.auth import Principal
+from shared.db import new_id, utcnow
+from shared.enums import AgeBand
+from shared.events import (
+    AssignmentAcknowledged,
+    AssignmentOverdue,
+    AssignmentStatusChanged,
+    ChildCase,
+    ChildFacts,
+    Envelope,
+    Event,
+    IncidentCase,
+    IncidentClosed,
+    IncidentEscalated,
+    IncidentFacts,
+    IncidentReported,
+    IncidentRouted,
+    Reporter,
+)
+from shared.reference import Hierarchy
+
+from .models import Incident, TimelineEntry
+from .schemas import ChildIn, IncidentCreate
+
+VN = timezone(timedelta(hours=7))
+PRODUCER = "intake"
+
+
+class Rejected(Exception):
+    """The request is understood but not allowed or not valid for this commune."""
+
+    def __init__(self, status: int, detail) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+# -- pure ------------------------------------------------------------------------------
+
+
+def vn_date(moment: datetime) -> date:
+    return moment.astimezone(VN).date()
+
+
+def age_on(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def age_band(birth_date: date | None, age_years: int | None, on: date) -> AgeBand:
+    """The report age band of a child on the day of the incident (Law on Children Art. 1: under 16)."""
+    age = age_on(birth_date, on) if birth_date is not None else age_years
+    if age is None or age < 0:
+        return AgeBand.unknown
+    if age <= 5:
+        return AgeBand.a0_5
+    if age <= 10:
+        return AgeBand.a6_10
+    if age <= 15:
+        return AgeBand.a11_15
+    if age <= 17:
+        return AgeBand.a16_17
+    raise ValueError(f"aged {age} on {on}: 18 or older is not a child")
+
+
+def child_facts(child: ChildIn, on: date) -> ChildFacts:
+    return ChildFacts(
+        sex=child.sex,
+        age_band=age_band(child.birth_date, child.age_years, on),
+        special_circumstances=tuple(sorted(c.value for c in child.special_circumstances)),
+    )
+
+
+def check_commune(hierarchy: Hierarchy, body: IncidentCreate, received_at: datetime) -> list[dict]:
+    """Errors (FastAPI's shape) when the commune did not exist on the incident's date, or a child is 18+."""
+    errors = []
+    day = vn_date(body.occurred_at or received_at)
+    if hierarchy.commune_on(body.commune_code, day) is None:
+        known = hierarchy.unit(body.commune_code)
+        msg = (
+            f"commune {body.commune_code} is not in the administrative hierarchy"
+            if known is None
+            else f"commune {body.commune_code} ({known.name}) did not exist on {day.isoformat()}"
+        )
+        errors.append({"loc": ["body", "commune_code"], "msg": msg, "type": "value_error"})
+    for i, child in enumerate(body.children):
+        if child.birth_date is not None and age_on(child.birth_date, day) >= 18:
+            errors.append(
+                {"loc": ["body", "children", i, "birth_date"], "msg": "18 or older on the incident date: not a child", "type": "value_error"}
+            )
+    return errors
+
+
+def build_event(incident_id: str, body: IncidentCreate, principal: Principal, received_at: datetime) -> Envelope:
+    day = vn_date(body.occurred_at or received_at)
+    facts = IncidentFacts(
+        commune_code=body.commune_code,
+        hamlet=body.hamlet,
+        category=body.category,
+        urgency=body.urgency,
+        channel=body.channel,
+        occurred_at=body.occurred_at,
+        received_at=received_at,
+        children=tuple(child_facts(c, day) for c in body.children),
+    )
+    case = IncidentCase(
+        description=body.description,
+        children=tuple(
+            ChildCase(
+                full_name=c.full_name,
+                sex=c.sex,
+                birth_date=c.birth_date.isoformat() if c.birth_date else None,
+                age_years=c.age_years,
+                school=c.school,
+                special_circumstances=tuple(s.value for s in c.special_circumstances),
+            )
+            for c in body.children
+        ),
+        reporter=Reporter(**body.reporter.model_dump()) if body.reporter else None,
+    )
+    event = IncidentReported(incident_id=incident_id, reported_by=principal.label, facts=facts, case=case)
+    return event.envelope(correlation_id=incident_id, producer=PRODUCER)
+
+
+def may_report(principal: Principal, commune_code: str) -> bool:
+    return principal.is_admin or (principal.kind == "unit" and principal.commune_code == commune_code)
+
+
+def may_read(principal: Principal, incident: Incident) -> bool:
+    return principal.is_admin or principal.label == incident.reported_by or principal.is_cp_officer_of(incident.commune_code)
+
+
+# -- with the database ----------------------------------------------------------------------
+
+
+@dataclass
+class Accepted:
+    incident_id: str
+    created: bool
+
+
+async def report_incident(session: AsyncSession, runtime, hierarchy: Hierarchy, body: IncidentCreate, principal: Principal) -> Accepted:
+    """Store the incident and its `incident.reported` event in one transaction."""
+    if not may_report(principal, body.commune_code):
+        raise Rejected(403, f"{principal.label} may not report incidents in commune {body.commune_code}")
+    report_id = str(body.report_id) if body.report_id else None
+    if report_id:
+        existing = await _by_report_id(session, report_id)
+        if existing is not None:
+            return _repeat(existing, principal)
+    received_at = utcnow()
+    errors = check_commune(hierarchy, body, received_at)
+    if errors:
+        raise Rejected(422, errors)
+    incident_id = new_id()
+    envelope = build_event(incident_id, body, principal, received_at)
+    try:
+        async with session.begin_nested():
+            session.add(
+                Incident(
+                    id=incident_id,
+                    report_id=report_id,
+                    reported_by=principal.label,
+                    commune_code=body.commune_code,
+                    hamlet=body.hamlet,
+                    category=body.category.value,
+                    urgency=body.urgency.value,
+                    channel=body.channel.value,
+                    occurred_at=body.occurred_at,
+                    received_at=received_at,
+                    status="received",
+                    description=body.description,
+                    children=[c.model_dump(mode="json") for c in body.children],
+                    reporter=body.reporter.model_dump(mode="json") if body.reporter else None,
+                )
+            )
+            session.add(
+                TimelineEntry(
+                    incident_id=incident_id,
+                    at=received_at,
+                    kind="reported",
+                    principal=principal.label,
+                    detail={"channel": body.channel.value, "category": body.category.value, "urgency": body.urgency.value},
+                )
+            )
+            await session.flush()
+    except IntegrityError:
+        # Another request with the same report_id won the race: answer with its incident.
+        existing = await _by_report_id(session, report_id) if report_id else None
+        if existing is None:
+            raise
+        return _repeat(existing, principal)
+    await runtime.stage(session, envelope)
+    return Accepted(incident_id, True)
+
+
+async def _by_report_id(session: AsyncSession, report_id: str) -> Incident | None:
+    return (await session.execute(select(Incident).where(Incident.report_id == report_id))).scalar_one_or_none()
+
+
+def _repeat(existing: Incident, principal: Principal) -> Accepted:
+    if existing.reported_by != principal.label and not principal.is_admin:
+        raise Rejected(409, "report_id is already used by another reporter's incident")
+    return Accepted(existing.id, False)
+
+
+async def read_incident(session: AsyncSession, incident_id: str, principal: Principal) -> tuple[Incident, list[TimelineEntry]]:
+    incident = await session.get(Incident, incident_id)
+    # Not found and not yours answer alike: an id reveals nothing.
+    if incident is None or not may_read(principal, incident):
+        raise Rejected(404, "incident not found")
+    entries = (
+        await session.execute(
+            select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(TimelineEntry.at, TimelineEntry.id)
+        )
+    ).scalars().all()
+    return incident, list(entries)
+
+
+# -- the timeline consumer -------------------------------------------------------------------
+
+
+def timeline_entry(event: Event) -> tuple[str, datetime | None, str, str, dict] | None:
+    """(incident id, at, kind, principal, detail) for an event that belongs on a case's timeline."""
+    if isinstance(event, IncidentRouted):
+        return (
+            event.incident_id,
+            None,
+            "routed",
+            "routing",
+            {
+                "rules_version": event.rules_version,
+                "assignments": [
+                    {"unit_id": a.unit_id, "role": a.role.value, "rule": a.rule, "reason": a.reason, "due_at": a.due_at.isoformat()}
+                    for a in event.assignments
+                ],
+                "notes": list(event.notes),
+            },
+        )
+    if isinstance(event, AssignmentAcknowledged):
+        return event.incident_id, event.at, "assignment.acknowledged", event.by, {"unit_id": event.unit_id, "assignment_id": event.assignment_id}
+    if isinstance(event, AssignmentStatusChanged):
+        return (
+            event.incident_id,
+            event.at,
+            f"assignment.{event.to_status.value}",
+            event.by,
+            {"unit_id": event.unit_id, "assignment_id": event.assignment_id, "from": event.from_status.value},
+        )
+    if isinstance(event, AssignmentOverdue):
+        return event.incident_id, event.at, "assignment.overdue", "routing", {"unit_id": event.unit_id, "assignment_id": event.assignment_id}
+    if isinstance(event, IncidentEscalated):
+        return event.incident_id, event.at, "escalated", "routing", {"to": list(event.escalated_to)}
+    if isinstance(event, IncidentClosed):
+        return event.incident_id, event.at, "closed", event.by, {"risk_level": event.risk_level, "outcome": event.outcome}
+    return None
+
+
+async def record_timeline(session: AsyncSession, event: Event, envelope: Envelope) -> list[Envelope]:
+    entry = timeline_entry(event)
+    if entry is None:
+        return []
+    incident_id, at, kind, principal, detail = entry
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        # Not ours (e.g. an incident from another intake store): nothing to record.
+        return []
+    session.add(TimelineEntry(incident_id=incident_id, at=at or envelope.emitted_at, kind=kind, principal=principal, detail=detail))
+    if kind == "routed" and incident.status == "received":
+        incident.status = "routed"
+    elif kind == "closed":
+        incident.status = "closed"
+    return []

@@ -1,0 +1,1 @@
+"""baove's common package: event contracts, topology, settings, database, outbox/inbox, auth, metrics."""

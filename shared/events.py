@@ -1,0 +1,215 @@
+"""Bus contracts: the envelope and one frozen payload model per event (contract.md, Events).
+
+Personal data travels only in `IncidentReported.case`, which routing needs for the
+agency inboxes; `IncidentReported.facts` is what every other consumer may keep.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.enums import AgeBand, AssignmentStatus, Category, Channel, Role, Sex, Urgency
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Envelope(Frozen):
+    """What every message on `baove.events` carries; `event_id` is also the AMQP message id."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    emitted_at: datetime
+    correlation_id: str
+    producer: str
+    payload: dict[str, Any]
+
+
+class Event(Frozen):
+    """A payload; subclasses name their routing key."""
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    def envelope(self, *, correlation_id: str, producer: str, event_id: uuid.UUID | None = None) -> Envelope:
+        return Envelope(
+            event_id=event_id or uuid.uuid4(),
+            event_type=self.event_type,
+            schema_version=self.schema_version,
+            emitted_at=datetime.now(timezone.utc),
+            correlation_id=correlation_id,
+            producer=producer,
+            payload=self.model_dump(mode="json"),
+        )
+
+
+# -- incident.reported -------------------------------------------------------------
+
+
+class ChildFacts(Frozen):
+    """What reports may know of a child: no name, no birth date, no school."""
+
+    sex: Sex
+    age_band: AgeBand
+    special_circumstances: tuple[str, ...] = ()
+
+
+class IncidentFacts(Frozen):
+    """The non-personal facts of an incident: what reporting keeps."""
+
+    commune_code: str
+    hamlet: str | None
+    category: Category
+    urgency: Urgency
+    channel: Channel
+    occurred_at: datetime | None
+    received_at: datetime
+    children: tuple[ChildFacts, ...]
+
+
+class ChildCase(Frozen):
+    full_name: str | None = None
+    sex: Sex
+    birth_date: str | None = None
+    age_years: int | None = None
+    school: str | None = None
+    special_circumstances: tuple[str, ...] = ()
+
+
+class Reporter(Frozen):
+    name: str | None = None
+    phone: str | None = None
+    relation: str | None = None
+    anonymous: bool = False
+
+
+class IncidentCase(Frozen):
+    """The personal part, needed by the units that must act."""
+
+    description: str
+    children: tuple[ChildCase, ...]
+    reporter: Reporter | None = None
+
+
+class IncidentReported(Event):
+    event_type: ClassVar[str] = "incident.reported"
+
+    incident_id: str
+    reported_by: str
+    facts: IncidentFacts
+    case: IncidentCase
+
+
+# -- routing and the assignment lifecycle ------------------------------------------------
+
+
+class RoutedAssignment(Frozen):
+    assignment_id: str
+    unit_id: str
+    unit_type: str
+    role: Role
+    rule: str
+    reason: str
+    due_at: datetime
+
+
+class IncidentRouted(Event):
+    event_type: ClassVar[str] = "incident.routed"
+
+    incident_id: str
+    commune_code: str
+    category: Category
+    urgency: Urgency
+    rules_version: str
+    assignments: tuple[RoutedAssignment, ...]
+    notes: tuple[str, ...] = ()
+
+
+class AssignmentEvent(Event):
+    incident_id: str
+    assignment_id: str
+    unit_id: str
+    unit_type: str
+    role: Role
+    commune_code: str
+    by: str = Field(description="the principal who made the change")
+    at: datetime
+
+
+class AssignmentAcknowledged(AssignmentEvent):
+    event_type: ClassVar[str] = "assignment.acknowledged"
+
+    due_at: datetime
+    assigned_at: datetime
+
+
+class AssignmentStatusChanged(AssignmentEvent):
+    event_type: ClassVar[str] = "assignment.status_changed"
+
+    from_status: AssignmentStatus
+    to_status: AssignmentStatus
+    has_note: bool = False
+
+
+class AssignmentOverdue(AssignmentEvent):
+    event_type: ClassVar[str] = "assignment.overdue"
+
+    due_at: datetime
+
+
+class IncidentEscalated(Event):
+    event_type: ClassVar[str] = "incident.escalated"
+
+    incident_id: str
+    commune_code: str
+    overdue_assignment_id: str
+    escalated_to: tuple[str, ...]
+    at: datetime
+
+
+class IncidentClosed(Event):
+    event_type: ClassVar[str] = "incident.closed"
+
+    incident_id: str
+    commune_code: str
+    risk_level: str
+    outcome: str
+    by: str
+    at: datetime
+
+
+class ReportGenerated(Event):
+    event_type: ClassVar[str] = "report.generated"
+
+    org_unit: str
+    period: str
+    revision: int
+    as_of: datetime
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.event_type: cls
+    for cls in (
+        IncidentReported,
+        IncidentRouted,
+        AssignmentAcknowledged,
+        AssignmentStatusChanged,
+        AssignmentOverdue,
+        IncidentEscalated,
+        IncidentClosed,
+        ReportGenerated,
+    )
+}
+
+
+def parse_payload(envelope: Envelope) -> Event:
+    """The typed payload of an envelope; unknown types raise KeyError (a poison message)."""
+    return EVENT_TYPES[envelope.event_type].model_validate(envelope.payload)

@@ -1,0 +1,295 @@
+"""What every service is made of: database, broker, outbox relay, token check, health and metrics.
+
+Each service's `app.py` builds one `Runtime` and adds its own routes and subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.exceptions import RejectMessage
+from faststream.rabbit import Channel, RabbitBroker, RabbitMessage
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from pydantic import ValidationError
+from sqlalchemy import MetaData
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import auth, inbox, logging as baove_logging, migrate, outbox
+from shared.db import make_engine, make_sessionmaker, ping
+from shared.events import Envelope, Event, parse_payload
+from shared.metrics import ConsumerMetrics, HttpMetricsMiddleware, OutboxMetrics, metrics_response, new_registry
+from shared.settings import ServiceSettings
+from shared.topology import ConsumerQueue, declare, queues_of
+
+log = logging.getLogger("baove.runtime")
+
+Work = Callable[[AsyncSession, Event, Envelope], Awaitable[list[Envelope]]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Refuse request bodies over the limit before they are read into memory."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _send_json(send, 413, {"detail": f"request body is over {self.max_bytes} bytes"})
+                return
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except BodyTooLarge:
+            await _send_json(send, 413, {"detail": f"request body is over {self.max_bytes} bytes"})
+
+
+async def _send_json(send, status: int, body: dict) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class Runtime:
+    def __init__(
+        self,
+        name: str,
+        settings: ServiceSettings,
+        metadata: MetaData,
+        migrations: Path,
+        *,
+        version: str = "1",
+        description: str = "",
+        max_body_bytes: int = 256 * 1024,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.common = settings.common
+        self.migrations = migrations
+        self.db_url = settings.db_url(name)
+        self.engine = make_engine(self.db_url)
+        self.sessionmaker = make_sessionmaker(self.engine)
+        self.auth_engine = make_engine(self.common.auth_url(), pool_size=2)
+        self.verifier = auth.TokenVerifier(make_sessionmaker(self.auth_engine))
+        self.outbox_table = metadata.tables["outbox_message"]
+        self.inbox_table = metadata.tables["inbox_message"]
+        self.registry = new_registry()
+        self.consumer_metrics = ConsumerMetrics.create(self.registry)
+        self.broker = RabbitBroker(
+            self.common.amqp_url.get_secret_value(),
+            default_channel=Channel(
+                publisher_confirms=True, on_return_raises=True, prefetch_count=settings.prefetch_count
+            ),
+            graceful_timeout=settings.graceful_timeout,
+            middlewares=[RabbitPrometheusMiddleware(registry=self.registry, app_name=name)],
+            app_id=f"baove-{name}",
+            logger=logging.getLogger(f"baove.{name}.broker"),
+            description=description,
+        )
+        self.relay = outbox.OutboxRelay(
+            self.sessionmaker,
+            self.outbox_table,
+            self.broker,
+            OutboxMetrics.create(self.registry),
+            batch_size=settings.relay_batch_size,
+        )
+        self.queues: tuple[ConsumerQueue, ...] = queues_of(name)
+        self.run_migrations = True
+        self.api = FastAPI(
+            title=f"baove {name}",
+            version=version,
+            description=description,
+            lifespan=self._lifespan,
+        )
+        self.api.state.runtime = self
+        self.api.state.verifier = self.verifier
+        self.api.add_middleware(HttpMetricsMiddleware, registry=self.registry)
+        self.api.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+        self._install_handlers()
+        self._install_probes()
+
+    # -- composition ---------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        migrate.upgrade(self.migrations, self.db_url)
+        migrate.upgrade(AUTH_MIGRATIONS, self.common.auth_url())
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: FastAPI):
+        self.common.check_secrets()
+        if self.run_migrations:
+            await asyncio.to_thread(self.migrate)
+        await self.broker.connect()
+        # Every service declares the whole topology, so an event is queued for its consumers
+        # even before they first start (a mandatory publish with no queue bound would bounce).
+        await declare(self.broker)
+        await self.broker.start()
+        self.relay.start()
+        log.info("service started", extra={"service_port": self.settings.port})
+        try:
+            yield
+        finally:
+            await self.relay.stop()
+            # Stops consuming first, then waits up to graceful_timeout for handlers in flight.
+            await self.broker.stop()
+            await self.engine.dispose()
+            await self.auth_engine.dispose()
+
+    def _install_handlers(self) -> None:
+        @self.api.exception_handler(RequestValidationError)
+        async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+            return JSONResponse({"detail": _clean_errors(exc.errors())}, status_code=422)
+
+        @self.api.exception_handler(OperationalError)
+        @self.api.exception_handler(DBAPIError)
+        @self.api.exception_handler(ConnectionError)
+        @self.api.exception_handler(OSError)
+        async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+            log.error("database unavailable", extra={"error": type(exc).__name__})
+            return JSONResponse(
+                {"detail": "the database is unavailable; nothing was stored, try again"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+
+    def _install_probes(self) -> None:
+        @self.api.get("/healthz", include_in_schema=True, tags=["operations"])
+        async def healthz() -> dict[str, str]:
+            """The process is up."""
+            return {"status": "ok", "service": self.name}
+
+        @self.api.get("/readyz", tags=["operations"])
+        async def readyz() -> JSONResponse:
+            """Broker and database reachable, and every queue of this service has a consumer."""
+            checks = await self.readiness()
+            ok = all(value == "ok" for value in checks.values())
+            return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+        @self.api.get("/metrics", tags=["operations"])
+        async def metrics():
+            """Prometheus text format."""
+            return metrics_response(self.registry)
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(ping(self.engine), 3)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        connected = await self.broker.ping(timeout=2)
+        checks["broker"] = "ok" if connected else "unreachable"
+        if connected:
+            for spec in self.queues:
+                checks[f"consumer:{spec.name}"] = await self._consumer_state(spec.name)
+        return checks
+
+    async def _consumer_state(self, queue_name: str) -> str:
+        try:
+            channel = await self.broker._connection.channel()  # noqa: SLF001 - a throwaway channel for a passive declare
+            try:
+                queue = await channel.declare_queue(queue_name, passive=True)
+                count = queue.declaration_result.consumer_count
+            finally:
+                await channel.close()
+        except Exception as exc:
+            return f"unknown: {type(exc).__name__}"
+        return "ok" if count > 0 else "no consumer"
+
+    # -- consumers -----------------------------------------------------------------------
+
+    def subscriber(self, spec: ConsumerQueue, work: Work):
+        """Register `work` on a queue: inbox dedupe, the work and its events in one transaction, then ack."""
+
+        async def handle(message: RabbitMessage) -> None:
+            try:
+                envelope = Envelope.model_validate_json(message.body)
+                event = parse_payload(envelope)
+            except (ValidationError, KeyError, ValueError) as exc:
+                # It can never succeed: dead-letter it now rather than after the delivery limit.
+                log.error("malformed event dead-lettered", extra={"queue": spec.name, "error": type(exc).__name__})
+                raise RejectMessage() from exc
+            token = baove_logging.correlation_id.set(envelope.correlation_id)
+            try:
+                await self._consume(spec, envelope, event, work)
+            finally:
+                baove_logging.correlation_id.reset(token)
+
+        handle.__name__ = f"handle_{spec.purpose}"
+        handle.__doc__ = spec.description
+        return self.broker.subscriber(
+            spec.queue(),
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            description=spec.description,
+            title=spec.name,
+        )(handle)
+
+    async def _consume(self, spec: ConsumerQueue, envelope: Envelope, event: Event, work: Work) -> None:
+        delay = 0.5
+        for attempt in range(8):
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    if not await inbox.claim(session, self.inbox_table, spec.name, str(envelope.event_id)):
+                        self.consumer_metrics.duplicates.labels(spec.name).inc()
+                        return
+                    produced = await work(session, event, envelope)
+                    await outbox.stage(session, self.outbox_table, *produced)
+                if produced:
+                    self.relay.notify()
+                return
+            except (OperationalError, ConnectionError, OSError) as exc:
+                # The database is away: wait here rather than burn the delivery limit on a healthy message.
+                log.warning("database unavailable, retrying event", extra={"attempt": attempt, "error": type(exc).__name__})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 8.0)
+        raise RuntimeError("database unavailable after retries; the broker will redeliver")
+
+    async def stage(self, session: AsyncSession, *events: Envelope) -> None:
+        """Write events to the outbox in the caller's open transaction; call `relay.notify()` after commit."""
+        await outbox.stage(session, self.outbox_table, *events)
+
+
+def _clean_errors(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's error list without the submitted values (they may hold a child's data)."""
+    cleaned = []
+    for error in errors:
+        cleaned.append({k: v for k, v in error.items() if k in ("loc", "msg", "type")})
+    return cleaned
+
+
+AUTH_MIGRATIONS = Path(__file__).parent / "auth_migrations"

@@ -1,0 +1,86 @@
+"""Configuration: common settings (`BAOVE_*`) and one class per service (`BAOVE_<SERVICE>_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BAOVE_", extra="ignore")
+
+    env: Literal["dev", "prod"] = "dev"
+    data_dir: Path = Path("./var")
+    amqp_url: SecretStr = SecretStr(DEV_AMQP_URL)
+    auth_database_url: SecretStr | None = None
+    log_level: str = "INFO"
+
+    def database_url(self, name: str, override: SecretStr | None) -> str:
+        """The service's database: its own URL when given, else a SQLite file under the data folder."""
+        if override is not None:
+            return normalise_url(override.get_secret_value())
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{name}.db').resolve()}"
+
+    def auth_url(self) -> str:
+        return self.database_url("auth", self.auth_database_url)
+
+    def check_secrets(self) -> None:
+        """Refuse to run outside development with the broker's well-known default credentials."""
+        if self.env != "dev" and "guest:guest@" in self.amqp_url.get_secret_value():
+            raise SystemExit(
+                "BAOVE_AMQP_URL uses the default guest credentials; set a service user's URL "
+                "(or BAOVE_ENV=dev for development)"
+            )
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain `postgresql://` and `sqlite:///` URLs and pick the async drivers."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite:///", "sqlite+aiosqlite:///"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+class ServiceSettings(BaseSettings):
+    """What every service has; subclasses set the env prefix and the default port."""
+
+    host: str = "127.0.0.1"
+    port: int
+    database_url: SecretStr | None = None
+    relay_batch_size: int = 200
+    prefetch_count: int = 50
+    graceful_timeout: float = 20.0
+    common: CommonSettings = Field(default_factory=CommonSettings)
+
+    def db_url(self, name: str) -> str:
+        return self.common.database_url(name, self.database_url)
+
+
+class IntakeSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BAOVE_INTAKE_", extra="ignore")
+
+    port: int = 8001
+    max_body_bytes: int = 64 * 1024
+
+
+class RoutingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BAOVE_ROUTING_", extra="ignore")
+
+    port: int = 8002
+    rules_file: Path | None = None
+
+
+class ReportingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BAOVE_REPORTING_", extra="ignore")
+
+    port: int = 8003
