@@ -1,0 +1,157 @@
+"""The delivery guarantees against a real RabbitMQ: outbox with confirms, inbox dedupe, dead letters."""
+
+import asyncio
+import uuid
+from datetime import datetime, timezone
+
+import aio_pika
+import pytest
+from sqlalchemy import select
+
+from services.intake.models import TimelineEntry, outbox_message
+from shared import topology
+from shared.events import IncidentClosed, IncidentRouted
+from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_for(predicate, timeout=10.0, interval=0.05):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+async def vhost(amqp_url):
+    """A clean slate on the test vhost: delete every queue the topology knows."""
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    for spec in topology.CONSUMER_QUEUES:
+        for name in (spec.name, spec.dead_letter_name):
+            await channel.queue_delete(name)
+    await connection.close()
+    return amqp_url
+
+
+@pytest.fixture
+async def intake(tmp_path, vhost):
+    runtime = make_runtime("intake", tmp_path, amqp_url=vhost)
+    await migrate(runtime)
+    runtime.police = await issue_token(runtime, "unit", "25349.police")
+    yield runtime
+    await runtime.relay.stop()
+    await runtime.broker.stop()
+    await runtime.engine.dispose()
+    await runtime.auth_engine.dispose()
+
+
+async def read_queue(amqp_url, name, expect, timeout=10.0):
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    queue = await channel.declare_queue(name, passive=True)
+    got = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(got) < expect and asyncio.get_running_loop().time() < deadline:
+        message = await queue.get(fail=False)
+        if message is None:
+            await asyncio.sleep(0.05)
+            continue
+        got.append(message)
+        await message.ack()
+    await connection.close()
+    return got
+
+
+class TestOutboxRelay:
+    async def test_an_accepted_incident_is_published_persistent_with_its_event_id(self, intake, vhost):
+        await intake.broker.connect()
+        await topology.declare(intake.broker)
+        intake.relay.start()
+        async with client(intake) as http:
+            incident_id = (await http.post("/v1/incidents", json=incident_payload(), headers=bearer(intake.police))).json()["incident_id"]
+        [message] = await read_queue(vhost, "routing.incidents", 1)
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        assert message.correlation_id == incident_id and message.type == "incident.reported"
+
+        async def marked():
+            async with intake.sessionmaker() as session:
+                row = (await session.execute(select(outbox_message))).one()
+            return row.published_at is not None and row.event_id == message.message_id
+
+        await wait_for(marked)
+
+    async def test_an_event_nothing_is_bound_to_stays_in_the_outbox(self, intake):
+        await intake.broker.connect()
+        await intake.broker.declare_exchange(topology.EVENTS)  # the exchange exists, but no queue is bound
+        async with client(intake) as http:
+            await http.post("/v1/incidents", json=incident_payload(), headers=bearer(intake.police))
+        with pytest.raises(Exception, match="NO_ROUTE"):
+            await intake.relay.publish_batch()
+        async with intake.sessionmaker() as session:
+            row = (await session.execute(select(outbox_message))).one()
+        assert row.published_at is None and row.attempts == 1 and "NO_ROUTE" in row.last_error
+
+
+class TestInbox:
+    async def test_a_redelivered_event_is_processed_once(self, intake, vhost):
+        await intake.broker.connect()
+        await topology.declare(intake.broker)
+        await intake.broker.start()
+        async with client(intake) as http:
+            incident_id = (await http.post("/v1/incidents", json=incident_payload(), headers=bearer(intake.police))).json()["incident_id"]
+        envelope = IncidentRouted(
+            incident_id=incident_id, commune_code="25349", category="violence", urgency="high", rules_version="t", assignments=()
+        ).envelope(correlation_id=incident_id, producer="routing")
+        for _ in range(3):  # the same event three times, as after a publisher retry
+            await intake.broker.publish(
+                envelope.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="incident.routed",
+                persist=True, message_id=str(envelope.event_id),
+            )
+
+        async def routed_entries():
+            async with intake.sessionmaker() as session:
+                rows = (await session.execute(select(TimelineEntry).where(TimelineEntry.kind == "routed"))).scalars().all()
+            return rows
+
+        await wait_for(routed_entries)
+        await asyncio.sleep(0.5)  # give the duplicates their chance to be (wrongly) processed
+        assert len(await routed_entries()) == 1
+        assert intake.consumer_metrics.duplicates.labels("intake.timeline")._value.get() == 2
+
+
+class TestDeadLetters:
+    async def test_a_malformed_message_is_dead_lettered_at_once(self, intake, vhost):
+        await intake.broker.connect()
+        await topology.declare(intake.broker)
+        await intake.broker.start()
+        await intake.broker.publish(b"{not an envelope", exchange=topology.EVENTS, routing_key="incident.closed", persist=True)
+        [dead] = await read_queue(vhost, "intake.timeline.dlq", 1)
+        assert dead.body == b"{not an envelope"
+        assert dead.headers["x-death"][0]["reason"] == "rejected"
+
+    async def test_a_message_that_always_fails_is_dead_lettered_after_the_delivery_limit(self, intake, vhost):
+        spec = topology.ConsumerQueue("test", f"poison-{uuid.uuid4().hex[:6]}", ("incident.closed",), "always fails", delivery_limit=2)
+        attempts = []
+
+        async def failing(session, event, envelope):
+            attempts.append(envelope.event_id)
+            raise RuntimeError("handler bug")
+
+        intake.subscriber(spec, failing)
+        await intake.broker.connect()
+        await topology.declare(intake.broker, (spec,))
+        await intake.broker.start()
+        # A valid envelope whose work fails: redelivered until the limit, then dead-lettered.
+        closed = IncidentClosed(
+            incident_id="x", commune_code="25349", risk_level="low", outcome="ok", by="t", at=datetime.now(timezone.utc)
+        ).envelope(correlation_id="x", producer="test")
+        await intake.broker.publish(closed.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="incident.closed", persist=True)
+        [dead] = await read_queue(vhost, spec.dead_letter_name, 1, timeout=20)
+        assert len(attempts) == 3  # first delivery + 2 redeliveries (x-delivery-limit 2)
+        assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
