@@ -1,0 +1,136 @@
+"""An incident of every category, posted to intake, reaches exactly the inboxes the routing table names."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared.enums import Category
+from tests.support import incident_payload
+
+pytestmark = pytest.mark.e2e
+
+COMMUNE = "25349"
+SCHOOL = "25349.school.th-minh-tam-a"
+HAMLET = "25349.hamlet.ap-2"
+
+# domain.md section 4, written out by hand for an incident of urgency "high" with a known hamlet and school.
+EXPECTED_HIGH = {
+    "sexual_abuse": {"police": "lead", "health": "support", SCHOOL: "support"},
+    "violence": {"cp_officer": "lead", "police": "support", "health": "support", "womens_union": "support"},
+    "school_violence": {SCHOOL: "lead", "police": "support"},
+    "exploitation": {"police": "lead", "womens_union": "support"},
+    "trafficking": {"police": "lead", "chairman": "support"},
+    "abandonment": {"cp_officer": "lead", "justice": "support", "health": "support", "police": "support"},
+    "neglect": {"cp_officer": "lead", "womens_union": "support"},
+    "online_abuse": {"police": "lead", "radio": "support"},
+    "injury": {"health": "lead"},
+    "drowning": {"health": "lead", "police": "support"},
+    "malnutrition": {"health": "lead"},
+    "conflict_with_law": {"police": "lead", "justice": "support", "youth_union": "support"},
+    "child_marriage": {"justice": "lead", "womens_union": "support"},
+    "unsafe_environment": {"culture_info": "lead"},
+    "special_circumstance": {"cp_officer": "lead", "justice": "support"},
+    "other": {"cp_officer": "lead"},
+}
+
+
+def expected_units(category: str) -> dict[str, str]:
+    """Unit id -> role: the category's own units plus the focal point and the hamlet as support."""
+    table = {(u if "." in u else f"{COMMUNE}.{u}"): role for u, role in EXPECTED_HIGH[category].items()}
+    table.setdefault(f"{COMMUNE}.cp_officer", "support")
+    table.setdefault(HAMLET, "support")
+    return table
+
+
+def inbox(system, unit_id: str) -> list[dict]:
+    with system.http("routing", unit_id) as http:
+        answer = http.get(f"/v1/agencies/{unit_id}/assignments", params={"limit": 500})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["items"]
+
+
+def post(system, commune: str = COMMUNE, **overrides) -> str:
+    with system.http("intake", f"{commune}.police") as http:
+        answer = http.post("/v1/incidents", json=incident_payload(commune_code=commune, **overrides))
+    assert answer.status_code == 202, answer.text
+    system.posted[commune] += 1
+    return answer.json()["incident_id"]
+
+
+class TestEveryCategoryReachesItsInboxes:
+    def test_each_incident_lands_in_exactly_the_named_inboxes_within_two_seconds(self, system):
+        posted: dict[str, str] = {}
+        latencies = []
+        for category in Category:
+            incident_id = post(system, category=category.value, urgency="high", hamlet=HAMLET)
+            posted[category.value] = incident_id
+            lead = next(u for u, role in expected_units(category.value).items() if role == "lead")
+            start = time.monotonic()
+            while not any(a["incident_id"] == incident_id for a in inbox(system, lead)):
+                assert time.monotonic() - start < 2.0, f"{category} not in {lead}'s inbox within 2 s"
+                time.sleep(0.02)
+            latencies.append(time.monotonic() - start)
+
+        time.sleep(0.5)  # let any stray assignment arrive before we look for it
+        units = [u for u in system.tokens if "." in u and not u.startswith("district")]
+        seen: dict[str, dict[str, str]] = {incident_id: {} for incident_id in posted.values()}
+        for unit in units:
+            for item in inbox(system, unit):
+                if item["incident_id"] in seen:
+                    assert unit not in seen[item["incident_id"]], f"{unit} got {item['incident_id']} twice"
+                    seen[item["incident_id"]][unit] = item["role"]
+        for category, incident_id in posted.items():
+            assert seen[incident_id] == expected_units(category), category
+        assert max(latencies) < 2.0
+
+    def test_an_emergency_also_reaches_the_chairman(self, system):
+        incident_id = post(system, category="injury", urgency="emergency", hamlet=None)
+        deadline = time.monotonic() + 2
+        while not any(a["incident_id"] == incident_id for a in inbox(system, f"{COMMUNE}.chairman")):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        [assignment] = [a for a in inbox(system, f"{COMMUNE}.chairman") if a["incident_id"] == incident_id]
+        assert assignment["role"] == "support" and assignment["status"] == "pending"
+
+    def test_a_missing_school_falls_back_to_the_cp_officer_with_the_reason(self, system):
+        children = [{"sex": "male", "age_years": 12}]
+        incident_id = post(system, category="school_violence", urgency="medium", children=children)
+        deadline = time.monotonic() + 2
+        while not (mine := [a for a in inbox(system, f"{COMMUNE}.cp_officer") if a["incident_id"] == incident_id]):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        [assignment] = mine
+        assert assignment["role"] == "lead" and "school" in assignment["reason"].lower()
+
+
+class TestSummariesCountIt:
+    def test_the_commune_and_the_district_summaries_count_the_incidents(self, system):
+        for category in ("drowning", "injury"):
+            post(system, category=category)
+        post(system, "25348", hamlet="25348.hamlet.ap-1", children=[{"sex": "male", "age_years": 4}])
+
+        def summaries():
+            with system.http("reporting", f"{COMMUNE}.cp_officer") as http:
+                commune = http.get(f"/v1/summaries/{COMMUNE}", params={"period": "2025"})
+            with system.http("reporting", "district:694") as http:
+                district = http.get("/v1/summaries/694", params={"period": "2025"})
+            assert commune.status_code == 200, commune.text
+            assert district.status_code == 200, district.text
+            return commune.json(), district.json()
+
+        # Every incident of this module happened on 2 March 2025 (the payload's default), in 2025.
+        deadline = time.monotonic() + 10
+        while True:
+            commune, district = summaries()
+            rows = {row["code"]: row for row in district["communes"]}
+            counts = {code: rows[code]["indicators"]["incidents_total"] for code in rows}
+            if commune["indicators"]["incidents_total"] == system.posted[COMMUNE] and counts["25348"] == system.posted["25348"]:
+                break
+            assert time.monotonic() < deadline, (commune["indicators"]["incidents_total"], counts, dict(system.posted))
+            time.sleep(0.1)
+        assert counts == {"25339": 0, "25348": 1, "25349": system.posted[COMMUNE]}
+        assert district["indicators"]["incidents_total"] == system.posted[COMMUNE] + 1
+        assert district["indicators"]["by_age_band"]["0-5"] >= 1
+        assert commune["indicators"]["by_category"]["drowning"] >= 1 and commune["indicators"]["by_category"]["injury"] >= 1
