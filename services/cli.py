@@ -181,6 +181,26 @@ def cmd_token(args) -> None:
         print(f"revoked {asyncio.run(revoke())} token(s)")
 
 
+def cmd_dlq(args) -> None:
+    from shared import deadletters
+
+    url = CommonSettings().amqp_url.get_secret_value()
+    require_broker(CommonSettings())
+    try:
+        if args.dlq_command == "list":
+            letters = asyncio.run(deadletters.list_dead_letters(url, args.queue, args.limit))
+            if not letters:
+                print("no dead letters")
+            for d in letters:
+                when = d.first_death_at.isoformat() if d.first_death_at else "-"
+                print(f"{d.queue:<20} {d.reason:<15} {d.event_type or '-':<26} event {d.message_id or '-'}  incident {d.correlation_id or '-'}  {when}  {d.size} B")
+        else:
+            for queue, n in asyncio.run(deadletters.replay(url, args.queue, args.limit)).items():
+                print(f"{queue}: replayed {n}")
+    except ValueError as exc:
+        sys.exit(f"baove: {exc}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="baove", description="Child-protection incident routing and reporting")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--token")
     what.add_argument("--subject", help="e.g. 25349.police, 694 or admin")
     token.set_defaults(func=cmd_token)
+
+    dlq = sub.add_parser("dlq", help="inspect and replay dead-lettered messages")
+    dsub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlist = dsub.add_parser("list", help="show dead letters per queue with the reason")
+    dlist.add_argument("--queue", help="e.g. routing.incidents (default: every queue)")
+    dlist.add_argument("--limit", type=int, default=100)
+    dreplay = dsub.add_parser("replay", help="send dead letters back to their queue once the cause is fixed")
+    dreplay.add_argument("--queue")
+    dreplay.add_argument("--limit", type=int)
+    dlq.set_defaults(func=cmd_dlq)
     return parser
 
 

@@ -26,7 +26,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import auth, inbox, logging as baove_logging, migrate, outbox
+from prometheus_client import Gauge
+
 from shared.db import make_engine, make_sessionmaker, ping
+from shared.deadletters import dead_letter_counts
 from shared.events import Envelope, Event, parse_payload
 from shared.metrics import ConsumerMetrics, HttpMetricsMiddleware, OutboxMetrics, metrics_response, new_registry
 from shared.settings import ServiceSettings
@@ -129,6 +132,10 @@ class Runtime:
             batch_size=settings.relay_batch_size,
         )
         self.queues: tuple[ConsumerQueue, ...] = queues_of(name)
+        self.dead_letters = Gauge(
+            "baove_dead_letters", "Messages waiting in this service's dead-letter queues", ["queue"], registry=self.registry
+        )
+        self._watch_task: asyncio.Task | None = None
         self.run_migrations = True
         self.api = FastAPI(
             title=f"baove {name}",
@@ -160,10 +167,12 @@ class Runtime:
         await declare(self.broker)
         await self.broker.start()
         self.relay.start()
+        self._watch_task = asyncio.create_task(self._watch_dead_letters(), name="dead-letter-watch")
         log.info("service started", extra={"service_port": self.settings.port})
         try:
             yield
         finally:
+            self._watch_task.cancel()
             await self.relay.stop()
             # Stops consuming first, then waits up to graceful_timeout for handlers in flight.
             await self.broker.stop()
@@ -218,6 +227,22 @@ class Runtime:
             for spec in self.queues:
                 checks[f"consumer:{spec.name}"] = await self._consumer_state(spec.name)
         return checks
+
+    async def _watch_dead_letters(self, interval: float = 15.0) -> None:
+        """Keep the dead-letter gauge fresh; an alert fires on any message there."""
+        while True:
+            try:
+                channel = await self.broker._connection.channel()  # noqa: SLF001 - passive declares only
+                try:
+                    for queue, count in (await dead_letter_counts(channel, self.queues)).items():
+                        self.dead_letters.labels(queue).set(count)
+                finally:
+                    await channel.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker away: readiness reports it; try again later
+                log.debug("dead-letter count unavailable", extra={"error": type(exc).__name__})
+            await asyncio.sleep(interval)
 
     async def _consumer_state(self, queue_name: str) -> str:
         try:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from services.intake.models import TimelineEntry, outbox_message
-from shared import topology
+from shared import deadletters, topology
 from shared.events import IncidentClosed, IncidentRouted
 from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
 
@@ -155,3 +155,42 @@ class TestDeadLetters:
         [dead] = await read_queue(vhost, spec.dead_letter_name, 1, timeout=20)
         assert len(attempts) == 3  # first delivery + 2 redeliveries (x-delivery-limit 2)
         assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
+
+
+class TestDeadLetterTools:
+    async def test_dead_letters_are_listed_with_their_reason_and_replayed_once_fixed(self, intake, vhost, monkeypatch):
+        spec = topology.ConsumerQueue("test", f"fixable-{uuid.uuid4().hex[:6]}", ("incident.closed",), "fails until fixed", delivery_limit=1)
+        fixed = asyncio.Event()
+        handled = []
+
+        async def until_fixed(session, event, envelope):
+            if not fixed.is_set():
+                raise RuntimeError("cause not fixed yet")
+            handled.append(envelope.event_id)
+            return []
+
+        intake.subscriber(spec, until_fixed)
+        await intake.broker.connect()
+        await topology.declare(intake.broker, (spec,))
+        await intake.broker.start()
+        closed = IncidentClosed(
+            incident_id="inc-9", commune_code="25349", risk_level="low", outcome="ok", by="t", at=datetime.now(timezone.utc)
+        ).envelope(correlation_id="inc-9", producer="test")
+        await intake.broker.publish(
+            closed.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="incident.closed", persist=True,
+            message_id=str(closed.event_id), correlation_id="inc-9", message_type="incident.closed",
+        )
+
+        monkeypatch.setattr(topology, "CONSUMER_QUEUES", (*topology.CONSUMER_QUEUES, spec))
+
+        async def listed():
+            return await deadletters.list_dead_letters(vhost, spec.name)
+
+        [letter] = await wait_for(listed, timeout=15)
+        assert (letter.reason, letter.event_type, letter.correlation_id) == ("delivery_limit", "incident.closed", "inc-9")
+        assert len(await deadletters.list_dead_letters(vhost, spec.name)) == 1  # listing does not consume
+
+        fixed.set()
+        assert await deadletters.replay(vhost, spec.name) == {spec.name: 1}
+        await wait_for(lambda: asyncio.sleep(0, result=handled == [closed.event_id]))
+        assert await deadletters.list_dead_letters(vhost, spec.name) == []
