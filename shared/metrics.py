@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -45,6 +44,62 @@ class ConsumerMetrics:
         return cls(
             duplicates=Counter(
                 "baove_events_duplicate", "Redelivered events skipped by the inbox", ["queue"], registry=registry
+            )
+        )
+
+
+@dataclass
+class IntakeMetrics:
+    reported: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> "IntakeMetrics":
+        return cls(
+            reported=Counter(
+                "baove_incidents_reported", "Incidents accepted by intake", ["category", "urgency", "channel"], registry=registry
+            )
+        )
+
+
+# Fitted to the acknowledgement deadlines (1 h, 4 h, 24 h, 72 h) so each deadline is a bucket edge.
+ACK_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 259200, 604800)
+
+
+@dataclass
+class RoutingMetrics:
+    assignments: Counter
+    ack_seconds: Histogram
+    overdue: Gauge
+    escalations: Counter
+    decision_seconds: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> "RoutingMetrics":
+        return cls(
+            assignments=Counter("baove_assignments_created", "Assignments made", ["unit_type", "role"], registry=registry),
+            ack_seconds=Histogram(
+                "baove_assignment_ack_seconds", "Time from assignment to acknowledgement", ["unit_type"],
+                buckets=ACK_BUCKETS, registry=registry,
+            ),
+            overdue=Gauge("baove_assignments_overdue", "Pending assignments past their deadline", ["unit_type"], registry=registry),
+            escalations=Counter("baove_escalations", "Incidents escalated for an overdue assignment", registry=registry),
+            decision_seconds=Histogram(
+                "baove_routing_decision_seconds", "Time to decide and store the routing of one incident",
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0), registry=registry,
+            ),
+        )
+
+
+@dataclass
+class ReportingMetrics:
+    generation_seconds: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> "ReportingMetrics":
+        return cls(
+            generation_seconds=Histogram(
+                "baove_report_generation_seconds", "Time to compute a summary or generate a report", ["level"],
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0), registry=registry,
             )
         )
 
@@ -99,4 +154,3 @@ def metrics_response(registry: CollectorRegistry) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-__all__ = ["ConsumerMetrics", "HttpMetricsMiddleware", "OutboxMetrics", "Request", "metrics_response", "new_registry"]

@@ -35,6 +35,7 @@ async def report_incident(body: IncidentCreate, request: Request, principal: Pri
         return _rejected(exc)
     if accepted.created:
         runtime.relay.notify()
+        request.app.state.metrics.reported.labels(body.category.value, body.urgency.value, body.channel.value).inc()
     return IncidentAccepted(incident_id=accepted.incident_id, status="received")
 
 

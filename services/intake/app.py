@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shared.metrics import IntakeMetrics
 from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import IntakeSettings
@@ -25,6 +26,7 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
         max_body_bytes=settings.max_body_bytes,
     )
     runtime.api.state.hierarchy = load_hierarchy()
+    runtime.api.state.metrics = IntakeMetrics.create(runtime.registry)
     runtime.api.include_router(api.router)
     consumers.register(runtime)
     return runtime
