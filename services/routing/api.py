@@ -1,0 +1,181 @@
+"""Routing's HTTP routes: one inbox per unit, the assignment lifecycle, the unit registry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from shared.auth import Principal, require_principal
+from shared.db import utcnow
+from shared.enums import AssignmentStatus
+
+from . import lifecycle, service
+from .models import Assignment, RoutedIncident
+from .schemas import (
+    AssignmentPage,
+    AssignmentRead,
+    ChildRead,
+    ConflictBody,
+    HandoffRead,
+    IncidentDetails,
+    ReporterRead,
+    StatusChange,
+    StatusChanged,
+    UnitPage,
+    UnitRead,
+)
+
+router = APIRouter(prefix="/v1")
+
+UnitId = Annotated[str, Path(description="the unit's id, e.g. 25349.police or 25349.school.th-minh-tam-a")]
+ERRORS = {401: {"description": "missing or bad token"}, 422: {"description": "invalid input; names each bad field"}}
+NOT_FOUND = {404: {"description": "no such inbox or assignment for this token (another unit's answers the same)"}}
+CONFLICT = {409: {"model": ConflictBody, "description": "not allowed from the current status; names the allowed ones"}}
+
+
+def _rejected(exc: service.Rejected) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+
+def _conflict(exc: lifecycle.IllegalTransition) -> JSONResponse:
+    detail = {"message": str(exc), "current": exc.current.value, "allowed": [s.value for s in exc.allowed]}
+    return JSONResponse({"detail": detail}, status_code=409)
+
+
+def _read(a: Assignment, incident: RoutedIncident, now: datetime) -> AssignmentRead:
+    case = incident.case
+    return AssignmentRead(
+        assignment_id=a.id,
+        incident_id=a.incident_id,
+        unit_id=a.unit_id,
+        role=a.role,
+        status=a.status,
+        due_at=a.due_at,
+        overdue=lifecycle.is_overdue(AssignmentStatus(a.status), a.due_at, now),
+        rule=a.rule,
+        reason=a.reason,
+        rules_version=a.rules_version,
+        origin=a.origin,
+        assigned_at=a.assigned_at,
+        acknowledged_at=a.acknowledged_at,
+        updated_at=a.updated_at,
+        note=a.note,
+        incident=IncidentDetails(
+            category=incident.category,
+            urgency=incident.urgency,
+            channel=incident.channel,
+            commune_code=incident.commune_code,
+            hamlet=incident.hamlet,
+            occurred_at=incident.occurred_at,
+            received_at=incident.received_at,
+            description=case["description"],
+            children=[ChildRead(**child) for child in case["children"]],
+            reporter=ReporterRead(**case["reporter"]) if case.get("reporter") else None,
+        ),
+    )
+
+
+@router.get(
+    "/agencies/{unit_id}/assignments",
+    response_model=AssignmentPage,
+    tags=["inbox"],
+    responses={**ERRORS, **NOT_FOUND},
+)
+async def list_assignments(
+    request: Request,
+    unit_id: UnitId,
+    status: AssignmentStatus | None = Query(None, description="only assignments in this status"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    principal: Principal = Depends(require_principal),
+):
+    """A unit's inbox: overdue first, then by urgency (emergency first), due time and id; for the unit itself and admins."""
+    runtime = request.app.state.runtime
+    try:
+        async with runtime.sessionmaker() as session:
+            page = await service.list_assignments(session, unit_id, principal, status=status, limit=limit, cursor=cursor)
+    except service.Rejected as exc:
+        return _rejected(exc)
+    now = utcnow()
+    return AssignmentPage(items=[_read(a, incident, now) for a, incident in page.rows], next_cursor=page.next_cursor)
+
+
+@router.post(
+    "/agencies/{unit_id}/assignments/{assignment_id}/acknowledge",
+    response_model=AssignmentRead,
+    tags=["inbox"],
+    responses={**ERRORS, **NOT_FOUND, **CONFLICT},
+)
+async def acknowledge(request: Request, unit_id: UnitId, assignment_id: str, principal: Principal = Depends(require_principal)):
+    """The unit has taken note of the assignment (pending -> acknowledged); publishes assignment.acknowledged."""
+    runtime = request.app.state.runtime
+    try:
+        async with runtime.sessionmaker() as session, session.begin():
+            a, incident = await service.acknowledge(session, runtime, unit_id, assignment_id, principal)
+    except service.Rejected as exc:
+        return _rejected(exc)
+    except lifecycle.IllegalTransition as exc:
+        return _conflict(exc)
+    runtime.relay.notify()
+    return _read(a, incident, utcnow())
+
+
+@router.post(
+    "/agencies/{unit_id}/assignments/{assignment_id}/status",
+    response_model=StatusChanged,
+    tags=["inbox"],
+    responses={**ERRORS, **NOT_FOUND, **CONFLICT},
+)
+async def change_status(
+    body: StatusChange,
+    request: Request,
+    unit_id: UnitId,
+    assignment_id: str,
+    principal: Principal = Depends(require_principal),
+):
+    """acknowledged -> in_progress -> done, or declined with a note; a declined lead goes to the cp_officer (`handoff`)."""
+    runtime = request.app.state.runtime
+    try:
+        async with runtime.sessionmaker() as session, session.begin():
+            a, incident, handoff = await service.change_status(
+                session, runtime, request.app.state.rules, unit_id, assignment_id, AssignmentStatus(body.status), body.note, principal
+            )
+    except service.Rejected as exc:
+        return _rejected(exc)
+    except lifecycle.IllegalTransition as exc:
+        return _conflict(exc)
+    runtime.relay.notify()
+    read = _read(a, incident, utcnow())
+    return StatusChanged(
+        **read.model_dump(),
+        handoff=HandoffRead(assignment_id=handoff.id, unit_id=handoff.unit_id) if handoff else None,
+    )
+
+
+@router.get(
+    "/units",
+    response_model=UnitPage,
+    tags=["units"],
+    responses={**ERRORS, 403: {"description": "only admins and the commune's cp_officer"}},
+)
+async def list_units(
+    request: Request,
+    commune: str = Query(pattern=r"^\d{5}$", description="the commune's 5-digit code"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    principal: Principal = Depends(require_principal),
+):
+    """The unit registry of a commune (id, type, name): for admins and the commune's cp_officer."""
+    runtime = request.app.state.runtime
+    try:
+        async with runtime.sessionmaker() as session:
+            units, next_cursor = await service.list_units(session, commune, principal, limit=limit, cursor=cursor)
+    except service.Rejected as exc:
+        return _rejected(exc)
+    return UnitPage(
+        items=[UnitRead(id=u.id, type=u.unit_type, name=u.name, commune_code=u.commune_code, active=u.active) for u in units],
+        next_cursor=next_cursor,
+    )

@@ -1,0 +1,98 @@
+"""Routing's tables: the unit registry, the routed incidents (personal data lives here), assignments and their history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import UtcDateTime, new_metadata
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+metadata = Base.metadata
+outbox_message = outbox_table(metadata)
+inbox_message = inbox_table(metadata)
+
+
+class Unit(Base):
+    """A unit that can receive assignments (contract.md, unit ids)."""
+
+    __tablename__ = "unit"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(5), index=True)
+    unit_type: Mapped[str] = mapped_column(String(32))
+    local_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class RoutedIncident(Base):
+    """An incident as routing received it; `case` holds what the units need to act (personal data)."""
+
+    __tablename__ = "routed_incident"
+
+    incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(5))
+    hamlet: Mapped[str | None] = mapped_column(String(120))
+    category: Mapped[str] = mapped_column(String(32))
+    urgency: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    routed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    rules_version: Mapped[str] = mapped_column(String(40))
+    case: Mapped[dict] = mapped_column(JSON)
+
+
+class Assignment(Base):
+    __tablename__ = "assignment"
+    __table_args__ = (
+        # The inbox query: one unit's assignments by status, soonest due first.
+        Index("ix_assignment_inbox", "unit_id", "status", "due_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("routed_incident.incident_id"), index=True)
+    unit_id: Mapped[str] = mapped_column(String(120))
+    unit_type: Mapped[str] = mapped_column(String(32))
+    commune_code: Mapped[str] = mapped_column(String(5))
+    role: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str] = mapped_column(String(500))
+    rules_version: Mapped[str] = mapped_column(String(40))
+    # "routing" for the routing decision, "decline:<assignment id>" for a lead handed back.
+    origin: Mapped[str] = mapped_column(String(60))
+    # One assignment per unit per incident and origin: the second line of defence after the inbox.
+    dedupe_key: Mapped[str] = mapped_column(String(240), unique=True)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    assigned_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class AssignmentChange(Base):
+    """The history of an assignment: who moved it from which status to which, and when."""
+
+    __tablename__ = "assignment_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    assignment_id: Mapped[str] = mapped_column(ForeignKey("assignment.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    principal: Mapped[str] = mapped_column(String(120))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+def dedupe_key(incident_id: str, unit_id: str, origin: str) -> str:
+    return f"{incident_id}:{unit_id}:{origin}"

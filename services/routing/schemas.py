@@ -1,0 +1,114 @@
+"""Routing's HTTP models (contract.md, Routing)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.enums import AssignmentStatus, Category, Channel, Role, Sex, Urgency
+
+from . import lifecycle
+
+
+class ChildRead(BaseModel):
+    full_name: str | None = None
+    sex: Sex
+    birth_date: str | None = None
+    age_years: int | None = None
+    school: str | None = Field(None, description="the school's unit id")
+    special_circumstances: list[str] = []
+
+
+class ReporterRead(BaseModel):
+    """The reporter; name and phone are never kept for an anonymous report."""
+
+    name: str | None = None
+    phone: str | None = None
+    relation: str | None = None
+    anonymous: bool = False
+
+
+class IncidentDetails(BaseModel):
+    """What a unit needs to act on the incident."""
+
+    category: Category
+    urgency: Urgency
+    channel: Channel
+    commune_code: str
+    hamlet: str | None
+    occurred_at: datetime | None
+    received_at: datetime
+    description: str
+    children: list[ChildRead]
+    reporter: ReporterRead | None
+
+
+class AssignmentRead(BaseModel):
+    assignment_id: str
+    incident_id: str
+    unit_id: str
+    role: Role
+    status: AssignmentStatus
+    due_at: datetime = Field(description="when acknowledgement is due")
+    overdue: bool = Field(description="pending and past due_at")
+    rule: str = Field(description="the rule that routed it here, e.g. category.sexual_abuse.lead")
+    reason: str = Field(description="why this unit, in words")
+    rules_version: str
+    origin: str = Field(description='"routing", or "decline:<assignment id>" for a lead handed back')
+    assigned_at: datetime
+    acknowledged_at: datetime | None
+    updated_at: datetime
+    note: str | None = Field(description="the latest note given with a status change")
+    incident: IncidentDetails
+
+
+class AssignmentPage(BaseModel):
+    items: list[AssignmentRead]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    status: Literal["in_progress", "done", "declined"]
+    note: str | None = Field(None, max_length=2000, description="required when declining: say why")
+
+    @model_validator(mode="after")
+    def _note_when_required(self) -> StatusChange:
+        if AssignmentStatus(self.status) in lifecycle.NOTE_REQUIRED and not self.note:
+            raise ValueError(f"a note is required to set {self.status}: say why")
+        return self
+
+
+class HandoffRead(BaseModel):
+    assignment_id: str
+    unit_id: str
+
+
+class StatusChanged(AssignmentRead):
+    handoff: HandoffRead | None = Field(None, description="the new lead assignment when a lead was declined")
+
+
+class TransitionConflict(BaseModel):
+    message: str
+    current: AssignmentStatus
+    allowed: list[AssignmentStatus]
+
+
+class ConflictBody(BaseModel):
+    detail: TransitionConflict
+
+
+class UnitRead(BaseModel):
+    id: str
+    type: str
+    name: str
+    commune_code: str
+    active: bool
+
+
+class UnitPage(BaseModel):
+    items: list[UnitRead]
+    next_cursor: str | None

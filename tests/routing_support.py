@@ -1,0 +1,62 @@
+"""Factories for routing's tests: reported incidents as intake would publish them, and a routing runtime."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from services.routing.service import load_units_into
+from shared.enums import AgeBand
+from shared.events import ChildCase, ChildFacts, IncidentCase, IncidentFacts, IncidentReported, Reporter
+from shared.reference import load_demo_units
+from tests.support import make_runtime, migrate
+
+SCHOOL = "25349.school.th-minh-tam-a"
+HAMLET = "25349.hamlet.ap-2"
+_seq = itertools.count(1)
+
+
+def reported(
+    *,
+    incident_id: str | None = None,
+    category: str = "sexual_abuse",
+    urgency: str = "high",
+    commune_code: str = "25349",
+    hamlet: str | None = HAMLET,
+    school: str | None = SCHOOL,
+    received_at: datetime | None = None,
+    anonymous: bool = False,
+    **case: Any,
+) -> IncidentReported:
+    """An incident.reported payload with one child."""
+    n = next(_seq)
+    received_at = received_at or datetime.now(timezone.utc)
+    return IncidentReported(
+        incident_id=incident_id or str(uuid.uuid4()),
+        reported_by=f"{commune_code}.police",
+        facts=IncidentFacts(
+            commune_code=commune_code,
+            hamlet=hamlet,
+            category=category,
+            urgency=urgency,
+            channel="hotline_111",
+            occurred_at=received_at - timedelta(hours=2),
+            received_at=received_at,
+            children=(ChildFacts(sex="female", age_band=AgeBand.a11_15),),
+        ),
+        case=IncidentCase(
+            description=case.get("description", f"A child was hurt, report {n}"),
+            children=(ChildCase(full_name=f"Nguyễn Thị Test{n}", sex="female", birth_date="2013-05-01", school=school),),
+            reporter=Reporter(name=f"Trần Văn Reporter{n}", phone=f"0912{n:06d}", relation="neighbour", anonymous=anonymous),
+        ),
+    )
+
+
+async def routing_runtime(tmp_path, database_url: str | None = None):
+    """A migrated routing runtime with the demo units registered."""
+    runtime = make_runtime("routing", tmp_path, database_url)
+    await migrate(runtime)
+    await load_units_into(runtime, load_demo_units())
+    return runtime
