@@ -1,0 +1,328 @@
+"""Indicators (domain.md section 5) from grouped counts: tallies per commune, their sum, and the rendered dicts.
+
+Pure: the SQL that groups the read model lives in service.py and hands rows of plain values here.
+A tally keeps raw acknowledgement times so that a total's median is the median of all of them,
+never a median of medians. `None` means "no data" (the unit did not exist); a tally of zeros is a true zero.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from statistics import median as _median
+from typing import Any, NamedTuple
+
+from shared.enums import AgeBand, Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
+from shared.reference import Coverage, Hierarchy
+
+from .periods import Period
+
+UNKNOWN_HAMLET = "unknown"
+INJURY_CATEGORIES = (Category.injury.value, Category.drowning.value)
+CIRCUMSTANCE_SEPARATOR = ","
+
+
+# -- rows as the queries give them -------------------------------------------------------------
+
+
+class IncidentGroup(NamedTuple):
+    commune_code: str
+    category: str
+    urgency: str
+    channel: str
+    hamlet: str | None
+    closed: bool
+    count: int
+
+
+class ChildGroup(NamedTuple):
+    commune_code: str
+    category: str
+    sex: str
+    age_band: str
+    special_circumstances: str  # codes joined by CIRCUMSTANCE_SEPARATOR, "" for none
+    count: int
+
+
+class ResponseGroup(NamedTuple):
+    commune_code: str
+    unit_type: str
+    assignments: int
+    acknowledged: int
+    acknowledged_within_deadline: int
+    overdue: int
+
+
+class AckTime(NamedTuple):
+    commune_code: str
+    unit_type: str
+    seconds: float
+
+
+class EscalationGroup(NamedTuple):
+    commune_code: str
+    unit_type: str
+    count: int
+
+
+# -- tallies ----------------------------------------------------------------------------------
+
+
+@dataclass
+class UnitResponse:
+    assignments: int = 0
+    acknowledged: int = 0
+    acknowledged_within_deadline: int = 0
+    overdue: int = 0
+    escalations: int = 0
+    seconds_to_acknowledge: list[float] = field(default_factory=list)
+
+    def add(self, other: UnitResponse) -> None:
+        self.assignments += other.assignments
+        self.acknowledged += other.acknowledged
+        self.acknowledged_within_deadline += other.acknowledged_within_deadline
+        self.overdue += other.overdue
+        self.escalations += other.escalations
+        self.seconds_to_acknowledge.extend(other.seconds_to_acknowledge)
+
+
+@dataclass
+class Tally:
+    """The raw counts of one commune's share of a period, or of several communes summed."""
+
+    incidents_total: int = 0
+    cases_closed: int = 0
+    by_category: Counter[str] = field(default_factory=Counter)
+    by_urgency: Counter[str] = field(default_factory=Counter)
+    by_channel: Counter[str] = field(default_factory=Counter)
+    by_hamlet: Counter[str] = field(default_factory=Counter)
+    children_total: int = 0
+    children_in_special_circumstances: int = 0
+    children_by_category: Counter[str] = field(default_factory=Counter)
+    by_sex: Counter[str] = field(default_factory=Counter)
+    by_age_band: Counter[str] = field(default_factory=Counter)
+    by_special_circumstance: Counter[str] = field(default_factory=Counter)
+    response: dict[str, UnitResponse] = field(default_factory=dict)
+
+    def unit(self, unit_type: str) -> UnitResponse:
+        return self.response.setdefault(unit_type, UnitResponse())
+
+    def add(self, other: Tally) -> None:
+        self.incidents_total += other.incidents_total
+        self.cases_closed += other.cases_closed
+        self.children_total += other.children_total
+        self.children_in_special_circumstances += other.children_in_special_circumstances
+        for name in (
+            "by_category",
+            "by_urgency",
+            "by_channel",
+            "by_hamlet",
+            "children_by_category",
+            "by_sex",
+            "by_age_band",
+            "by_special_circumstance",
+        ):
+            getattr(self, name).update(getattr(other, name))
+        for unit_type, response in other.response.items():
+            self.unit(unit_type).add(response)
+
+
+def split_circumstances(text: str) -> list[str]:
+    return [code for code in text.split(CIRCUMSTANCE_SEPARATOR) if code]
+
+
+def join_circumstances(codes: Iterable[str]) -> str:
+    """The stored form: known codes only (anything else could be free text), sorted, deduplicated."""
+    known = {c.value for c in SpecialCircumstance}
+    return CIRCUMSTANCE_SEPARATOR.join(sorted({c for c in codes if c in known}))
+
+
+def tally_by_commune(
+    incidents: Iterable[IncidentGroup],
+    children: Iterable[ChildGroup] = (),
+    responses: Iterable[ResponseGroup] = (),
+    ack_times: Iterable[AckTime] = (),
+    escalations: Iterable[EscalationGroup] = (),
+) -> dict[str, Tally]:
+    """Fold grouped rows into one tally per commune code."""
+    tallies: dict[str, Tally] = {}
+
+    def of(code: str) -> Tally:
+        return tallies.setdefault(code, Tally())
+
+    for row in incidents:
+        t = of(row.commune_code)
+        t.incidents_total += row.count
+        t.cases_closed += row.count if row.closed else 0
+        t.by_category[row.category] += row.count
+        t.by_urgency[row.urgency] += row.count
+        t.by_channel[row.channel] += row.count
+        t.by_hamlet[row.hamlet or UNKNOWN_HAMLET] += row.count
+    for row in children:
+        t = of(row.commune_code)
+        codes = split_circumstances(row.special_circumstances)
+        t.children_total += row.count
+        t.children_by_category[row.category] += row.count
+        t.by_sex[row.sex] += row.count
+        t.by_age_band[row.age_band] += row.count
+        t.children_in_special_circumstances += row.count if codes else 0
+        for code in codes:
+            t.by_special_circumstance[code] += row.count
+    for row in responses:
+        u = of(row.commune_code).unit(row.unit_type)
+        u.assignments += row.assignments
+        u.acknowledged += row.acknowledged
+        u.acknowledged_within_deadline += row.acknowledged_within_deadline
+        u.overdue += row.overdue
+    for row in ack_times:
+        # Clocks of two services may disagree by a little: a negative wait is a zero wait.
+        of(row.commune_code).unit(row.unit_type).seconds_to_acknowledge.append(max(0.0, row.seconds))
+    for row in escalations:
+        of(row.commune_code).unit(row.unit_type).escalations += row.count
+    return tallies
+
+
+def total(tallies: Iterable[Tally]) -> Tally:
+    """The sum of several communes' tallies (acknowledgement times pooled)."""
+    result = Tally()
+    for tally in tallies:
+        result.add(tally)
+    return result
+
+
+def median(values: Sequence[float]) -> float | None:
+    return float(_median(values)) if values else None
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+
+def every_code(counts: Counter[str], codes: Iterable[str]) -> dict[str, int]:
+    """Every code with its count, 0 where none, so a true zero shows; codes seen but not listed come last."""
+    out = {code: counts.get(code, 0) for code in codes}
+    for code in sorted(counts):
+        out.setdefault(code, counts[code])
+    return out
+
+
+def response_indicators(response: UnitResponse) -> dict[str, Any]:
+    return {
+        "assignments": response.assignments,
+        "acknowledged": response.acknowledged,
+        "acknowledged_within_deadline": response.acknowledged_within_deadline,
+        "median_seconds_to_acknowledge": median(response.seconds_to_acknowledge),
+        "overdue": response.overdue,
+        "escalations": response.escalations,
+    }
+
+
+def indicators(tally: Tally | None, hamlets: Sequence[str] = ()) -> dict[str, Any] | None:
+    """The indicator object of contract.md (Reporting); None stays None: no data, not zero."""
+    if tally is None:
+        return None
+    empty = UnitResponse()
+    return {
+        "incidents_total": tally.incidents_total,
+        "children_total": tally.children_total,
+        "by_category": every_code(tally.by_category, [c.value for c in Category]),
+        "by_urgency": every_code(tally.by_urgency, [u.value for u in Urgency]),
+        "by_channel": every_code(tally.by_channel, [c.value for c in Channel]),
+        "by_hamlet": every_code(tally.by_hamlet, [*hamlets, UNKNOWN_HAMLET]),
+        "by_sex": every_code(tally.by_sex, [s.value for s in Sex]),
+        "by_age_band": every_code(tally.by_age_band, [a.value for a in AgeBand]),
+        "children_by_category": every_code(tally.children_by_category, [c.value for c in Category]),
+        "by_special_circumstance": every_code(tally.by_special_circumstance, [s.value for s in SpecialCircumstance]),
+        "children_in_special_circumstances": tally.children_in_special_circumstances,
+        "injuries_and_drownings": sum(tally.by_category.get(c, 0) for c in INJURY_CATEGORIES),
+        "cases_open": tally.incidents_total - tally.cases_closed,
+        "cases_closed": tally.cases_closed,
+        "response": {
+            unit_type: response_indicators(tally.response.get(unit_type, empty))
+            for unit_type in [u.value for u in UnitType] + sorted(set(tally.response) - {u.value for u in UnitType})
+        },
+    }
+
+
+# -- the summary ------------------------------------------------------------------------------
+
+
+def communes_of(coverages: Sequence[Coverage]) -> list[str]:
+    """The communes of every coverage, each once, in order."""
+    return list(dict.fromkeys(code for c in coverages for code in c.communes))
+
+
+def covered_windows(coverages: Sequence[Coverage]) -> list[tuple[date, date]]:
+    """The coverages' [start, end) windows with touching ones merged."""
+    merged: list[tuple[date, date]] = []
+    for start, end in sorted((c.start, c.end) for c in coverages):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def coverage_note(code: str, name: str, period: Period, coverages: Sequence[Coverage]) -> str | None:
+    """Why the indicators are null, or which days they cover when the unit existed for part of the period only."""
+    span = f"{period.start.isoformat()}..{period.last_day.isoformat()}"
+    if not coverages:
+        return f"{code} ({name}) did not exist in period {period.id} ({span}): no data"
+    windows = covered_windows(coverages)
+    if windows == [(period.start, period.end)]:
+        return None
+    days = ", ".join(f"{s.isoformat()}..{(e - timedelta(days=1)).isoformat()}" for s, e in windows)
+    return f"{code} ({name}) existed for part of period {period.id} ({span}) only: indicators cover {days}"
+
+
+def build_summary(
+    hierarchy: Hierarchy,
+    code: str,
+    period: Period,
+    coverages: Sequence[Coverage],
+    tallies: dict[str, Tally],
+    as_of: datetime,
+) -> dict[str, Any]:
+    """The summary of one org unit: its total, and above commune level a row per commune and completeness."""
+    # The name and level the unit had in the period (25349 was Minh Tâm before 1 July 2025, Minh Đức after).
+    unit = coverages[-1].version.units[code] if coverages else hierarchy.unit(code)
+    communes = communes_of(coverages)
+    commune_names = {c: v.version.units[c].name for v in coverages for c in v.communes}
+    hamlets = [h for c in communes for h in hierarchy.hamlet_unit_ids(c)]
+    aggregated = unit.level != "commune"
+    summary: dict[str, Any] = {
+        "org_unit": code,
+        "name": unit.name,
+        "level": unit.level,
+        "period": {"id": period.id, "kind": period.kind, "start": period.start, "end": period.last_day, "due": period.due},
+        "as_of": as_of,
+        "hierarchy_version": [
+            {
+                "id": c.version.id,
+                "name": c.version.name,
+                "start": c.start,
+                "end": c.end - timedelta(days=1),
+                "communes": list(c.communes),
+            }
+            for c in coverages
+        ],
+        "note": coverage_note(code, unit.name, period, coverages),
+        "indicators": indicators(total(tallies.get(c, Tally()) for c in communes) if coverages else None, hamlets),
+        "communes": None,
+        "completeness": None,
+    }
+    if aggregated and coverages:
+        summary["communes"] = [
+            {
+                "code": c,
+                "name": commune_names[c],
+                "indicators": indicators(tallies.get(c, Tally()), hierarchy.hamlet_unit_ids(c)),
+            }
+            for c in communes
+        ]
+        summary["completeness"] = {
+            "communes_expected": communes,
+            "communes_with_data": [c for c in communes if c in tallies and tallies[c].incidents_total > 0],
+        }
+    return summary

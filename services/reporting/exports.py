@@ -1,0 +1,225 @@
+"""A summary as a table with Vietnamese headings, written as CSV or XLSX: the same numbers as the JSON.
+
+Pure: a summary dict (service.summary) in, bytes out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font
+
+from shared.enums import LABELS_VI
+from shared.reference import Hierarchy
+
+from .aggregates import UNKNOWN_HAMLET, Tally, indicators
+from .periods import VN
+
+SECTIONS: dict[str, str] = {
+    "incidents_total": "Tổng số vụ việc",
+    "children_total": "Tổng số trẻ em bị xâm hại, bị ảnh hưởng",
+    "by_category": "Vụ việc theo loại",
+    "by_urgency": "Vụ việc theo mức độ khẩn cấp",
+    "by_channel": "Vụ việc theo kênh tiếp nhận",
+    "by_hamlet": "Vụ việc theo ấp, sóc",
+    "by_sex": "Trẻ em theo giới tính",
+    "by_age_band": "Trẻ em theo nhóm tuổi",
+    "children_by_category": "Trẻ em theo hình thức bị xâm hại",
+    "by_special_circumstance": "Trẻ em có hoàn cảnh đặc biệt theo nhóm",
+    "children_in_special_circumstances": "Số trẻ em có hoàn cảnh đặc biệt",
+    "injuries_and_drownings": "Số vụ tai nạn thương tích, đuối nước",
+    "cases_open": "Số vụ việc đang xử lý",
+    "cases_closed": "Số vụ việc đã kết thúc",
+    "response": "Tiếp nhận và xử lý theo đơn vị",
+}
+
+CHANNELS = {
+    "hotline_111": "Tổng đài 111",
+    "phone": "Điện thoại",
+    "in_person": "Trực tiếp",
+    "school": "Nhà trường",
+    "health_station": "Trạm y tế",
+    "police": "Công an",
+    "hamlet": "Ấp, sóc",
+    "online": "Trực tuyến",
+    "other": "Khác",
+}
+
+AGE_BANDS = {
+    "0-5": "Từ 0 đến 5 tuổi",
+    "6-10": "Từ 6 đến 10 tuổi",
+    "11-15": "Từ 11 đến 15 tuổi",
+    "16-17": "Từ 16 đến dưới 18 tuổi",
+    "unknown": "Không rõ tuổi",
+}
+
+# Law on Children 2016, Art. 10.
+CIRCUMSTANCES = {
+    "orphan": "Mồ côi cả cha và mẹ",
+    "abandoned": "Bị bỏ rơi",
+    "without_support": "Không nơi nương tựa",
+    "disabled": "Khuyết tật",
+    "hiv_aids": "Nhiễm HIV/AIDS",
+    "conflict_with_law": "Vi phạm pháp luật",
+    "drug_use": "Nghiện ma túy",
+    "left_school_to_work": "Phải bỏ học kiếm sống",
+    "harmed_by_violence": "Bị tổn hại nghiêm trọng do bạo lực",
+    "exploited": "Bị bóc lột",
+    "sexually_abused": "Bị xâm hại tình dục",
+    "trafficked": "Bị mua bán",
+    "serious_illness_poor": "Mắc bệnh hiểm nghèo thuộc hộ nghèo, cận nghèo",
+    "migrant_without_caregiver": "Di cư, lánh nạn chưa xác định được cha mẹ",
+}
+
+MEASURES = {
+    "assignments": "Số lượt được giao",
+    "acknowledged": "Số lượt đã tiếp nhận",
+    "acknowledged_within_deadline": "Tiếp nhận đúng hạn",
+    "median_seconds_to_acknowledge": "Thời gian tiếp nhận (trung vị, giây)",
+    "overdue": "Quá hạn tiếp nhận",
+    "escalations": "Số lần báo lên cấp trên do quá hạn",
+}
+
+LEVELS = {"commune": "Xã", "district": "Huyện", "province": "Tỉnh"}
+
+FIXED_HEADINGS = ["Nhóm chỉ tiêu", "Mã", "Chỉ tiêu", "Tổng số"]
+
+
+def hamlet_names(hierarchy: Hierarchy) -> dict[str, str]:
+    """Hamlet unit id -> its name (Ấp 2), for every commune of the hierarchy file."""
+    return {
+        f"{commune}.hamlet.{local}": name for commune, hamlets in hierarchy.hamlets.items() for local, name in hamlets
+    }
+
+
+def flatten(ind: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """(section, code, value) for every number of an indicator object; code is "" for a single number."""
+    out: list[tuple[str, str, Any]] = []
+    for section, value in ind.items():
+        if section == "response":
+            out += [(section, f"{unit}.{m}", n) for unit, measures in value.items() for m, n in measures.items()]
+        elif isinstance(value, Mapping):
+            out += [(section, code, n) for code, n in value.items()]
+        else:
+            out.append((section, "", value))
+    return out
+
+
+def label(section: str, code: str, hamlet_names: Mapping[str, str]) -> str:
+    """The Vietnamese name of one line."""
+    if not code:
+        return SECTIONS.get(section, section)
+    if section == "response":
+        unit, measure = code.split(".", 1)
+        return f"{LABELS_VI.get(unit, unit)} - {MEASURES.get(measure, measure)}"
+    if section == "by_hamlet":
+        return "Không rõ ấp" if code == UNKNOWN_HAMLET else hamlet_names.get(code, code)
+    table = {"by_channel": CHANNELS, "by_age_band": AGE_BANDS, "by_special_circumstance": CIRCUMSTANCES}.get(section, LABELS_VI)
+    return table.get(code, code)
+
+
+def table(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> tuple[list[str], list[list[Any]]]:
+    """Headings and rows: one row per number, the total then one column per commune; blank where no data."""
+    total = summary["indicators"]
+    communes = summary.get("communes") or []
+    headings = FIXED_HEADINGS + [f"{row['name']} ({row['code']})" for row in communes]
+    # With no data the lines still show, empty: a blank cell is "no data", a 0 is a counted zero.
+    lines = flatten(total if total is not None else indicators(Tally()))
+    columns = [dict(((s, c), v) for s, c, v in flatten(row["indicators"])) for row in communes]
+    rows = []
+    for section, code, value in lines:
+        rows.append(
+            [
+                SECTIONS.get(section, section),
+                code,
+                label(section, code, hamlet_names),
+                _cell(value if total is not None else None),
+                *(_cell(col.get((section, code))) for col in columns),
+            ]
+        )
+    return headings, rows
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def to_csv(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> bytes:
+    """UTF-8 with a byte-order mark, so spreadsheet programs show Vietnamese correctly."""
+    headings, rows = table(summary, hamlet_names)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(headings)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def _day(value: date | None) -> str:
+    return value.strftime("%d/%m/%Y") if value else ""
+
+
+def _moment(value: datetime) -> str:
+    return value.astimezone(VN).strftime("%d/%m/%Y %H:%M") + " (giờ Việt Nam)"
+
+
+def info(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The report's heading block: unit, period, due date, data time, hierarchy versions, note."""
+    period = summary["period"]
+    lines = [
+        ("Đơn vị", f"{summary['name']} ({summary['org_unit']})"),
+        ("Cấp", LEVELS.get(summary["level"], summary["level"])),
+        ("Kỳ báo cáo", period["id"]),
+        ("Từ ngày", _day(period["start"])),
+        ("Đến ngày", _day(period["end"])),
+        ("Hạn gửi báo cáo", _day(period["due"])),
+        ("Số liệu tính đến", _moment(summary["as_of"])),
+        (
+            "Địa giới hành chính áp dụng",
+            "; ".join(f"{v['id']} ({_day(v['start'])} - {_day(v['end'])})" for v in summary["hierarchy_version"])
+            or "Không có (đơn vị không tồn tại trong kỳ)",
+        ),
+    ]
+    completeness = summary.get("completeness")
+    if completeness:
+        lines.append(
+            ("Số xã có số liệu", f"{len(completeness['communes_with_data'])}/{len(completeness['communes_expected'])}")
+        )
+    if summary.get("note"):
+        lines.append(("Ghi chú", summary["note"]))
+    return lines
+
+
+def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> bytes:
+    headings, rows = table(summary, hamlet_names)
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Tổng hợp"
+    sheet.append(["BÁO CÁO TỔNG HỢP CÔNG TÁC BẢO VỆ TRẺ EM"])
+    sheet["A1"].font = Font(bold=True, size=13)
+    for key, value in info(summary):
+        sheet.append([key, value])
+    sheet.append([])
+    sheet.append(headings)
+    heading_row = sheet.max_row
+    for cell in sheet[heading_row]:
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+    for row in rows:
+        sheet.append(row)
+    sheet.freeze_panes = sheet.cell(row=heading_row + 1, column=len(FIXED_HEADINGS))
+    for column, width in zip("ABCD", (38, 30, 52, 12)):
+        sheet.column_dimensions[column].width = width
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+EXPORTERS = {
+    "csv": (to_csv, "text/csv; charset=utf-8"),
+    "xlsx": (to_xlsx, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+}

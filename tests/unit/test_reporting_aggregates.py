@@ -1,0 +1,204 @@
+"""Indicators from grouped counts: every code shown, zero distinct from no data, communes summed, medians pooled."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import pytest
+
+from services.reporting.aggregates import (
+    AckTime,
+    ChildGroup,
+    EscalationGroup,
+    IncidentGroup,
+    ResponseGroup,
+    Tally,
+    build_summary,
+    covered_windows,
+    indicators,
+    join_circumstances,
+    median,
+    tally_by_commune,
+    total,
+)
+from services.reporting.periods import parse_period
+from shared.enums import AgeBand, Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
+from shared.reference import load_hierarchy
+
+pytestmark = pytest.mark.unit
+
+AS_OF = datetime(2026, 1, 5, tzinfo=timezone.utc)
+
+
+def sample() -> dict[str, Tally]:
+    return tally_by_commune(
+        incidents=[
+            IncidentGroup("25349", "violence", "high", "hotline_111", "25349.hamlet.ap-2", False, 3),
+            IncidentGroup("25349", "drowning", "emergency", "phone", None, True, 1),
+            IncidentGroup("25348", "injury", "low", "in_person", "25348.hamlet.ap-1", True, 2),
+        ],
+        children=[
+            ChildGroup("25349", "violence", "female", "6-10", "disabled,orphan", 2),
+            ChildGroup("25349", "violence", "male", "11-15", "", 2),
+            ChildGroup("25348", "injury", "unknown", "unknown", "disabled", 2),
+        ],
+        responses=[
+            ResponseGroup("25349", "police", 3, 2, 1, 1),
+            ResponseGroup("25348", "health", 2, 2, 2, 0),
+        ],
+        ack_times=[
+            AckTime("25349", "police", 600.0),
+            AckTime("25349", "police", 1800.0),
+            AckTime("25348", "police", 60.0),
+            AckTime("25348", "health", -3.0),
+        ],
+        escalations=[EscalationGroup("25349", "police", 1)],
+    )
+
+
+class TestIndicatorsOfOneCommune:
+    def test_totals_and_breakdowns_add_up(self):
+        ind = indicators(sample()["25349"], ["25349.hamlet.ap-1", "25349.hamlet.ap-2"])
+        assert ind["incidents_total"] == 4
+        assert ind["children_total"] == 4
+        assert ind["by_category"]["violence"] == 3 and ind["by_category"]["drowning"] == 1
+        assert ind["by_urgency"] == {"emergency": 1, "high": 3, "medium": 0, "low": 0}
+        assert ind["by_hamlet"] == {"25349.hamlet.ap-1": 0, "25349.hamlet.ap-2": 3, "unknown": 1}
+        assert ind["by_sex"] == {"male": 2, "female": 2, "unknown": 0}
+        assert ind["by_age_band"]["6-10"] == 2 and ind["by_age_band"]["11-15"] == 2
+        assert ind["children_by_category"]["violence"] == 4
+        assert ind["by_special_circumstance"]["disabled"] == 2 and ind["by_special_circumstance"]["orphan"] == 2
+        assert ind["children_in_special_circumstances"] == 2
+        assert ind["injuries_and_drownings"] == 1
+        assert (ind["cases_open"], ind["cases_closed"]) == (3, 1)
+
+    def test_every_breakdown_lists_every_code_of_its_enum(self):
+        ind = indicators(Tally())
+        assert list(ind["by_category"]) == [c.value for c in Category]
+        assert list(ind["by_urgency"]) == [u.value for u in Urgency]
+        assert list(ind["by_channel"]) == [c.value for c in Channel]
+        assert list(ind["by_sex"]) == [s.value for s in Sex]
+        assert list(ind["by_age_band"]) == [a.value for a in AgeBand]
+        assert list(ind["by_special_circumstance"]) == [s.value for s in SpecialCircumstance]
+        assert list(ind["response"]) == [u.value for u in UnitType]
+        assert ind["by_hamlet"] == {"unknown": 0}
+
+    def test_response_per_unit_type_has_counts_median_overdue_and_escalations(self):
+        ind = indicators(sample()["25349"])
+        assert ind["response"]["police"] == {
+            "assignments": 3,
+            "acknowledged": 2,
+            "acknowledged_within_deadline": 1,
+            "median_seconds_to_acknowledge": 1200.0,
+            "overdue": 1,
+            "escalations": 1,
+        }
+
+    def test_a_unit_type_with_nothing_acknowledged_has_a_null_median(self):
+        assert indicators(sample()["25349"])["response"]["health"]["median_seconds_to_acknowledge"] is None
+
+    def test_a_negative_wait_from_clock_skew_counts_as_zero(self):
+        assert indicators(sample()["25348"])["response"]["health"]["median_seconds_to_acknowledge"] == 0.0
+
+
+class TestZeroAndNoData:
+    def test_no_data_is_null(self):
+        assert indicators(None) is None
+
+    def test_a_commune_with_no_incidents_is_all_zeros(self):
+        ind = indicators(Tally())
+        assert ind["incidents_total"] == 0 and ind["children_total"] == 0
+        assert set(ind["by_category"].values()) == {0}
+        assert ind["response"]["police"]["median_seconds_to_acknowledge"] is None
+
+    def test_a_code_outside_the_enum_is_kept_not_dropped(self):
+        t = tally_by_commune([IncidentGroup("25349", "violence", "low", "phone", "25349.hamlet.ap-9", False, 1)])
+        ind = indicators(t["25349"], ["25349.hamlet.ap-1"])
+        assert ind["by_hamlet"] == {"25349.hamlet.ap-1": 0, "unknown": 0, "25349.hamlet.ap-9": 1}
+
+
+class TestSummingCommunes:
+    def test_the_total_is_the_sum_of_the_commune_rows(self):
+        tallies = sample()
+        rows = [indicators(t) for t in tallies.values()]
+        whole = indicators(total(tallies.values()))
+        assert whole["incidents_total"] == sum(r["incidents_total"] for r in rows) == 6
+        for key in ("by_category", "by_channel", "by_sex", "by_special_circumstance"):
+            for code, n in whole[key].items():
+                assert n == sum(r[key][code] for r in rows)
+        assert whole["response"]["police"]["assignments"] == 3
+        assert whole["response"]["health"]["acknowledged_within_deadline"] == 2
+
+    def test_the_total_median_pools_every_wait_rather_than_averaging_medians(self):
+        whole = indicators(total(sample().values()))
+        assert whole["response"]["police"]["median_seconds_to_acknowledge"] == 600.0  # of 60, 600, 1800
+
+    def test_summing_leaves_the_rows_untouched(self):
+        tallies = sample()
+        total(tallies.values())
+        assert tallies["25349"].incidents_total == 4
+
+
+class TestMedian:
+    @pytest.mark.parametrize(
+        ("values", "expected"),
+        [([], None), ([5.0], 5.0), ([3.0, 1.0, 2.0], 2.0), ([1.0, 2.0, 3.0, 10.0], 2.5)],
+    )
+    def test_median(self, values, expected):
+        assert median(values) == expected
+
+
+class TestStoredCircumstances:
+    def test_only_known_codes_are_kept_sorted_and_once(self):
+        assert join_circumstances(["orphan", "disabled", "orphan", "Nguyen Van A, 12 Le Loi"]) == "disabled,orphan"
+        assert join_circumstances([]) == ""
+
+
+class TestSummary:
+    hierarchy = load_hierarchy()
+
+    def build(self, code: str, period_id: str, tallies: dict[str, Tally] | None = None) -> dict:
+        period = parse_period(period_id)
+        coverages = self.hierarchy.coverage(code, period.start, period.end)
+        return build_summary(self.hierarchy, code, period, coverages, tallies or {}, AS_OF)
+
+    def test_a_district_has_a_row_per_commune_that_sums_to_its_total(self):
+        s = self.build("694", "2025S1", sample())
+        assert s["level"] == "district" and s["name"] == "Hớn Quản"
+        assert [r["code"] for r in s["communes"]] == ["25339", "25348", "25349"]
+        assert s["indicators"]["incidents_total"] == sum(r["indicators"]["incidents_total"] for r in s["communes"]) == 6
+        assert s["completeness"] == {"communes_expected": ["25339", "25348", "25349"], "communes_with_data": ["25348", "25349"]}
+        assert s["note"] is None
+
+    def test_a_commune_row_with_no_incidents_shows_zeros_not_nulls(self):
+        row = self.build("694", "2025S1", sample())["communes"][0]
+        assert row["indicators"]["incidents_total"] == 0
+
+    def test_a_district_abolished_mid_period_covers_only_the_days_it_existed(self):
+        s = self.build("694", "2025")
+        assert [(v["id"], v["start"], v["end"]) for v in s["hierarchy_version"]] == [
+            ("vn-admin-2008", date(2025, 1, 1), date(2025, 6, 30))
+        ]
+        assert "2025-01-01..2025-06-30" in s["note"]
+
+    def test_a_unit_that_did_not_exist_in_the_period_has_null_indicators(self):
+        s = self.build("75", "2025S1")
+        assert s["hierarchy_version"] == []
+        assert s["indicators"] is None and s["communes"] is None and s["completeness"] is None
+        assert "did not exist" in s["note"]
+
+    def test_a_commune_takes_the_name_it_had_in_the_period(self):
+        assert self.build("25349", "2025S1")["name"] == "Minh Tâm"
+        assert self.build("25349", "2025S2")["name"] == "Minh Đức"
+
+    def test_a_commune_across_the_reform_uses_both_versions_and_has_no_commune_rows(self):
+        s = self.build("25349", "2025", sample())
+        assert [v["id"] for v in s["hierarchy_version"]] == ["vn-admin-2008", "vn-admin-2025-07"]
+        assert s["note"] is None and s["communes"] is None
+        assert s["indicators"]["incidents_total"] == 4
+
+    def test_touching_windows_merge(self):
+        period = parse_period("2025")
+        assert covered_windows(self.hierarchy.coverage("25349", period.start, period.end)) == [
+            (date(2025, 1, 1), date(2026, 1, 1))
+        ]

@@ -1,0 +1,91 @@
+"""Reporting's read-model subscriber, in memory (faststream's TestRabbitBroker) over a SQLite file."""
+
+from datetime import datetime, timezone
+
+import pytest
+from faststream.rabbit import TestRabbitBroker
+from sqlalchemy import func, select
+
+from services.reporting.models import AssignmentFact, ChildFact, IncidentFact
+from shared import topology
+from shared.events import (
+    AssignmentAcknowledged,
+    ChildCase,
+    ChildFacts,
+    IncidentCase,
+    IncidentFacts,
+    IncidentReported,
+    ReportGenerated,
+)
+from tests.support import make_runtime, migrate
+
+pytestmark = pytest.mark.unit
+
+AT = datetime(2025, 3, 2, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+async def reporting(tmp_path):
+    runtime = make_runtime("reporting", tmp_path)
+    await migrate(runtime)
+    yield runtime
+    await runtime.engine.dispose()
+    await runtime.auth_engine.dispose()
+
+
+async def publish(broker, envelope):
+    # In memory there are no exchange bindings (they are declared apart): deliver to the queue itself.
+    await broker.publish(
+        envelope.model_dump_json().encode(), queue=topology.REPORTING_EVENTS.name, message_id=str(envelope.event_id)
+    )
+
+
+def reported():
+    facts = IncidentFacts(
+        commune_code="25349",
+        hamlet="25349.hamlet.ap-2",
+        category="violence",
+        urgency="high",
+        channel="phone",
+        occurred_at=datetime(2025, 4, 30, 16, 30, tzinfo=timezone.utc),
+        received_at=AT,
+        children=(ChildFacts(sex="female", age_band="11-15", special_circumstances=("orphan",)),),
+    )
+    case = IncidentCase(description="private", children=(ChildCase(full_name="Nguyễn Thị A", sex="female"),))
+    return IncidentReported(incident_id="inc-1", reported_by="25349.police", facts=facts, case=case).envelope(
+        correlation_id="inc-1", producer="intake"
+    )
+
+
+async def count(runtime, model) -> int:
+    async with runtime.sessionmaker() as session:
+        return (await session.execute(select(func.count()).select_from(model))).scalar_one()
+
+
+class TestReadModelSubscriber:
+    async def test_a_report_is_kept_once_on_its_vietnam_date_even_when_redelivered(self, reporting):
+        envelope = reported()
+        async with TestRabbitBroker(reporting.broker) as broker:
+            await publish(broker, envelope)
+            await publish(broker, envelope)  # a redelivery: the inbox skips it
+        async with reporting.sessionmaker() as session:
+            fact = await session.get(IncidentFact, "inc-1")
+        assert (fact.commune_code, fact.hamlet, fact.local_date.isoformat()) == ("25349", "25349.hamlet.ap-2", "2025-04-30")
+        assert await count(reporting, ChildFact) == 1
+
+    async def test_an_acknowledgement_before_its_incident_is_kept(self, reporting):
+        acked = AssignmentAcknowledged(
+            incident_id="inc-1", assignment_id="a1", unit_id="25349.police", unit_type="police", role="lead",
+            commune_code="25349", by="25349.police", at=AT, due_at=AT, assigned_at=AT,
+        ).envelope(correlation_id="inc-1", producer="routing")
+        async with TestRabbitBroker(reporting.broker) as broker:
+            await publish(broker, acked)
+        async with reporting.sessionmaker() as session:
+            row = await session.get(AssignmentFact, "a1")
+        assert (row.unit_type, row.status, row.acknowledged_at) == ("police", "acknowledged", AT)
+
+    async def test_an_event_reporting_does_not_fold_changes_nothing(self, reporting):
+        generated = ReportGenerated(org_unit="25349", period="2025-6M", revision=1, as_of=AT)
+        async with TestRabbitBroker(reporting.broker) as broker:
+            await publish(broker, generated.envelope(correlation_id="25349", producer="reporting"))
+        assert await count(reporting, IncidentFact) == 0 and await count(reporting, AssignmentFact) == 0
