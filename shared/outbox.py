@@ -129,22 +129,32 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """Publish one batch of unsent events; returns how many were confirmed."""
         t = self._table
-        async with self._sessionmaker() as session, session.begin():
-            query = (
-                select(t.c.id, t.c.event_id, t.c.event_type, t.c.correlation_id, t.c.body)
-                .where(t.c.published_at.is_(None))
-                .order_by(t.c.id)
-                .limit(self._batch_size)
-            )
+        query = (
+            select(t.c.id, t.c.event_id, t.c.event_type, t.c.correlation_id, t.c.body)
+            .where(t.c.published_at.is_(None))
+            .order_by(t.c.id)
+            .limit(self._batch_size)
+        )
+        async with self._sessionmaker() as session:
             if session.bind.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
+                # Rows stay locked while they are published, so replicas' relays never send the same batch.
+                async with session.begin():
+                    rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
+                    return await self._send(session, rows)
+            # SQLite: one relay per database file; hold no transaction while waiting for confirms.
             rows = (await session.execute(query)).all()
-            if not rows:
-                return 0
-            # Sent in order on one channel; confirms are awaited together, not one round trip each.
-            results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
-            sent = [row.id for row, result in zip(rows, results) if not isinstance(result, BaseException)]
-            failed = [(row.id, result) for row, result in zip(rows, results) if isinstance(result, BaseException)]
+            await session.rollback()
+            return await self._send(session, rows)
+
+    async def _send(self, session: AsyncSession, rows) -> int:
+        if not rows:
+            return 0
+        t = self._table
+        # Sent in order on one channel; confirms are awaited together, not one round trip each.
+        results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+        sent = [row.id for row, result in zip(rows, results) if not isinstance(result, BaseException)]
+        failed = [(row.id, result) for row, result in zip(rows, results) if isinstance(result, BaseException)]
+        async with session.begin_nested() if session.in_transaction() else session.begin():
             if sent:
                 await session.execute(update(t).where(t.c.id.in_(sent)).values(published_at=utcnow()))
             for row_id, error in failed:

@@ -1,0 +1,1 @@
+"""Benchmarks: the pipeline beside the raw broker floor, and reporting at scale."""

@@ -1,0 +1,144 @@
+"""The pipeline benchmark: incidents over HTTP until routed and counted, beside the broker floor.
+
+Run: .venv/bin/python -m bench.pipeline [--n 3000] [--concurrency 32] [--rate 100] [--latency-seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.floor import run_floor
+from bench.harness import System, post_incidents, vhost
+
+PORTS = {"intake": 18101, "routing": 18102, "reporting": 18103}
+CATEGORIES = ["violence", "injury", "drowning", "neglect", "sexual_abuse", "online_abuse", "school_violence", "malnutrition"]
+
+
+def payloads(n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        out.append(
+            {
+                "report_id": str(uuid.uuid4()),
+                "commune_code": "25349",
+                "hamlet": "25349.hamlet.ap-2",
+                "category": CATEGORIES[i % len(CATEGORIES)],
+                "urgency": ("emergency", "high", "medium", "low")[i % 4],
+                "channel": "hotline_111",
+                "occurred_at": "2025-03-02T08:00:00+07:00",
+                "description": "benchmark report",
+                "children": [{"sex": "female", "age_years": 9, "school": "25349.school.th-minh-tam-a"}],
+            }
+        )
+    return out
+
+
+async def count(db_url: str, sql: str) -> int:
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text(sql))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+async def wait_drained(system: System, n: int, timeout: float) -> float:
+    """Seconds until routing has routed and reporting has counted `n` incidents."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        routed = await count(system.db("routing"), "SELECT count(*) FROM routed_incident")
+        counted = await count(system.db("reporting"), "SELECT count(*) FROM incident_fact")
+        if routed >= n and counted >= n:
+            return time.monotonic()
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"not drained in {timeout}s: routed {routed}, counted {counted} of {n}")
+
+
+async def latencies(system: System, answered: list[tuple[str | None, float, int]]) -> list[float]:
+    """Accept (the 202's arrival at the client) to the assignment stored in routing, in ms."""
+    engine = create_async_engine(system.db("routing"))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT incident_id, min(assigned_at) FROM assignment GROUP BY incident_id"))).all()
+    await engine.dispose()
+    stored = {incident_id: datetime.fromisoformat(str(at)).replace(tzinfo=None) for incident_id, at in rows}
+    out = []
+    for incident_id, answered_at, _ in answered:
+        at = stored[incident_id]
+        out.append((at.timestamp() - _naive_utc_ts(answered_at)) * 1000)
+    return out
+
+
+def _naive_utc_ts(epoch: float) -> float:
+    return datetime.utcfromtimestamp(epoch).timestamp()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def main(args) -> dict:
+    results: dict = {"machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"}
+    with vhost() as amqp_url, tempfile.TemporaryDirectory() as tmp:
+        results["floor_msgs_per_s"] = round(await run_floor(amqp_url, args.n), 1)
+
+        system = System(Path(tmp) / "throughput", amqp_url, PORTS)
+        system.prepare()
+        system.start_all()
+        try:
+            start = time.monotonic()
+            answered = await post_incidents(system, payloads(args.n), concurrency=args.concurrency)
+            posted = time.monotonic()
+            assert all(status == 202 for _, _, status in answered), {s for _, _, s in answered}
+            drained = await wait_drained(system, args.n, timeout=600)
+            results["pipeline_incidents_per_s"] = round(args.n / (drained - start), 1)
+            results["intake_accept_per_s"] = round(args.n / (posted - start), 1)
+
+            base = args.n
+            m = int(args.rate * args.latency_seconds)
+            answered = await post_incidents(system, payloads(m), concurrency=args.concurrency, rate=args.rate)
+            await wait_drained(system, base + m, timeout=600)
+            lat = await latencies(system, answered)
+            results["latency_ms_at_rate"] = {
+                "offered_per_s": args.rate,
+                "incidents": m,
+                "p50": round(pct(lat, 0.50), 1),
+                "p95": round(pct(lat, 0.95), 1),
+                "p99": round(pct(lat, 0.99), 1),
+                "max": round(max(lat), 1),
+                "mean": round(statistics.fmean(lat), 1),
+            }
+            results["peak_rss_mb"] = {s: round(system.peak_rss_mb(s), 1) for s in system.processes}
+        finally:
+            system.stop_all()
+    results["pipeline_over_floor"] = round(results["pipeline_incidents_per_s"] / results["floor_msgs_per_s"], 3)
+    results["n"] = args.n
+    results["concurrency"] = args.concurrency
+    return results
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=3000, help="incidents for throughput (and messages for the floor)")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=100.0, help="offered load for the latency run (incidents/s)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main(args)), indent=2))
+
+
+if __name__ == "__main__":
+    cli()
