@@ -135,9 +135,13 @@ class System:
 
 async def post_incidents(
     system: System, payloads: list[dict], *, concurrency: int = 32, unit: str = "25349.police", rate: float | None = None,
-    retry_503: bool = True,
+    refusals: list[float] | None = None,
 ) -> list[tuple[str | None, float, int]]:
-    """Post reports; (incident id or None, time of the answer, status) each. `rate` paces an open loop (per second)."""
+    """Post reports as a careful client would: retry 503 and lost connections with the same report_id.
+
+    Returns (incident id or None, time of the answer, status) per report; `rate` paces an open loop
+    (per second); each 503 met on the way is noted in `refusals`.
+    """
     results: list[tuple[str | None, float, int]] = [(None, 0.0, 0)] * len(payloads)
     headers = {"Authorization": f"Bearer {system.tokens[unit]}"}
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -156,7 +160,9 @@ async def post_incidents(
                 except httpx.TransportError:
                     await asyncio.sleep(0.2)
                     continue
-                if answer.status_code == 503 and retry_503:
+                if answer.status_code == 503:
+                    if refusals is not None:
+                        refusals.append(time.time())
                     await asyncio.sleep(float(answer.headers.get("retry-after", "1")) / 5)
                     continue
                 break

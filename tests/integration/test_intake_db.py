@@ -1,5 +1,6 @@
 """Intake over a real database (SQLite and PostgreSQL): what an agency's client sees over HTTP."""
 
+import asyncio
 import json
 import uuid
 
@@ -7,6 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from services.intake.models import Incident, outbox_message
+from shared.migrate import upgrade
+from shared.runtime import AUTH_MIGRATIONS
 from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
 
 pytestmark = pytest.mark.integration
@@ -130,3 +133,20 @@ class TestReadingAnIncident:
         async with intake.sessionmaker() as session:
             incident = (await session.execute(select(Incident).where(Incident.id == incident_id))).scalar_one()
         assert incident.occurred_at.isoformat() == "2025-04-30T16:30:00+00:00"
+
+
+class TestDatabaseUnreachable:
+    async def test_intake_answers_503_with_retry_after_and_stores_nothing(self, tmp_path):
+        runtime = make_runtime("intake", tmp_path, "postgresql+asyncpg://baove:baove@127.0.0.1:9/nowhere")
+        await asyncio.to_thread(migrate_auth, runtime.common.auth_url())
+        token = await issue_token(runtime, "unit", "25349.police")
+        async with client(runtime) as http:
+            answer = await http.post("/v1/incidents", json=incident_payload(), headers=bearer(token))
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "5" and "database is unavailable" in answer.json()["detail"]
+        await runtime.engine.dispose()
+        await runtime.auth_engine.dispose()
+
+
+def migrate_auth(url: str) -> None:
+    upgrade(AUTH_MIGRATIONS, url)
