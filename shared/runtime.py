@@ -20,7 +20,10 @@ from faststream import AckPolicy
 from faststream.exceptions import RejectMessage
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
-from pydantic import ValidationError
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
 from sqlalchemy import MetaData
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -136,6 +139,11 @@ class Runtime:
             "baove_dead_letters", "Messages waiting in this service's dead-letter queues", ["queue"], registry=self.registry
         )
         self._watch_task: asyncio.Task | None = None
+        # A service's own start-up work (after migrations, before consuming) and its loops
+        # (started after the broker, cancelled before it stops).
+        self.startup: list[Callable[[], Awaitable[None]]] = []
+        self.background: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._background_tasks: list[asyncio.Task] = []
         self.run_migrations = True
         self.api = FastAPI(
             title=f"baove {name}",
@@ -149,6 +157,28 @@ class Runtime:
         self.api.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
         self._install_handlers()
         self._install_probes()
+        self.api.openapi = self._openapi
+
+    def _openapi(self) -> dict:
+        """The OpenAPI document, with the error answers every protected route can give."""
+        if self.api.openapi_schema:
+            return self.api.openapi_schema
+        schema = get_openapi(
+            title=self.api.title, version=self.api.version, description=self.api.description, routes=self.api.routes
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["ErrorDetail"] = ERROR_SCHEMA
+        schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                common = {"413": "request body too large", "503": "database unavailable; retry after Retry-After seconds"}
+                if path.startswith("/v1/"):
+                    operation["security"] = [{"bearer": []}]
+                    common |= {"401": "missing, unknown, expired or revoked token", "403": "outside the token's scope", "404": "not found for this principal"}
+                for code, text in common.items():
+                    responses.setdefault(code, {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}})
+        self.api.openapi_schema = schema
+        return schema
 
     # -- composition ---------------------------------------------------------------------
 
@@ -161,6 +191,8 @@ class Runtime:
         self.common.check_secrets()
         if self.run_migrations:
             await asyncio.to_thread(self.migrate)
+        for hook in self.startup:
+            await hook()
         await self.broker.connect()
         # Every service declares the whole topology, so an event is queued for its consumers
         # even before they first start (a mandatory publish with no queue bound would bounce).
@@ -168,11 +200,16 @@ class Runtime:
         await self.broker.start()
         self.relay.start()
         self._watch_task = asyncio.create_task(self._watch_dead_letters(), name="dead-letter-watch")
+        self._background_tasks = [asyncio.create_task(run(), name=name) for name, run in self.background.items()]
         log.info("service started", extra={"service_port": self.settings.port})
         try:
             yield
         finally:
             self._watch_task.cancel()
+            for task in self._background_tasks:
+                task.cancel()
+            # A loop cancelled inside a transaction rolls it back; its committed events stay in the outbox.
+            await asyncio.gather(*self._background_tasks, return_exceptions=True)
             await self.relay.stop()
             # Stops consuming first, then waits up to graceful_timeout for handlers in flight.
             await self.broker.stop()
@@ -202,14 +239,24 @@ class Runtime:
             """The process is up."""
             return {"status": "ok", "service": self.name}
 
-        @self.api.get("/readyz", tags=["operations"])
+        @self.api.get(
+            "/readyz",
+            tags=["operations"],
+            response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "not ready: a check failed"}},
+        )
         async def readyz() -> JSONResponse:
             """Broker and database reachable, and every queue of this service has a consumer."""
             checks = await self.readiness()
             ok = all(value == "ok" for value in checks.values())
             return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
-        @self.api.get("/metrics", tags=["operations"])
+        @self.api.get(
+            "/metrics",
+            tags=["operations"],
+            response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}, "description": "Prometheus text format"}},
+        )
         async def metrics():
             """Prometheus text format."""
             return metrics_response(self.registry)
@@ -307,6 +354,19 @@ class Runtime:
     async def stage(self, session: AsyncSession, *events: Envelope) -> None:
         """Write events to the outbox in the caller's open transaction; call `relay.notify()` after commit."""
         await outbox.stage(session, self.outbox_table, *events)
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+ERROR_SCHEMA = {
+    "title": "ErrorDetail",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"description": "what is wrong: a sentence, or a list naming each bad field"}},
+}
 
 
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:
