@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# First start of the PostgreSQL container only (docker-entrypoint-initdb.d): one role and one
+# database per service, plus baove_auth for the shared token store. Each role owns only its own
+# database; PUBLIC may not connect to any of them. Passwords come from the environment (.env).
+set -euo pipefail
+
+create() {
+  local role=$1 database=$2 password=$3
+  [ -n "$password" ] || { echo "init-databases.sh: no password for $role" >&2; exit 1; }
+  # psql variables (:'name', :"name") quote the values, so a password cannot break the SQL.
+  psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
+    -v role="$role" -v database="$database" -v password="$password" <<'SQL'
+CREATE ROLE :"role" LOGIN PASSWORD :'password';
+CREATE DATABASE :"database" OWNER :"role";
+REVOKE ALL ON DATABASE :"database" FROM PUBLIC;
+SQL
+  psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$database" -v role="$role" <<'SQL'
+REVOKE ALL ON SCHEMA public FROM PUBLIC;
+ALTER SCHEMA public OWNER TO :"role";
+SQL
+}
+
+create baove_auth baove_auth "${AUTH_DB_PASSWORD:-}"
+create intake baove_intake "${INTAKE_DB_PASSWORD:-}"
+create routing baove_routing "${ROUTING_DB_PASSWORD:-}"
+# Last: the healthcheck waits for this database.
+create reporting baove_reporting "${REPORTING_DB_PASSWORD:-}"

@@ -1,0 +1,153 @@
+"""A throwaway RabbitMQ node started the way the containers start it: deploy/rabbitmq/start.sh in front.
+
+It runs the machine's RabbitMQ (Debian's 3.10.8, the version of the rabbitmq:3.10-management
+image) under its own node name, ports, data folder and Erlang cookie, all on 127.0.0.1, with
+the deploy configuration: only the listeners, the definitions' path and the disk limit differ.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.deploy.common import DEPLOY
+
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+
+
+def available() -> str | None:
+    """None when a node can be started here, else why not."""
+    if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+        return f"{RABBITMQ_BIN}/rabbitmq-server not found (apt-get install rabbitmq-server)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BrokerNode:
+    def __init__(self, workdir: Path, passwords: dict[str, str], *, kubernetes: bool = False) -> None:
+        self.workdir = workdir
+        self.passwords = passwords
+        self.kubernetes = kubernetes
+        self.name = f"baove-deploy-{secrets.token_hex(4)}@localhost"
+        self.amqp_port, self.management_port, self.prometheus_port, self.dist_port = (_free_port() for _ in range(4))
+        self.log = workdir / "node.log"
+        self.process: subprocess.Popen | None = None
+
+    # -- configuration -------------------------------------------------------------------
+
+    def _conf(self) -> str:
+        source = DEPLOY / ("k8s/rabbitmq/rabbitmq.conf" if self.kubernetes else "rabbitmq/rabbitmq.conf")
+        replaced = {
+            "load_definitions": str(self.workdir / "definitions.json"),
+            "listeners.tcp.default": f"127.0.0.1:{self.amqp_port}",
+            "management.tcp.port": str(self.management_port),
+            "prometheus.tcp.port": str(self.prometheus_port),
+            # The machine's free disk is not the container volume's: do not block publishers here.
+            "disk_free_limit.absolute": "50MB",
+            # There is no Kubernetes API here: form a single node with the k8s settings still parsed.
+            "cluster_formation.peer_discovery_backend": "classic_config",
+        }
+        lines, seen = [], set()
+        for line in source.read_text().splitlines():
+            key = line.split(" = ", 1)[0].strip()
+            if not line.startswith("#") and key in replaced:
+                line = f"{key} = {replaced[key]}"
+                seen.add(key)
+            lines.append(line)
+        missing = set(replaced) - seen - {"cluster_formation.peer_discovery_backend"}
+        assert not missing, f"{source} no longer sets {missing}"
+        lines += ["management.tcp.ip = 127.0.0.1", "prometheus.tcp.ip = 127.0.0.1"]
+        return "\n".join(lines) + "\n"
+
+    def env(self) -> dict[str, str]:
+        w = self.workdir
+        return {
+            "PATH": f"{RABBITMQ_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(w),
+            "LANG": "C.UTF-8",
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_PORT": str(self.amqp_port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(w / "rabbitmq.conf"),
+            "RABBITMQ_CONFIG_FILES": str(w / "conf.d"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(w / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(w / "enabled_plugins"),
+            "RABBITMQ_CONF_ENV_FILE": str(w / "rabbitmq-env.conf"),
+            "RABBITMQ_MNESIA_BASE": str(w / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(w / "log"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(w / "plugins-expand"),
+            "RABBITMQ_PID_FILE": str(w / "node.pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self, timeout: float = 120) -> None:
+        w = self.workdir
+        (w / "conf.d").mkdir(parents=True, exist_ok=True)
+        (w / "rabbitmq-env.conf").write_text("")
+        (w / "rabbitmq.conf").write_text(self._conf())
+        plugins = DEPLOY / ("k8s/rabbitmq/enabled_plugins" if self.kubernetes else "rabbitmq/enabled_plugins")
+        shutil.copy(plugins, w / "enabled_plugins")
+        env = {
+            **self.env(),
+            "BAOVE_DEFINITIONS_TEMPLATE": str(DEPLOY / "rabbitmq" / "definitions.json"),
+            "BAOVE_DEFINITIONS_FILE": str(w / "definitions.json"),
+            **{f"BAOVE_RABBITMQ_PASSWORD_{user.upper()}": password for user, password in self.passwords.items()},
+        }
+        if self.kubernetes:
+            env["BAOVE_RABBITMQ_GROW_QUORUM"] = "true"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                ["bash", str(DEPLOY / "rabbitmq" / "start.sh"), str(RABBITMQ_BIN / "rabbitmq-server")],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the node exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.ctl("await_startup", "--timeout", "5", check=False).returncode == 0:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"the node did not start within {timeout} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.ctl("stop", check=False, timeout=60)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        # start.sh's quorum-growing loop and the node's helpers run in the session start() made.
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process = None
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 60, tool: str = "rabbitmqctl") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(RABBITMQ_BIN / tool), "-n", self.name, *args],
+            env=self.env(), capture_output=True, text=True, check=check, timeout=timeout,
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+    def url(self, user: str, password: str | None = None) -> str:
+        return f"amqp://{user}:{password or self.passwords[user]}@127.0.0.1:{self.amqp_port}/baove"
