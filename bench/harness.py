@@ -48,6 +48,8 @@ class System:
             "BAOVE_DATA_DIR": str(data_dir),
             "BAOVE_AMQP_URL": amqp_url,
             "BAOVE_LOG_LEVEL": os.environ.get("BAOVE_LOG_LEVEL", "WARNING"),
+            # One token posts thousands of reports here: lift the per-principal limit.
+            "BAOVE_INTAKE_RATE_LIMIT_PER_MINUTE": "0",
             **{f"BAOVE_{s.upper()}_PORT": str(p) for s, p in ports.items()},
             **(extra_env or {}),
         }

@@ -28,7 +28,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import auth, inbox, logging as baove_logging, migrate, outbox
+from shared import audit, auth, inbox, logging as baove_logging, migrate, outbox
 from prometheus_client import Gauge
 
 from shared.db import make_engine, make_sessionmaker, ping
@@ -111,7 +111,8 @@ class Runtime:
         self.engine = make_engine(self.db_url)
         self.sessionmaker = make_sessionmaker(self.engine)
         self.auth_engine = make_engine(self.common.auth_url(), pool_size=2)
-        self.verifier = auth.TokenVerifier(make_sessionmaker(self.auth_engine))
+        self.auth_sessionmaker = make_sessionmaker(self.auth_engine)
+        self.verifier = auth.TokenVerifier(self.auth_sessionmaker)
         self.outbox_table = metadata.tables["outbox_message"]
         self.inbox_table = metadata.tables["inbox_message"]
         self.registry = new_registry()
@@ -350,6 +351,10 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 8.0)
         raise RuntimeError("database unavailable after retries; the broker will redeliver")
+
+    async def audit_reads(self, principal: auth.Principal, endpoint: str, incident_ids) -> None:
+        """Record that `principal` read these incidents' details (domain.md 7: every read is logged)."""
+        await audit.record_reads(self.auth_sessionmaker, self.name, principal, endpoint, incident_ids)
 
     async def stage(self, session: AsyncSession, *events: Envelope) -> None:
         """Write events to the outbox in the caller's open transaction; call `relay.notify()` after commit."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+import math
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from shared import audit
 from shared.auth import Principal, require_principal
 
 from . import service
-from .schemas import IncidentAccepted, IncidentCreate, IncidentRead, TimelineEntryRead
+from .schemas import AuditPage, IncidentAccepted, IncidentCreate, IncidentRead, TimelineEntryRead
 
 router = APIRouter(prefix="/v1", tags=["incidents"])
 
@@ -23,11 +27,23 @@ def _rejected(exc: service.Rejected) -> JSONResponse:
     "/incidents",
     status_code=202,
     response_model=IncidentAccepted,
-    responses={**ERRORS, 409: {"description": "report_id used by another reporter"}, 503: {"description": "database unavailable"}},
+    responses={
+        **ERRORS,
+        409: {"description": "report_id used by another reporter"},
+        429: {"description": "too many reports from this principal; retry after Retry-After seconds"},
+        503: {"description": "database unavailable"},
+    },
 )
 async def report_incident(body: IncidentCreate, request: Request, principal: Principal = Depends(require_principal)):
     """Report an incident: it is stored durably before this answers, then routed to the units that must act."""
     runtime = request.app.state.runtime
+    wait = request.app.state.limiter.retry_after(principal.label)
+    if wait is not None:
+        return JSONResponse(
+            {"detail": f"too many reports from {principal.label}; retry after {math.ceil(wait)} s"},
+            status_code=429,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     try:
         async with runtime.sessionmaker() as session, session.begin():
             accepted = await service.report_incident(session, runtime, request.app.state.hierarchy, body, principal)
@@ -48,6 +64,7 @@ async def read_incident(incident_id: str, request: Request, principal: Principal
             incident, entries = await service.read_incident(session, incident_id, principal)
     except service.Rejected as exc:
         return _rejected(exc)
+    await runtime.audit_reads(principal, "GET /v1/incidents/{incident_id}", [incident.id])
     return IncidentRead(
         incident_id=incident.id,
         report_id=incident.report_id,
@@ -65,3 +82,27 @@ async def read_incident(incident_id: str, request: Request, principal: Principal
         reporter=incident.reporter,
         timeline=[TimelineEntryRead(at=e.at, kind=e.kind, principal=e.principal, detail=e.detail) for e in entries],
     )
+
+
+@router.get("/audit", response_model=AuditPage, tags=["audit"], responses={**ERRORS, 422: {"description": "bad cursor"}})
+async def read_audit(
+    request: Request,
+    incident_id: str | None = None,
+    principal_id: str | None = Query(None, alias="principal", description="e.g. 25349.police, district:694, admin"),
+    since: datetime | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+    principal: Principal = Depends(require_principal),
+):
+    """Who read which incident's details, newest first: for admins only."""
+    if not principal.is_admin:
+        return JSONResponse({"detail": "the read audit is for admins"}, status_code=403)
+    runtime = request.app.state.runtime
+    try:
+        async with runtime.auth_sessionmaker() as session:
+            items, next_cursor = await audit.query(
+                session, incident_id=incident_id, principal=principal_id, since=since, limit=limit, cursor=cursor
+            )
+    except ValueError as exc:
+        return JSONResponse({"detail": [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]}, status_code=422)
+    return AuditPage(items=items, next_cursor=next_cursor)

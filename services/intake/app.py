@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.metrics import IntakeMetrics
+from shared.ratelimit import RateLimiter
 from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import IntakeSettings
@@ -27,6 +28,7 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     )
     runtime.api.state.hierarchy = load_hierarchy()
     runtime.api.state.metrics = IntakeMetrics.create(runtime.registry)
+    runtime.api.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     runtime.api.include_router(api.router)
     consumers.register(runtime)
     return runtime

@@ -115,3 +115,17 @@ class IncidentRead(BaseModel):
     children: list[dict[str, Any]]
     reporter: dict[str, Any] | None
     timeline: list[TimelineEntryRead]
+
+
+class AuditEntryRead(BaseModel):
+    at: datetime
+    principal: str
+    action: str
+    incident_id: str
+    endpoint: str
+    service: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryRead]
+    next_cursor: str | None

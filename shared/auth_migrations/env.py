@@ -1,3 +1,4 @@
+import shared.audit  # noqa: F401 - registers the audit table on the security store's metadata
 from shared.auth import metadata
 from shared.migrate import run_env
 

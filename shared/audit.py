@@ -1,0 +1,88 @@
+"""The read audit: who read which incident's details, when, through which endpoint.
+
+Append-only and kept in the security store beside the tokens; it names principals and
+incident ids, never a child's data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Integer, String, Table, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.auth import Principal, metadata
+from shared.db import UtcDateTime, utcnow
+
+audit_entry = Table(
+    "audit_entry",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("principal", String(120), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("incident_id", String(36), nullable=False),
+    Column("endpoint", String(200), nullable=False),
+    Column("service", String(20), nullable=False),
+)
+Index("ix_audit_entry_incident", audit_entry.c.incident_id, audit_entry.c.id)
+Index("ix_audit_entry_principal", audit_entry.c.principal, audit_entry.c.id)
+
+
+async def record_reads(
+    sessionmaker: async_sessionmaker[AsyncSession], service: str, principal: Principal, endpoint: str, incident_ids: Iterable[str]
+) -> None:
+    """Append one entry per incident read, in its own transaction (a read is logged even if nothing else is written)."""
+    now = utcnow()
+    rows = [
+        {"at": now, "principal": principal.label, "action": "read", "incident_id": i, "endpoint": endpoint, "service": service}
+        for i in dict.fromkeys(incident_ids)
+    ]
+    if not rows:
+        return
+    async with sessionmaker() as session, session.begin():
+        await session.execute(audit_entry.insert(), rows)
+
+
+def _cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"id": entry_id}).encode()).decode()
+
+
+def _after(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["id"])
+    except (ValueError, KeyError, TypeError):
+        raise ValueError("cursor is not valid: pass next_cursor unchanged") from None
+
+
+async def query(
+    session: AsyncSession,
+    *,
+    incident_id: str | None = None,
+    principal: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[dict], str | None]:
+    """Entries newest first, filtered; (items, next_cursor)."""
+    stmt = select(audit_entry).order_by(audit_entry.c.id.desc()).limit(limit + 1)
+    if incident_id:
+        stmt = stmt.where(audit_entry.c.incident_id == incident_id)
+    if principal:
+        stmt = stmt.where(audit_entry.c.principal == principal)
+    if since:
+        stmt = stmt.where(audit_entry.c.at >= since)
+    after = _after(cursor)
+    if after is not None:
+        stmt = stmt.where(audit_entry.c.id < after)
+    rows = (await session.execute(stmt)).all()
+    items = [
+        {"at": r.at, "principal": r.principal, "action": r.action, "incident_id": r.incident_id, "endpoint": r.endpoint, "service": r.service}
+        for r in rows[:limit]
+    ]
+    return items, (_cursor(rows[limit - 1].id) if len(rows) > limit else None)

@@ -1,0 +1,34 @@
+"""The per-principal token bucket."""
+
+import pytest
+
+from shared.ratelimit import RateLimiter
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestRateLimiter:
+    def test_a_burst_is_allowed_then_the_rate_applies_with_the_wait_named(self):
+        clock = Clock()
+        limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
+        assert [limiter.retry_after("a") for _ in range(3)] == [None, None, None]
+        assert limiter.retry_after("a") == pytest.approx(1.0)
+        clock.now = 1.0
+        assert limiter.retry_after("a") is None
+
+    def test_principals_have_their_own_buckets(self):
+        limiter = RateLimiter(per_minute=60, burst=1, clock=Clock())
+        assert limiter.retry_after("a") is None and limiter.retry_after("b") is None
+        assert limiter.retry_after("a") is not None
+
+    def test_zero_means_no_limit(self):
+        limiter = RateLimiter(per_minute=0, burst=1, clock=Clock())
+        assert all(limiter.retry_after("a") is None for _ in range(1000))
