@@ -50,6 +50,14 @@ class UtcDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+def dialect_insert(session):
+    """`insert` of the session's dialect, for ON CONFLICT clauses (PostgreSQL and SQLite both have them)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 

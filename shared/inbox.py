@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import Column, MetaData, String, Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import UtcDateTime, utcnow
+from shared.db import UtcDateTime, dialect_insert, utcnow
 
 
 def inbox_table(metadata: MetaData) -> Table:
@@ -22,9 +20,8 @@ def inbox_table(metadata: MetaData) -> Table:
 
 async def claim(session: AsyncSession, table: Table, consumer: str, event_id: str) -> bool:
     """Record the event as processed by `consumer`; False when it already was (a redelivery)."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
     stmt = (
-        insert(table)
+        dialect_insert(session)(table)
         .values(consumer=consumer, event_id=event_id, processed_at=utcnow())
         .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
     )
