@@ -94,6 +94,14 @@ class Role(StrEnum):
     support = "support"
 
 
+class RiskLevel(StrEnum):
+    """The risk to the child found at review (Mẫu 06 of Decree 56/2017)."""
+
+    high = "high"
+    medium = "medium"
+    low = "low"
+
+
 class AssignmentStatus(StrEnum):
     pending = "pending"
     acknowledged = "acknowledged"

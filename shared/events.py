@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.enums import AgeBand, AssignmentStatus, Category, Channel, Role, Sex, Urgency
+from shared.enums import AgeBand, AssignmentStatus, Category, Channel, RiskLevel, Role, Sex, Urgency
 
 
 class Frozen(BaseModel):
@@ -39,12 +39,16 @@ class Event(Frozen):
     event_type: ClassVar[str]
     schema_version: ClassVar[int] = 1
 
-    def envelope(self, *, correlation_id: str, producer: str, event_id: uuid.UUID | None = None) -> Envelope:
+    def envelope(
+        self, *, correlation_id: str, producer: str, event_id: uuid.UUID | None = None, emitted_at: datetime | None = None
+    ) -> Envelope:
+        # A producer with its own clock (routing's, which tests can move) passes `emitted_at`,
+        # so the envelope agrees with the times in the payload.
         return Envelope(
             event_id=event_id or uuid.uuid4(),
             event_type=self.event_type,
             schema_version=self.schema_version,
-            emitted_at=datetime.now(timezone.utc),
+            emitted_at=emitted_at or datetime.now(timezone.utc),
             correlation_id=correlation_id,
             producer=producer,
             payload=self.model_dump(mode="json"),
@@ -180,8 +184,19 @@ class IncidentClosed(Event):
 
     incident_id: str
     commune_code: str
-    risk_level: str
+    risk_level: RiskLevel = Field(description="the review's risk level (Mẫu 06 of Decree 56/2017)")
     outcome: str
+    by: str
+    at: datetime
+
+
+class IncidentReopened(Event):
+    """A closed incident taken up again; the reason stays in routing (free text)."""
+
+    event_type: ClassVar[str] = "incident.reopened"
+
+    incident_id: str
+    commune_code: str
     by: str
     at: datetime
 
@@ -205,6 +220,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AssignmentOverdue,
         IncidentEscalated,
         IncidentClosed,
+        IncidentReopened,
         ReportGenerated,
     )
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -71,16 +71,51 @@ class IntakeSettings(ServiceSettings):
 
     port: int = 8001
     max_body_bytes: int = 64 * 1024
+    rate_limit_per_minute: float = Field(600.0, ge=0, description="reports a principal may post per minute (0: no limit)")
+    rate_limit_burst: int = Field(100, ge=1, description="reports a principal may post at once before the rate applies")
 
 
 class RoutingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BAOVE_ROUTING_", extra="ignore")
 
     port: int = 8002
-    rules_file: Path | None = None
+    rules_file: Path | None = Field(None, description="the routing table loaded as the first rule set when none is active")
+    watch_interval_seconds: float = Field(15.0, gt=0, description="how often the deadline watcher looks for overdue assignments")
+    clock_offset_seconds: float = Field(0.0, description="dev only: run routing's clock this far ahead, to test deadlines")
+
+    @model_validator(mode="after")
+    def _clock_offset_only_in_dev(self) -> "RoutingSettings":
+        if self.clock_offset_seconds and self.common.env != "dev":
+            raise ValueError("BAOVE_ROUTING_CLOCK_OFFSET_SECONDS moves routing's clock: it is refused outside BAOVE_ENV=dev")
+        return self
+
+
+class PlanReportSetting(BaseModel):
+    """One periodic report of the commune's plan: due on `due_day` of `due_month`, covering the `months` before it."""
+
+    suffix: str = Field(description="the period id's suffix: 6M names 2025-6M")
+    due_month: int
+    due_day: int
+    months: int
 
 
 class ReportingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BAOVE_REPORTING_", extra="ignore")
 
     port: int = 8003
+    plan_reports: list[PlanReportSetting] | None = Field(
+        None,
+        description="the plan's reports as JSON, e.g. "
+        '[{"suffix": "6M", "due_month": 5, "due_day": 10, "months": 6}]; default: the seed plan (6M by 10 May, 12M by 10 Nov)',
+    )
+    schedule_interval_seconds: float = Field(60.0, gt=0, description="how often the scheduler looks for reports to generate")
+    revision_settle_seconds: float = Field(
+        120.0, ge=0, description="how long an event's write may take to commit: facts this recent are checked again"
+    )
+    clock_offset_seconds: float = Field(0.0, description="dev only: run reporting's clock this far ahead (or behind)")
+
+    @model_validator(mode="after")
+    def _clock_offset_only_in_dev(self) -> "ReportingSettings":
+        if self.clock_offset_seconds and self.common.env != "dev":
+            raise ValueError("BAOVE_REPORTING_CLOCK_OFFSET_SECONDS moves reporting's clock: it is refused outside BAOVE_ENV=dev")
+        return self

@@ -67,7 +67,7 @@ REPORTING_EVENTS = ConsumerQueue(
 INTAKE_TIMELINE = ConsumerQueue(
     "intake",
     "timeline",
-    ("incident.routed", "assignment.*", "incident.escalated", "incident.closed"),
+    ("incident.routed", "assignment.*", "incident.escalated", "incident.closed", "incident.reopened"),
     "Intake records what happened to each incident for its timeline.",
 )
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from services.routing.consumers import incident_work
 from services.routing.service import load_units_into
 from shared.enums import AgeBand
 from shared.events import ChildCase, ChildFacts, IncidentCase, IncidentFacts, IncidentReported, Reporter
@@ -54,9 +55,17 @@ def reported(
     )
 
 
-async def routing_runtime(tmp_path, database_url: str | None = None):
-    """A migrated routing runtime with the demo units registered."""
-    runtime = make_runtime("routing", tmp_path, database_url)
+async def routing_runtime(tmp_path, database_url: str | None = None, **settings: Any):
+    """A migrated routing runtime with its first rule set and the demo units registered (its lifespan not started)."""
+    runtime = make_runtime("routing", tmp_path, database_url, **settings)
     await migrate(runtime)
+    for hook in runtime.startup:
+        await hook()
     await load_units_into(runtime, load_demo_units())
     return runtime
+
+
+async def route(runtime, event: IncidentReported) -> list:
+    """Deliver one incident.reported to routing's handler, as the subscriber does, in one transaction."""
+    async with runtime.sessionmaker() as session, session.begin():
+        return await incident_work(runtime)(session, event, event.envelope(correlation_id=event.incident_id, producer="intake"))

@@ -45,11 +45,11 @@ def incident_payload(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def make_runtime(service: str, tmp_path: Path, database_url: str | None = None, amqp_url: str | None = None):
-    """A service's runtime on a test database and data folder (and broker, when given)."""
+def make_runtime(service: str, tmp_path: Path, database_url: str | None = None, amqp_url: str | None = None, **extra: Any):
+    """A service's runtime on a test database and data folder (and broker, when given); `extra` are more settings."""
     common = CommonSettings(data_dir=tmp_path, **({"amqp_url": SecretStr(amqp_url)} if amqp_url else {}))
     settings = SETTINGS[service](
-        database_url=SecretStr(database_url) if database_url else None, common=common, graceful_timeout=5.0
+        database_url=SecretStr(database_url) if database_url else None, common=common, graceful_timeout=5.0, **extra
     )
     return importlib.import_module(f"services.{service}.app").create_runtime(settings)
 

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal
-from shared.db import new_id, utcnow
+from shared.db import dialect_insert, new_id, utcnow
 from shared.enums import AgeBand
 from shared.events import (
     AssignmentAcknowledged,
@@ -24,6 +23,7 @@ from shared.events import (
     IncidentClosed,
     IncidentEscalated,
     IncidentFacts,
+    IncidentReopened,
     IncidentReported,
     IncidentRouted,
     Reporter,
@@ -132,6 +132,18 @@ def build_event(incident_id: str, body: IncidentCreate, principal: Principal, re
     return event.envelope(correlation_id=incident_id, producer=PRODUCER)
 
 
+def timeline_order(entry: TimelineEntry) -> tuple[datetime, int, int]:
+    """By time; entries of one instant (one transaction in routing) in causal order, whatever order they arrived in:
+    the assignment changes, then what they did to the case, then the assignments made because of it."""
+    if entry.kind.startswith("assignment."):
+        rank = 1
+    elif entry.kind == "routed":
+        rank = 3
+    else:
+        rank = 0 if entry.kind == "reported" else 2
+    return entry.at, rank, entry.id
+
+
 def may_report(principal: Principal, commune_code: str) -> bool:
     return principal.is_admin or (principal.kind == "unit" and principal.commune_code == commune_code)
 
@@ -164,42 +176,39 @@ async def report_incident(session: AsyncSession, runtime, hierarchy: Hierarchy, 
         raise Rejected(422, errors)
     incident_id = new_id()
     envelope = build_event(incident_id, body, principal, received_at)
-    try:
-        async with session.begin_nested():
-            session.add(
-                Incident(
-                    id=incident_id,
-                    report_id=report_id,
-                    reported_by=principal.label,
-                    commune_code=body.commune_code,
-                    hamlet=body.hamlet,
-                    category=body.category.value,
-                    urgency=body.urgency.value,
-                    channel=body.channel.value,
-                    occurred_at=body.occurred_at,
-                    received_at=received_at,
-                    status="received",
-                    description=body.description,
-                    children=[c.model_dump(mode="json") for c in body.children],
-                    reporter=body.reporter.model_dump(mode="json") if body.reporter else None,
-                )
-            )
-            session.add(
-                TimelineEntry(
-                    incident_id=incident_id,
-                    at=received_at,
-                    kind="reported",
-                    principal=principal.label,
-                    detail={"channel": body.channel.value, "category": body.category.value, "urgency": body.urgency.value},
-                )
-            )
-            await session.flush()
-    except IntegrityError:
+    # Core inserts, a few round trips: this is the hot path of every report.
+    stored = await session.execute(
+        dialect_insert(session)(Incident.__table__)
+        .values(
+            id=incident_id,
+            report_id=report_id,
+            reported_by=principal.label,
+            commune_code=body.commune_code,
+            hamlet=body.hamlet,
+            category=body.category.value,
+            urgency=body.urgency.value,
+            channel=body.channel.value,
+            occurred_at=body.occurred_at,
+            received_at=received_at,
+            status="received",
+            description=body.description,
+            children=[c.model_dump(mode="json") for c in body.children],
+            reporter=body.reporter.model_dump(mode="json") if body.reporter else None,
+        )
+        .on_conflict_do_nothing(index_elements=["report_id"])
+    )
+    if stored.rowcount == 0:
         # Another request with the same report_id won the race: answer with its incident.
-        existing = await _by_report_id(session, report_id) if report_id else None
-        if existing is None:
-            raise
-        return _repeat(existing, principal)
+        return _repeat(await _by_report_id(session, report_id), principal)
+    await session.execute(
+        TimelineEntry.__table__.insert().values(
+            incident_id=incident_id,
+            at=received_at,
+            kind="reported",
+            principal=principal.label,
+            detail={"channel": body.channel.value, "category": body.category.value, "urgency": body.urgency.value},
+        )
+    )
     await runtime.stage(session, envelope)
     return Accepted(incident_id, True)
 
@@ -219,12 +228,8 @@ async def read_incident(session: AsyncSession, incident_id: str, principal: Prin
     # Not found and not yours answer alike: an id reveals nothing.
     if incident is None or not may_read(principal, incident):
         raise Rejected(404, "incident not found")
-    entries = (
-        await session.execute(
-            select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(TimelineEntry.at, TimelineEntry.id)
-        )
-    ).scalars().all()
-    return incident, list(entries)
+    entries = (await session.execute(select(TimelineEntry).where(TimelineEntry.incident_id == incident_id))).scalars().all()
+    return incident, sorted(entries, key=timeline_order)
 
 
 # -- the timeline consumer -------------------------------------------------------------------
@@ -233,6 +238,8 @@ async def read_incident(session: AsyncSession, incident_id: str, principal: Prin
 def timeline_entry(event: Event) -> tuple[str, datetime | None, str, str, dict] | None:
     """(incident id, at, kind, principal, detail) for an event that belongs on a case's timeline."""
     if isinstance(event, IncidentRouted):
+        # The first is the routing decision (rule-table version and the rules matched); later ones tell of a
+        # lead handed back, an escalation or a reopened case (rules_version "handoff", "escalation", "reopen").
         return (
             event.incident_id,
             None,
@@ -240,6 +247,7 @@ def timeline_entry(event: Event) -> tuple[str, datetime | None, str, str, dict] 
             "routing",
             {
                 "rules_version": event.rules_version,
+                "rules": list(dict.fromkeys(a.rule for a in event.assignments)),
                 "assignments": [
                     {"unit_id": a.unit_id, "role": a.role.value, "rule": a.rule, "reason": a.reason, "due_at": a.due_at.isoformat()}
                     for a in event.assignments
@@ -258,11 +266,25 @@ def timeline_entry(event: Event) -> tuple[str, datetime | None, str, str, dict] 
             {"unit_id": event.unit_id, "assignment_id": event.assignment_id, "from": event.from_status.value},
         )
     if isinstance(event, AssignmentOverdue):
-        return event.incident_id, event.at, "assignment.overdue", "routing", {"unit_id": event.unit_id, "assignment_id": event.assignment_id}
+        return (
+            event.incident_id,
+            event.at,
+            "assignment.overdue",
+            event.by,
+            {"unit_id": event.unit_id, "assignment_id": event.assignment_id, "due_at": event.due_at.isoformat()},
+        )
     if isinstance(event, IncidentEscalated):
-        return event.incident_id, event.at, "escalated", "routing", {"to": list(event.escalated_to)}
+        return (
+            event.incident_id,
+            event.at,
+            "escalated",
+            "routing",
+            {"to": list(event.escalated_to), "overdue_assignment_id": event.overdue_assignment_id},
+        )
     if isinstance(event, IncidentClosed):
-        return event.incident_id, event.at, "closed", event.by, {"risk_level": event.risk_level, "outcome": event.outcome}
+        return event.incident_id, event.at, "closed", event.by, {"risk_level": event.risk_level.value, "outcome": event.outcome}
+    if isinstance(event, IncidentReopened):
+        return event.incident_id, event.at, "reopened", event.by, {}
     return None
 
 
@@ -278,6 +300,6 @@ async def record_timeline(session: AsyncSession, event: Event, envelope: Envelop
     session.add(TimelineEntry(incident_id=incident_id, at=at or envelope.emitted_at, kind=kind, principal=principal, detail=detail))
     if kind == "routed" and incident.status == "received":
         incident.status = "routed"
-    elif kind == "closed":
-        incident.status = "closed"
+    elif kind in ("closed", "reopened"):
+        incident.status = kind
     return []

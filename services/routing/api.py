@@ -1,4 +1,4 @@
-"""Routing's HTTP routes: one inbox per unit, the assignment lifecycle, the unit registry."""
+"""Routing's HTTP routes: one inbox per unit, the assignment lifecycle, closing a case, the unit registry."""
 
 from __future__ import annotations
 
@@ -9,18 +9,21 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from shared.auth import Principal, require_principal
-from shared.db import utcnow
-from shared.enums import AssignmentStatus
+from shared.enums import AssignmentStatus, Urgency
 
 from . import lifecycle, service
 from .models import Assignment, RoutedIncident
 from .schemas import (
     AssignmentPage,
     AssignmentRead,
+    CaseConflictBody,
     ChildRead,
     ConflictBody,
     HandoffRead,
+    IncidentClose,
     IncidentDetails,
+    IncidentReopen,
+    IncidentStateRead,
     ReporterRead,
     StatusChange,
     StatusChanged,
@@ -34,6 +37,13 @@ UnitId = Annotated[str, Path(description="the unit's id, e.g. 25349.police or 25
 ERRORS = {401: {"description": "missing or bad token"}, 422: {"description": "invalid input; names each bad field"}}
 NOT_FOUND = {404: {"description": "no such inbox or assignment for this token (another unit's answers the same)"}}
 CONFLICT = {409: {"model": ConflictBody, "description": "not allowed from the current status; names the allowed ones"}}
+CASE_CONFLICT = {
+    409: {"model": CaseConflictBody, "description": "not allowed now: names the assignments still open, or the allowed move"}
+}
+CASE_SCOPE = {
+    403: {"description": "only the commune's cp_officer and admins"},
+    404: {"description": "no such incident in the caller's commune"},
+}
 
 
 def _rejected(exc: service.Rejected) -> JSONResponse:
@@ -43,6 +53,10 @@ def _rejected(exc: service.Rejected) -> JSONResponse:
 def _conflict(exc: lifecycle.IllegalTransition) -> JSONResponse:
     detail = {"message": str(exc), "current": exc.current.value, "allowed": [s.value for s in exc.allowed]}
     return JSONResponse({"detail": detail}, status_code=409)
+
+
+def _case_conflict(exc: lifecycle.CaseConflict) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=409)
 
 
 def _read(a: Assignment, incident: RoutedIncident, now: datetime) -> AssignmentRead:
@@ -55,6 +69,7 @@ def _read(a: Assignment, incident: RoutedIncident, now: datetime) -> AssignmentR
         status=a.status,
         due_at=a.due_at,
         overdue=lifecycle.is_overdue(AssignmentStatus(a.status), a.due_at, now),
+        overdue_at=a.overdue_at,
         rule=a.rule,
         reason=a.reason,
         rules_version=a.rules_version,
@@ -87,19 +102,23 @@ def _read(a: Assignment, incident: RoutedIncident, now: datetime) -> AssignmentR
 async def list_assignments(
     request: Request,
     unit_id: UnitId,
-    status: AssignmentStatus | None = Query(None, description="only assignments in this status"),
+    status: list[AssignmentStatus] = Query([], description="only assignments in these statuses (repeat the parameter for several)"),
+    overdue: bool | None = Query(None, description="true: only pending assignments past due_at; false: only the others"),
+    urgency: list[Urgency] = Query([], description="only incidents of these urgencies (repeat the parameter for several)"),
     limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    cursor: str | None = Query(None, description="next_cursor of the previous page (with the same filters)"),
     principal: Principal = Depends(require_principal),
 ):
     """A unit's inbox: overdue first, then by urgency (emergency first), due time and id; for the unit itself and admins."""
     runtime = request.app.state.runtime
+    now = request.app.state.clock()
     try:
         async with runtime.sessionmaker() as session:
-            page = await service.list_assignments(session, unit_id, principal, status=status, limit=limit, cursor=cursor)
+            page = await service.list_assignments(
+                session, unit_id, principal, now=now, statuses=status, overdue=overdue, urgencies=urgency, limit=limit, cursor=cursor
+            )
     except service.Rejected as exc:
         return _rejected(exc)
-    now = utcnow()
     return AssignmentPage(items=[_read(a, incident, now) for a, incident in page.rows], next_cursor=page.next_cursor)
 
 
@@ -112,15 +131,17 @@ async def list_assignments(
 async def acknowledge(request: Request, unit_id: UnitId, assignment_id: str, principal: Principal = Depends(require_principal)):
     """The unit has taken note of the assignment (pending -> acknowledged); publishes assignment.acknowledged."""
     runtime = request.app.state.runtime
+    now = request.app.state.clock()
     try:
         async with runtime.sessionmaker() as session, session.begin():
-            a, incident = await service.acknowledge(session, runtime, unit_id, assignment_id, principal)
+            a, incident = await service.acknowledge(session, runtime, unit_id, assignment_id, principal, now)
     except service.Rejected as exc:
         return _rejected(exc)
     except lifecycle.IllegalTransition as exc:
         return _conflict(exc)
     runtime.relay.notify()
-    return _read(a, incident, utcnow())
+    request.app.state.metrics.ack_seconds.labels(a.unit_type).observe((now - a.assigned_at).total_seconds())
+    return _read(a, incident, now)
 
 
 @router.post(
@@ -137,22 +158,81 @@ async def change_status(
     principal: Principal = Depends(require_principal),
 ):
     """acknowledged -> in_progress -> done, or declined with a note; a declined lead goes to the cp_officer (`handoff`)."""
-    runtime = request.app.state.runtime
+    state = request.app.state
+    runtime = state.runtime
+    now = state.clock()
     try:
         async with runtime.sessionmaker() as session, session.begin():
             a, incident, handoff = await service.change_status(
-                session, runtime, request.app.state.rules, unit_id, assignment_id, AssignmentStatus(body.status), body.note, principal
+                session, runtime, state.rule_sets, unit_id, assignment_id, AssignmentStatus(body.status), body.note, principal, now
             )
     except service.Rejected as exc:
         return _rejected(exc)
     except lifecycle.IllegalTransition as exc:
         return _conflict(exc)
     runtime.relay.notify()
-    read = _read(a, incident, utcnow())
+    if handoff:
+        service.count_created(state.metrics, [handoff])
+    read = _read(a, incident, now)
     return StatusChanged(
         **read.model_dump(),
         handoff=HandoffRead(assignment_id=handoff.id, unit_id=handoff.unit_id) if handoff else None,
     )
+
+
+def _state(incident: RoutedIncident, lead: Assignment | None = None) -> IncidentStateRead:
+    return IncidentStateRead(
+        incident_id=incident.incident_id,
+        commune_code=incident.commune_code,
+        status=incident.status,
+        risk_level=incident.risk_level,
+        closed_at=incident.closed_at,
+        lead=HandoffRead(assignment_id=lead.id, unit_id=lead.unit_id) if lead else None,
+    )
+
+
+@router.post(
+    "/incidents/{incident_id}/close",
+    response_model=IncidentStateRead,
+    tags=["cases"],
+    responses={**ERRORS, **CASE_SCOPE, **CASE_CONFLICT},
+)
+async def close_incident(body: IncidentClose, request: Request, incident_id: str, principal: Principal = Depends(require_principal)):
+    """Record the review's risk level and close the case once every assignment is done or declined; publishes incident.closed."""
+    runtime = request.app.state.runtime
+    now = request.app.state.clock()
+    try:
+        async with runtime.sessionmaker() as session, session.begin():
+            incident = await service.close_incident(session, runtime, incident_id, body.risk_level, body.outcome, principal, now)
+    except service.Rejected as exc:
+        return _rejected(exc)
+    except lifecycle.CaseConflict as exc:
+        return _case_conflict(exc)
+    runtime.relay.notify()
+    return _state(incident)
+
+
+@router.post(
+    "/incidents/{incident_id}/reopen",
+    response_model=IncidentStateRead,
+    tags=["cases"],
+    responses={**ERRORS, **CASE_SCOPE, **CASE_CONFLICT},
+)
+async def reopen_incident(body: IncidentReopen, request: Request, incident_id: str, principal: Principal = Depends(require_principal)):
+    """Take a closed case up again: the commune's cp_officer gets a new lead assignment; publishes incident.reopened."""
+    state = request.app.state
+    runtime = state.runtime
+    now = state.clock()
+    try:
+        async with runtime.sessionmaker() as session, session.begin():
+            incident, lead = await service.reopen_incident(session, runtime, state.rule_sets, incident_id, body.reason, principal, now)
+    except service.Rejected as exc:
+        return _rejected(exc)
+    except lifecycle.CaseConflict as exc:
+        return _case_conflict(exc)
+    runtime.relay.notify()
+    service.count_created(state.metrics, [lead])
+    return _state(incident, lead)
 
 
 @router.get(

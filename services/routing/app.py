@@ -1,18 +1,18 @@
-"""Routing: composition of the inbox API, the outbox relay and the incident subscriber."""
+"""Routing: composition of the inbox API, the outbox relay, the incident subscriber and the deadline watcher."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from shared.metrics import RoutingMetrics
 from shared.runtime import Runtime
 from shared.settings import RoutingSettings
 
-from . import api, consumers
+from . import api, consumers, deadlines, service
 from .models import metadata
-from .rules import DEFAULT_RULES, load_rules
+from .rules import DEFAULT_RULES, parse_rules
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
 
 def create_runtime(settings: RoutingSettings | None = None) -> Runtime:
     settings = settings or RoutingSettings()
@@ -23,8 +23,20 @@ def create_runtime(settings: RoutingSettings | None = None) -> Runtime:
         MIGRATIONS,
         description="Routes each reported incident to the units that must act and serves one inbox per unit.",
     )
+    state = runtime.api.state
+    state.clock = deadlines.clock(settings.clock_offset_seconds)
+    state.metrics = RoutingMetrics.create(runtime.registry)
+    state.rule_sets = service.RuleSets()
     # Checked here, at start: a rules file the service does not understand stops it before it consumes.
-    runtime.api.state.rules = load_rules(settings.rules_file or DEFAULT_RULES)
+    # It becomes the first rule set when none is active; later versions come from `baove rules load`.
+    rules_file = settings.rules_file or DEFAULT_RULES
+    rules_text = Path(rules_file).read_text(encoding="utf-8")
+    parse_rules(rules_text, str(rules_file))
+    runtime.startup.append(lambda: service.seed_rule_set(runtime.sessionmaker, rules_text, str(rules_file), state.clock()))
+    state.watcher = deadlines.DeadlineWatcher(
+        runtime, state.rule_sets, state.clock, state.metrics, interval=settings.watch_interval_seconds
+    )
+    runtime.background["deadline-watcher"] = state.watcher.run
     runtime.api.include_router(api.router)
     consumers.register(runtime)
     return runtime

@@ -1,8 +1,10 @@
-"""The assignment lifecycle (contract.md, Routing): the legal transitions, overdue, and decline handoff (pure)."""
+"""The assignment and case lifecycles (contract.md, Routing): legal transitions, overdue, handoff, closing (pure)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from enum import StrEnum
 
 from shared.enums import AssignmentStatus, UnitType
 
@@ -17,7 +19,9 @@ TRANSITIONS: dict[AssignmentStatus, tuple[AssignmentStatus, ...]] = {
     S.declined: (),
 }
 NOTE_REQUIRED = frozenset({S.declined})
+OPEN = frozenset({S.pending, S.acknowledged, S.in_progress})
 HANDOFF_ORIGIN = "decline:"
+REOPEN_ORIGIN = "reopen:"
 
 
 class IllegalTransition(Exception):
@@ -66,3 +70,40 @@ def handoff_unit(commune_code: str, declined_unit_id: str) -> str:
 
 def handoff_origin(declined_assignment_id: str) -> str:
     return f"{HANDOFF_ORIGIN}{declined_assignment_id}"
+
+
+def reopen_origin(change_id: int) -> str:
+    return f"{REOPEN_ORIGIN}{change_id}"
+
+
+# -- the case: closed by the commune's cp_officer once every assignment is done or declined --------------
+
+
+class CaseStatus(StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+class CaseConflict(Exception):
+    """The case cannot move now; `detail` says why and what would allow it."""
+
+    def __init__(self, message: str, current: CaseStatus, **extra) -> None:
+        super().__init__(message)
+        self.detail = {"message": message, "current": current.value, **extra}
+
+
+def check_close(status: CaseStatus, assignments: Iterable[tuple[str, str, AssignmentStatus]]) -> None:
+    """Closing needs an open case whose assignments (id, unit, status) are all done or declined."""
+    if status is CaseStatus.closed:
+        raise CaseConflict("the incident is already closed; reopen it first", status, allowed=["reopen"])
+    still_open = [{"assignment_id": a, "unit_id": u, "status": st.value} for a, u, st in assignments if st in OPEN]
+    if still_open:
+        names = ", ".join(f"{o['unit_id']} ({o['status']})" for o in still_open)
+        raise CaseConflict(
+            f"{len(still_open)} assignment(s) are not done or declined: {names}", status, open_assignments=still_open
+        )
+
+
+def check_reopen(status: CaseStatus) -> None:
+    if status is not CaseStatus.closed:
+        raise CaseConflict("the incident is not closed", status, allowed=["close"])

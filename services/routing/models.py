@@ -1,10 +1,10 @@
-"""Routing's tables: the unit registry, the routed incidents (personal data lives here), assignments and their history."""
+"""Routing's tables: the unit registry, rule sets, routed incidents (personal data lives here), assignments and their history."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime, new_metadata
@@ -50,6 +50,41 @@ class RoutedIncident(Base):
     routed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     rules_version: Mapped[str] = mapped_column(String(40))
     case: Mapped[dict] = mapped_column(JSON)
+    # "open" or "closed" (lifecycle.CaseStatus); the history of closings is in incident_change.
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    risk_level: Mapped[str | None] = mapped_column(String(16))
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class IncidentChange(Base):
+    """The history of a case: who closed it (risk level, outcome) or reopened it (reason), and when."""
+
+    __tablename__ = "incident_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("routed_incident.incident_id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    action: Mapped[str] = mapped_column(String(16))
+    principal: Mapped[str] = mapped_column(String(120))
+    risk_level: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text)
+
+
+class RuleSet(Base):
+    """A version of the routing table as loaded (its YAML text); exactly one is active."""
+
+    __tablename__ = "rule_set"
+    __table_args__ = (
+        # At most one active table, whatever two loads at the same time try.
+        Index("uq_rule_set_active", "active", unique=True, sqlite_where=text("active"), postgresql_where=text("active")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(40), unique=True)
+    source: Mapped[str] = mapped_column(Text)
+    loaded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    loaded_by: Mapped[str] = mapped_column(String(120))
+    active: Mapped[bool] = mapped_column(Boolean)
 
 
 class Assignment(Base):
@@ -57,6 +92,8 @@ class Assignment(Base):
     __table_args__ = (
         # The inbox query: one unit's assignments by status, soonest due first.
         Index("ix_assignment_inbox", "unit_id", "status", "due_at"),
+        # The deadline watcher: pending, not yet flagged, past due.
+        Index("ix_assignment_watch", "status", "overdue_at", "due_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -69,7 +106,8 @@ class Assignment(Base):
     rule: Mapped[str] = mapped_column(String(120))
     reason: Mapped[str] = mapped_column(String(500))
     rules_version: Mapped[str] = mapped_column(String(40))
-    # "routing" for the routing decision, "decline:<assignment id>" for a lead handed back.
+    # "routing" for the routing decision, "decline:<assignment id>" for a lead handed back,
+    # "escalation:<overdue assignment id>" for an escalation, "reopen:<incident change id>" for a reopened case.
     origin: Mapped[str] = mapped_column(String(60))
     # One assignment per unit per incident and origin: the second line of defence after the inbox.
     dedupe_key: Mapped[str] = mapped_column(String(240), unique=True)
@@ -78,6 +116,8 @@ class Assignment(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     note: Mapped[str | None] = mapped_column(Text)
+    # When the deadline watcher found it pending past due_at and escalated; kept after a late acknowledgement.
+    overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class AssignmentChange(Base):

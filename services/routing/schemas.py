@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.enums import AssignmentStatus, Category, Channel, Role, Sex, Urgency
+from shared.enums import AssignmentStatus, Category, Channel, RiskLevel, Role, Sex, Urgency
 
 from . import lifecycle
 
@@ -53,10 +53,16 @@ class AssignmentRead(BaseModel):
     status: AssignmentStatus
     due_at: datetime = Field(description="when acknowledgement is due")
     overdue: bool = Field(description="pending and past due_at")
+    overdue_at: datetime | None = Field(
+        description="when routing found it overdue and escalated; kept after a late acknowledgement"
+    )
     rule: str = Field(description="the rule that routed it here, e.g. category.sexual_abuse.lead")
     reason: str = Field(description="why this unit, in words")
     rules_version: str
-    origin: str = Field(description='"routing", or "decline:<assignment id>" for a lead handed back')
+    origin: str = Field(
+        description='"routing"; "decline:<assignment id>" for a lead handed back; "escalation:<assignment id>" for an '
+        'escalation of that overdue assignment; "reopen:<n>" for a reopened case'
+    )
     assigned_at: datetime
     acknowledged_at: datetime | None
     updated_at: datetime
@@ -112,3 +118,42 @@ class UnitRead(BaseModel):
 class UnitPage(BaseModel):
     items: list[UnitRead]
     next_cursor: str | None
+
+
+class IncidentClose(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    risk_level: RiskLevel = Field(description="the review's risk level (Mẫu 06 of Decree 56/2017): high, medium or low")
+    outcome: str = Field(min_length=1, max_length=2000, description="how the case ended")
+
+
+class IncidentReopen(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=1, max_length=2000, description="why the case is taken up again (kept in routing)")
+
+
+class IncidentStateRead(BaseModel):
+    incident_id: str
+    commune_code: str
+    status: Literal["open", "closed"]
+    risk_level: RiskLevel | None
+    closed_at: datetime | None
+    lead: HandoffRead | None = Field(None, description="the new lead assignment of a reopened case")
+
+
+class OpenAssignment(BaseModel):
+    assignment_id: str
+    unit_id: str
+    status: AssignmentStatus
+
+
+class CaseConflict(BaseModel):
+    message: str
+    current: Literal["open", "closed"]
+    allowed: list[str] | None = None
+    open_assignments: list[OpenAssignment] | None = None
+
+
+class CaseConflictBody(BaseModel):
+    detail: CaseConflict

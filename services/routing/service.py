@@ -1,4 +1,4 @@
-"""Routing's use cases: route a reported incident, serve a unit's inbox, move an assignment, keep the registry."""
+"""Routing's use cases: route incidents, serve inboxes, move assignments, close cases, keep rule sets and the registry."""
 
 from __future__ import annotations
 
@@ -6,42 +6,50 @@ import base64
 import binascii
 import json
 import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, case, event, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal, parse_unit_id
-from shared.db import new_id, utcnow
-from shared.enums import AssignmentStatus, Role, Urgency
+from shared.db import new_id
+from shared.enums import AssignmentStatus, RiskLevel, Role, UnitType, Urgency
 from shared.events import (
     AssignmentAcknowledged,
     AssignmentStatusChanged,
     Envelope,
     Event,
     IncidentCase,
+    IncidentClosed,
+    IncidentReopened,
     IncidentReported,
     IncidentRouted,
     RoutedAssignment,
 )
+from shared.metrics import RoutingMetrics
 from shared.reference import UnitRecord
 
 from . import lifecycle, rules
-from .models import Assignment, AssignmentChange, RoutedIncident, Unit, dedupe_key
+from .lifecycle import CaseStatus
+from .models import Assignment, AssignmentChange, IncidentChange, RoutedIncident, RuleSet, Unit, dedupe_key
 from .rules import Decision, RoutingInput, RuleTable
 
 PRODUCER = "routing"
 ORIGIN_ROUTING = "routing"
 HANDOFF_RULES_VERSION = "handoff"
+REOPEN_RULES_VERSION = "reopen"
 URGENCY_RANK = {u.value: rank for rank, u in enumerate(Urgency)}
 BAD_CURSOR = [{"loc": ["query", "cursor"], "msg": "cursor is not valid: pass next_cursor unchanged", "type": "value_error"}]
 
 log = logging.getLogger("baove.routing")
+
+Clock = Callable[[], datetime]
 
 
 class Rejected(Exception):
@@ -51,11 +59,6 @@ class Rejected(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
-
-
-@lru_cache(maxsize=1)
-def default_table() -> RuleTable:
-    return rules.load_rules(rules.DEFAULT_RULES)
 
 
 # -- pure ------------------------------------------------------------------------------
@@ -78,6 +81,11 @@ def may_list_units(principal: Principal, commune_code: str) -> bool:
     return principal.is_admin or principal.is_cp_officer_of(commune_code)
 
 
+def may_close(principal: Principal, commune_code: str) -> bool:
+    """Closing and reopening are the focal point's (domain.md section 3, step 6) and admins'."""
+    return principal.is_admin or principal.is_cp_officer_of(commune_code)
+
+
 def encode_cursor(values: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
 
@@ -97,6 +105,155 @@ def routed_assignment(a: Assignment) -> RoutedAssignment:
     return RoutedAssignment(
         assignment_id=a.id, unit_id=a.unit_id, unit_type=a.unit_type, role=Role(a.role), rule=a.rule, reason=a.reason, due_at=a.due_at
     )
+
+
+def to_envelope(event: Event, incident_id: str, now: datetime) -> Envelope:
+    """Routing's events carry its clock's time, so the envelope agrees with the payload."""
+    return event.envelope(correlation_id=incident_id, producer=PRODUCER, emitted_at=now)
+
+
+def new_assignment(
+    incident: RoutedIncident,
+    unit_id: str,
+    role: Role,
+    *,
+    rule: str,
+    reason: str,
+    rules_version: str,
+    origin: str,
+    due_at: datetime,
+    now: datetime,
+) -> Assignment:
+    """A pending assignment made after the routing decision (a handoff, an escalation, a reopened case)."""
+    return Assignment(
+        id=new_id(),
+        incident_id=incident.incident_id,
+        unit_id=unit_id,
+        unit_type=parse_unit_id(unit_id)[1].value,
+        commune_code=incident.commune_code,
+        role=role.value,
+        status=AssignmentStatus.pending.value,
+        rule=rule,
+        reason=reason,
+        rules_version=rules_version,
+        origin=origin,
+        dedupe_key=dedupe_key(incident.incident_id, unit_id, origin),
+        due_at=due_at,
+        assigned_at=now,
+        updated_at=now,
+    )
+
+
+def routed_event(incident: RoutedIncident, assignments: Sequence[Assignment], rules_version: str, notes: Sequence[str], now: datetime) -> Envelope:
+    """`incident.routed` telling of assignments made after the routing decision."""
+    return to_envelope(
+        IncidentRouted(
+            incident_id=incident.incident_id,
+            commune_code=incident.commune_code,
+            category=incident.category,
+            urgency=incident.urgency,
+            rules_version=rules_version,
+            assignments=tuple(routed_assignment(a) for a in assignments),
+            notes=tuple(notes),
+        ),
+        incident.incident_id,
+        now,
+    )
+
+
+async def store_assignments(session: AsyncSession, assignments: Sequence[Assignment], now: datetime) -> None:
+    """Insert assignments and the first line of their history."""
+    session.add_all(assignments)
+    await session.flush()
+    session.add_all(
+        AssignmentChange(assignment_id=a.id, at=now, from_status=None, to_status=a.status, principal=PRODUCER) for a in assignments
+    )
+    await session.flush()
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once the session's transaction commits: metrics count only what was stored."""
+    fired = False
+
+    def run(sync_session) -> None:
+        nonlocal fired
+        # The hook also fires when a savepoint is released; only the outer commit counts.
+        if fired or sync_session.in_nested_transaction():
+            return
+        fired = True
+        callback()
+
+    event.listen(session.sync_session, "after_commit", run)
+
+
+def count_created(metrics: RoutingMetrics, assignments: Sequence[Assignment]) -> None:
+    for a in assignments:
+        metrics.assignments.labels(a.unit_type, a.role).inc()
+
+
+# -- rule sets: the routing table as data an officer changes ------------------------------------
+
+
+class NoActiveRules(RuntimeError):
+    """No rule set is active: routing loads its rules file at start, or an officer runs `baove rules load`."""
+
+
+class RuleSetExists(ValueError):
+    """A rule set with this version was loaded before: a changed table needs a new version."""
+
+
+class RuleSets:
+    """The active routing table. Its version is read on each use (one indexed row), the parsed table cached per version."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, RuleTable] = {}
+
+    async def active(self, session: AsyncSession) -> RuleTable:
+        version = (await session.execute(select(RuleSet.version).where(RuleSet.active.is_(True)))).scalar_one_or_none()
+        if version is None:
+            raise NoActiveRules("no active rule set: start routing once, or run `baove rules load FILE`")
+        table = self._tables.get(version)
+        if table is None:
+            source = (await session.execute(select(RuleSet.source).where(RuleSet.version == version))).scalar_one()
+            table = self._tables[version] = rules.parse_rules(source, f"rule set {version}")
+        return table
+
+
+async def active_rule_set(session: AsyncSession) -> RuleSet | None:
+    return (await session.execute(select(RuleSet).where(RuleSet.active.is_(True)))).scalar_one_or_none()
+
+
+async def activate_rule_set(session: AsyncSession, text: str, source: str, by: str, now: datetime) -> tuple[RuleTable, str | None]:
+    """Make a rules document the active table, returning it and the version it replaces; RulesError, RuleSetExists."""
+    table = rules.parse_rules(text, source)
+    known = (await session.execute(select(RuleSet).where(RuleSet.version == table.version))).scalar_one_or_none()
+    if known is not None:
+        raise RuleSetExists(
+            f"rule set version {table.version!r} was loaded on {known.loaded_at.isoformat()} by {known.loaded_by}: "
+            "give the changed table a new version"
+        )
+    previous = await active_rule_set(session)
+    if previous is not None:
+        previous.active = False
+        # The partial unique index allows one active row: retire the old one before the new one is written.
+        await session.flush()
+    session.add(RuleSet(version=table.version, source=text, loaded_at=now, loaded_by=by, active=True))
+    await session.flush()
+    log.info("rule set activated", extra={"rules_version": table.version, "previous": previous.version if previous else None, "by": by})
+    return table, previous.version if previous else None
+
+
+async def seed_rule_set(sessionmaker: async_sessionmaker[AsyncSession], text: str, source: str, now: datetime) -> None:
+    """At start: the rules file becomes the first rule set when none is active; later ones come from `baove rules load`."""
+    async with sessionmaker() as session:
+        if await active_rule_set(session) is not None:
+            return
+    try:
+        async with sessionmaker() as session, session.begin():
+            await activate_rule_set(session, text, source, f"{PRODUCER}:start", now)
+    except IntegrityError:
+        # Another replica starting at the same moment seeded it.
+        log.info("rule set seeded by another instance")
 
 
 # -- the incident.reported consumer ------------------------------------------------------
@@ -134,19 +291,20 @@ def new_assignments(incident_id: str, incident: RoutingInput, decision: Decision
 
 
 async def handle_reported(
-    session: AsyncSession, event: Event, envelope: Envelope, *, table: RuleTable | None = None
+    session: AsyncSession, event: Event, envelope: Envelope, *, rule_sets: RuleSets, clock: Clock, metrics: RoutingMetrics
 ) -> list[Envelope]:
-    """Route one reported incident: store it and its assignments, and tell of them in `incident.routed`."""
+    """Route one reported incident with the active rule set: store it and its assignments, and tell of them in `incident.routed`."""
     if not isinstance(event, IncidentReported):
         return []
     if await session.get(RoutedIncident, event.incident_id) is not None:
         # Same incident under another event id (a re-publish): the business key says it is done.
         log.info("incident already routed", extra={"incident_id": event.incident_id})
         return []
-    table = table or default_table()
+    started = time.perf_counter()
+    table = await rule_sets.active(session)
     incident = RoutingInput.from_event(event)
     decision = rules.decide(incident, await active_units(session, incident), table)
-    now = utcnow()
+    now = clock()
     facts = event.facts
     assignments = new_assignments(event.incident_id, incident, decision, now)
     try:
@@ -164,20 +322,17 @@ async def handle_reported(
                     routed_at=now,
                     rules_version=decision.rules_version,
                     case=case_record(event.case),
+                    status=CaseStatus.open.value,
                 )
             )
             await session.flush()
-            session.add_all(assignments)
-            await session.flush()
-            session.add_all(
-                AssignmentChange(assignment_id=a.id, at=now, from_status=None, to_status=a.status, principal=PRODUCER)
-                for a in assignments
-            )
-            await session.flush()
+            await store_assignments(session, assignments, now)
     except IntegrityError:
         # A concurrent delivery of the same incident stored it first.
         log.info("incident already routed", extra={"incident_id": event.incident_id})
         return []
+    metrics.decision_seconds.observe(time.perf_counter() - started)
+    after_commit(session, lambda: count_created(metrics, assignments))
     log.info(
         "incident routed",
         extra={
@@ -198,7 +353,7 @@ async def handle_reported(
         assignments=tuple(routed_assignment(a) for a in assignments),
         notes=decision.notes,
     )
-    return [routed.envelope(correlation_id=event.incident_id, producer=PRODUCER)]
+    return [to_envelope(routed, event.incident_id, now)]
 
 
 # -- the inbox -----------------------------------------------------------------------------------
@@ -244,37 +399,45 @@ async def list_assignments(
     unit_id: str,
     principal: Principal,
     *,
-    status: AssignmentStatus | None = None,
+    now: datetime,
+    statuses: Sequence[AssignmentStatus] = (),
+    overdue: bool | None = None,
+    urgencies: Sequence[Urgency] = (),
     limit: int = 50,
     cursor: str | None = None,
 ) -> InboxPage:
-    """One unit's assignments: overdue first, then by urgency, due time and id (keyset pages)."""
+    """One unit's assignments, filtered: overdue first, then by urgency, due time and id (keyset pages)."""
     if not may_use_inbox(principal, unit_id):
         # Another unit's inbox answers as if it did not exist: a 404 reveals nothing.
         raise Rejected(404, f"no inbox {unit_id} for this token")
     after = _inbox_position(decode_cursor(cursor, INBOX_CURSOR)) if cursor else None
-    # Later pages order by the first page's clock, so nothing moves between pages.
-    as_of = after.as_of if after else utcnow()
-    overdue = case((and_(Assignment.status == AssignmentStatus.pending.value, Assignment.due_at < as_of), 0), else_=1)
+    # Later pages order and filter by the first page's clock, so nothing moves between pages.
+    as_of = after.as_of if after else now
+    is_overdue = and_(Assignment.status == AssignmentStatus.pending.value, Assignment.due_at < as_of)
+    overdue_rank = case((is_overdue, 0), else_=1)
     urgency = case(URGENCY_RANK, value=RoutedIncident.urgency, else_=len(URGENCY_RANK))
     stmt = (
-        select(Assignment, RoutedIncident, overdue, urgency)
+        select(Assignment, RoutedIncident, overdue_rank, urgency)
         .join(RoutedIncident, RoutedIncident.incident_id == Assignment.incident_id)
         .where(Assignment.unit_id == unit_id)
     )
-    if status is not None:
-        stmt = stmt.where(Assignment.status == status.value)
+    if statuses:
+        stmt = stmt.where(Assignment.status.in_([s.value for s in statuses]))
+    if overdue is not None:
+        stmt = stmt.where(is_overdue if overdue else not_(is_overdue))
+    if urgencies:
+        stmt = stmt.where(RoutedIncident.urgency.in_([u.value for u in urgencies]))
     if after:
         o, u, due, i = after.overdue, after.urgency, after.due_at, after.id
         stmt = stmt.where(
             or_(
-                overdue > o,
-                and_(overdue == o, urgency > u),
-                and_(overdue == o, urgency == u, Assignment.due_at > due),
-                and_(overdue == o, urgency == u, Assignment.due_at == due, Assignment.id > i),
+                overdue_rank > o,
+                and_(overdue_rank == o, urgency > u),
+                and_(overdue_rank == o, urgency == u, Assignment.due_at > due),
+                and_(overdue_rank == o, urgency == u, Assignment.due_at == due, Assignment.id > i),
             )
         )
-    stmt = stmt.order_by(overdue, urgency, Assignment.due_at, Assignment.id).limit(limit + 1)
+    stmt = stmt.order_by(overdue_rank, urgency, Assignment.due_at, Assignment.id).limit(limit + 1)
     rows = (await session.execute(stmt)).all()
     next_cursor = None
     if len(rows) > limit:
@@ -290,6 +453,9 @@ async def list_assignments(
         extra={"by": principal.label, "unit_id": unit_id, "incident_ids": ",".join(sorted({a.incident_id for a, _ in page}))},
     )
     return InboxPage(page, next_cursor)
+
+
+# -- the assignment lifecycle ----------------------------------------------------------------------
 
 
 async def _owned(session: AsyncSession, unit_id: str, assignment_id: str, principal: Principal) -> tuple[Assignment, RoutedIncident]:
@@ -339,7 +505,7 @@ async def _move(
     return current
 
 
-def _assignment_event(cls, a: Assignment, principal: Principal, now: datetime, **extra) -> Envelope:
+def assignment_event(cls, a: Assignment, by: str, now: datetime, **extra) -> Envelope:
     event = cls(
         incident_id=a.incident_id,
         assignment_id=a.id,
@@ -347,22 +513,21 @@ def _assignment_event(cls, a: Assignment, principal: Principal, now: datetime, *
         unit_type=a.unit_type,
         role=Role(a.role),
         commune_code=a.commune_code,
-        by=principal.label,
+        by=by,
         at=now,
         **extra,
     )
-    return event.envelope(correlation_id=a.incident_id, producer=PRODUCER)
+    return to_envelope(event, a.incident_id, now)
 
 
 async def acknowledge(
-    session: AsyncSession, runtime, unit_id: str, assignment_id: str, principal: Principal
+    session: AsyncSession, runtime, unit_id: str, assignment_id: str, principal: Principal, now: datetime
 ) -> tuple[Assignment, RoutedIncident]:
     """pending -> acknowledged, and `assignment.acknowledged` in the same transaction."""
     a, incident = await _owned(session, unit_id, assignment_id, principal)
     target = lifecycle.transition(AssignmentStatus(a.status), AssignmentStatus.acknowledged)
-    now = utcnow()
     await _move(session, a, target, now, principal, None)
-    await runtime.stage(session, _assignment_event(AssignmentAcknowledged, a, principal, now, due_at=a.due_at, assigned_at=a.assigned_at))
+    await runtime.stage(session, assignment_event(AssignmentAcknowledged, a, principal.label, now, due_at=a.due_at, assigned_at=a.assigned_at))
     log.info("assignment acknowledged", extra={"incident_id": a.incident_id, "assignment_id": a.id, "by": principal.label})
     return a, incident
 
@@ -370,33 +535,23 @@ async def acknowledge(
 async def change_status(
     session: AsyncSession,
     runtime,
-    table: RuleTable,
+    rule_sets: RuleSets,
     unit_id: str,
     assignment_id: str,
     target: AssignmentStatus,
     note: str | None,
     principal: Principal,
+    now: datetime,
 ) -> tuple[Assignment, RoutedIncident, Assignment | None]:
     """Move an assignment; a declined lead is handed to the cp_officer as a new lead assignment."""
     a, incident = await _owned(session, unit_id, assignment_id, principal)
     lifecycle.transition(AssignmentStatus(a.status), target, note)
-    now = utcnow()
     previous = await _move(session, a, target, now, principal, note)
-    events = [_assignment_event(AssignmentStatusChanged, a, principal, now, from_status=previous, to_status=target, has_note=bool(note))]
+    events = [assignment_event(AssignmentStatusChanged, a, principal.label, now, from_status=previous, to_status=target, has_note=bool(note))]
     handoff = None
     if target is AssignmentStatus.declined and a.role == Role.lead.value:
-        handoff = await _hand_off(session, table, a, incident, now)
-        events.append(
-            IncidentRouted(
-                incident_id=incident.incident_id,
-                commune_code=incident.commune_code,
-                category=incident.category,
-                urgency=incident.urgency,
-                rules_version=HANDOFF_RULES_VERSION,
-                assignments=(routed_assignment(handoff),),
-                notes=(f"lead declined by {a.unit_id}: handed to {handoff.unit_id}",),
-            ).envelope(correlation_id=incident.incident_id, producer=PRODUCER)
-        )
+        handoff = await _hand_off(session, await rule_sets.active(session), a, incident, now)
+        events.append(routed_event(incident, [handoff], HANDOFF_RULES_VERSION, [f"lead declined by {a.unit_id}: handed to {handoff.unit_id}"], now))
     await runtime.stage(session, *events)
     log.info(
         "assignment status changed",
@@ -407,32 +562,110 @@ async def change_status(
 
 async def _hand_off(session: AsyncSession, table: RuleTable, declined: Assignment, incident: RoutedIncident, now: datetime) -> Assignment:
     unit_id = lifecycle.handoff_unit(declined.commune_code, declined.unit_id)
-    origin = lifecycle.handoff_origin(declined.id)
-    handoff = Assignment(
-        id=new_id(),
-        incident_id=declined.incident_id,
-        unit_id=unit_id,
-        unit_type=parse_unit_id(unit_id)[1].value,
-        commune_code=declined.commune_code,
-        role=Role.lead.value,
-        status=AssignmentStatus.pending.value,
+    handoff = new_assignment(
+        incident,
+        unit_id,
+        Role.lead,
         rule="handoff.decline",
         # The decline note stays out: it is free text and this reason travels in events.
         reason=f"Nhận lại vai trò chủ trì: {declined.unit_id} từ chối (lead handed back: {declined.unit_id} declined)",
         rules_version=HANDOFF_RULES_VERSION,
-        origin=origin,
-        dedupe_key=dedupe_key(declined.incident_id, unit_id, origin),
+        origin=lifecycle.handoff_origin(declined.id),
         # A new deadline from now: the new lead needs its own time to take the case up.
         due_at=rules.due_at(now, Urgency(incident.urgency), table),
-        assigned_at=now,
-        updated_at=now,
+        now=now,
     )
-    session.add(handoff)
-    await session.flush()
-    session.add(AssignmentChange(assignment_id=handoff.id, at=now, from_status=None, to_status=handoff.status, principal=PRODUCER))
-    await session.flush()
+    await store_assignments(session, [handoff], now)
     log.info("lead handed off", extra={"incident_id": declined.incident_id, "declined": declined.id, "assignment_id": handoff.id, "unit_id": unit_id})
     return handoff
+
+
+# -- closing and reopening a case ------------------------------------------------------------------
+
+
+async def _case(session: AsyncSession, incident_id: str, principal: Principal) -> RoutedIncident:
+    incident = await session.get(RoutedIncident, incident_id)
+    # Outside the commune the incident does not exist for the caller; inside it, only the focal point may act.
+    if incident is None or not (principal.is_admin or principal.commune_code == incident.commune_code):
+        raise Rejected(404, "incident not found")
+    if not may_close(principal, incident.commune_code):
+        raise Rejected(403, f"only {incident.commune_code}.cp_officer and admins may close or reopen an incident")
+    return incident
+
+
+async def _set_case_status(session: AsyncSession, incident: RoutedIncident, current: CaseStatus, **values) -> bool:
+    """Compare-and-set the case's status; True when this transaction moved it."""
+    # Over PostgreSQL this also locks the row the deadline watcher claims, so no escalation slips in
+    # between the check of the assignments and the commit.
+    result = await session.execute(
+        update(RoutedIncident)
+        .where(RoutedIncident.incident_id == incident.incident_id, RoutedIncident.status == current.value)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    await session.refresh(incident)
+    return result.rowcount == 1
+
+
+async def close_incident(
+    session: AsyncSession, runtime, incident_id: str, risk_level: RiskLevel, outcome: str, principal: Principal, now: datetime
+) -> RoutedIncident:
+    """Record the review's risk level and close the case once every assignment is done or declined; publishes incident.closed."""
+    incident = await _case(session, incident_id, principal)
+    closed = CaseStatus.closed.value
+    if not await _set_case_status(session, incident, CaseStatus.open, status=closed, risk_level=risk_level.value, closed_at=now):
+        lifecycle.check_close(CaseStatus(incident.status), ())
+    assignments = (
+        await session.execute(
+            select(Assignment.id, Assignment.unit_id, Assignment.status)
+            .where(Assignment.incident_id == incident_id)
+            .order_by(Assignment.assigned_at, Assignment.id)
+        )
+    ).all()
+    # Raising here rolls the status back with the rest of the transaction.
+    lifecycle.check_close(CaseStatus.open, [(a, u, AssignmentStatus(s)) for a, u, s in assignments])
+    session.add(IncidentChange(incident_id=incident_id, at=now, action="closed", principal=principal.label, risk_level=risk_level.value, note=outcome))
+    event = IncidentClosed(
+        incident_id=incident_id, commune_code=incident.commune_code, risk_level=risk_level, outcome=outcome, by=principal.label, at=now
+    )
+    await runtime.stage(session, to_envelope(event, incident_id, now))
+    log.info("incident closed", extra={"incident_id": incident_id, "risk_level": risk_level.value, "by": principal.label})
+    return incident
+
+
+async def reopen_incident(
+    session: AsyncSession, runtime, rule_sets: RuleSets, incident_id: str, reason: str, principal: Principal, now: datetime
+) -> tuple[RoutedIncident, Assignment]:
+    """Take a closed case up again: back to planning, led by the commune's cp_officer; publishes incident.reopened."""
+    incident = await _case(session, incident_id, principal)
+    if not await _set_case_status(session, incident, CaseStatus.closed, status=CaseStatus.open.value, closed_at=None):
+        lifecycle.check_reopen(CaseStatus(incident.status))
+    change = IncidentChange(incident_id=incident_id, at=now, action="reopened", principal=principal.label, note=reason)
+    session.add(change)
+    await session.flush()
+    # Someone must hold the reopened case, or nothing would show it in an inbox (domain.md section 3, step 6).
+    cp_officer = f"{incident.commune_code}.{UnitType.cp_officer.value}"
+    lead = new_assignment(
+        incident,
+        cp_officer,
+        Role.lead,
+        rule="reopen",
+        # The reason stays in routing: it is free text and this one travels in events.
+        reason=f"Mở lại vụ việc: lập lại kế hoạch hỗ trợ (case reopened by {principal.label}: back to planning)",
+        rules_version=REOPEN_RULES_VERSION,
+        origin=lifecycle.reopen_origin(change.id),
+        due_at=rules.due_at(now, Urgency(incident.urgency), await rule_sets.active(session)),
+        now=now,
+    )
+    await store_assignments(session, [lead], now)
+    reopened = IncidentReopened(incident_id=incident_id, commune_code=incident.commune_code, by=principal.label, at=now)
+    await runtime.stage(
+        session,
+        to_envelope(reopened, incident_id, now),
+        routed_event(incident, [lead], REOPEN_RULES_VERSION, [f"reopened by {principal.label}: {cp_officer} leads"], now),
+    )
+    log.info("incident reopened", extra={"incident_id": incident_id, "by": principal.label, "assignment_id": lead.id})
+    return incident, lead
 
 
 # -- the unit registry ---------------------------------------------------------------------------

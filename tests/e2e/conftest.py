@@ -23,6 +23,7 @@ class System:
         self.env = env
         self.tokens = tokens
         self.processes: dict[str, subprocess.Popen] = {}
+        self.overrides: dict[str, dict[str, str]] = {}  # a service's own environment, kept across restarts
         self.posted: Counter[str] = Counter()  # incidents accepted per commune, for the summaries
 
     def url(self, service: str) -> str:
@@ -36,8 +37,23 @@ class System:
         log = open(self.data_dir / f"{service}.log", "ab")
         self.processes[service] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", service, "--no-migrate"],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**self.env, **self.overrides.get(service, {})}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
+        log.close()
+
+    def restart(self, service: str, **env_overrides: str) -> None:
+        """Stop the service, start it again with these variables (kept for later starts) and wait until ready."""
+        if service in self.processes:
+            self.stop(service)
+        self.overrides[service] = env_overrides
+        self.start(service)
+        self.wait_ready(service)
+
+    def kill(self, service: str) -> None:
+        """SIGKILL: no shutdown, no draining, as a crash or an OOM kill would end it."""
+        process = self.processes.pop(service)
+        process.kill()
+        process.wait(10)
 
     def wait_ready(self, service: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

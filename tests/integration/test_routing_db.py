@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import func, select
 
 from services.routing.models import Assignment, AssignmentChange, Unit, outbox_message
-from services.routing.service import encode_cursor, handle_reported, load_units_into
+from services.routing.service import encode_cursor, load_units_into
 from shared.events import IncidentRouted
 from shared.reference import load_demo_units
-from tests.routing_support import SCHOOL, reported, routing_runtime
+from tests.routing_support import SCHOOL, reported, route, routing_runtime
 from tests.support import bearer, client, issue_token
 
 pytestmark = pytest.mark.integration
@@ -29,11 +29,6 @@ async def routing(tmp_path, database_url):
     yield runtime
     await runtime.engine.dispose()
     await runtime.auth_engine.dispose()
-
-
-async def route(runtime, event) -> list:
-    async with runtime.sessionmaker() as session, session.begin():
-        return await handle_reported(session, event, event.envelope(correlation_id=event.incident_id, producer="intake"))
 
 
 async def outbox(runtime, event_type: str) -> list[dict]:
@@ -156,6 +151,41 @@ class TestTheInbox:
         assert (await inbox(routing, "25349.police", limit=501)).status_code == 422
         assert (await inbox(routing, "25349.police", limit=0)).status_code == 422
         assert (await inbox(routing, "25349.police", cursor="not-a-cursor")).status_code == 422
+
+    async def test_filters_by_status_overdue_and_urgency_keep_the_order_and_the_pages(self, routing):
+        now = datetime.now(timezone.utc)
+        late = reported(category="injury", urgency="low", received_at=now - timedelta(days=4))
+        others = [reported(category="injury", urgency=u) for u in ("emergency", "high", "medium", "low", "emergency")]
+        for event in (late, *others):
+            await route(routing, event)
+        items = (await inbox(routing, "25349.health")).json()["items"]
+        acked = items[1]["assignment_id"]
+        await post(routing, f"/v1/agencies/25349.health/assignments/{acked}/acknowledge", "25349.health")
+
+        def ids(answer) -> list[str]:
+            assert answer.status_code == 200, answer.text
+            return [i["assignment_id"] for i in answer.json()["items"]]
+
+        everything = ids(await inbox(routing, "25349.health"))
+        assert ids(await inbox(routing, "25349.health", status=["acknowledged"])) == [acked]
+        both = ids(await inbox(routing, "25349.health", status=["pending", "acknowledged"]))
+        assert both == everything
+        assert ids(await inbox(routing, "25349.health", overdue="true")) == [everything[0]]
+        assert ids(await inbox(routing, "25349.health", overdue="false")) == everything[1:]
+        urgent = (await inbox(routing, "25349.health", urgency=["emergency", "high"])).json()["items"]
+        assert [i["incident"]["urgency"] for i in urgent] == ["emergency", "emergency", "high"]
+        pending_low = (await inbox(routing, "25349.health", status="pending", urgency="low")).json()["items"]
+        assert [i["overdue"] for i in pending_low] == [True, False]
+        paged, cursor = [], None
+        while True:
+            params = {"status": ["pending"], "urgency": ["emergency", "medium", "low"], "limit": 1, **({"cursor": cursor} if cursor else {})}
+            page = (await inbox(routing, "25349.health", **params)).json()
+            paged += [i["assignment_id"] for i in page["items"]]
+            if not (cursor := page["next_cursor"]):
+                break
+        assert paged == [i for i in everything if i != acked and i in ids(await inbox(routing, "25349.health", urgency=["emergency", "medium", "low"]))]
+        assert (await inbox(routing, "25349.health", urgency="urgent")).status_code == 422
+        assert (await inbox(routing, "25349.health", overdue="maybe")).status_code == 422
 
     async def test_a_tampered_cursor_is_422_not_an_error(self, routing):
         position = {"as_of": "2025-03-02T08:00:00+00:00", "overdue": 1, "urgency": 0, "due_at": "2025-03-02T09:00:00+00:00", "id": "a"}

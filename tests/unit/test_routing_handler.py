@@ -12,11 +12,10 @@ from sqlalchemy import func, select
 from services.routing.app import create_runtime
 from services.routing.models import Assignment, AssignmentChange, RoutedIncident, outbox_message
 from services.routing.rules import RulesError
-from services.routing.service import handle_reported
 from shared import topology
 from shared.events import IncidentRouted
 from shared.settings import CommonSettings, RoutingSettings
-from tests.routing_support import HAMLET, SCHOOL, reported, routing_runtime
+from tests.routing_support import HAMLET, SCHOOL, reported, route, routing_runtime
 
 pytestmark = pytest.mark.unit
 
@@ -86,21 +85,18 @@ class TestHandleReported:
         other = IncidentRouted(
             incident_id="x", commune_code="25349", category="other", urgency="low", rules_version="v", assignments=()
         )
-        async with routing.sessionmaker() as session, session.begin():
-            assert await handle_reported(session, other, other.envelope(correlation_id="x", producer="routing")) == []
+        assert await route(routing, other) == []
 
     async def test_a_school_outside_the_commune_still_leads_when_registered(self, routing):
         event = reported(category="school_violence", school="25348.school.thcs-minh-duc")
-        async with routing.sessionmaker() as session, session.begin():
-            [envelope] = await handle_reported(session, event, event.envelope(correlation_id=event.incident_id, producer="intake"))
+        [envelope] = await route(routing, event)
         routed = IncidentRouted.model_validate(envelope.payload)
         assert [a.unit_id for a in routed.assignments if a.role == "lead"] == ["25348.school.thcs-minh-duc"]
         assert envelope.event_type == "incident.routed" and envelope.producer == "routing"
 
     async def test_an_unregistered_school_falls_back_to_the_cp_officer_and_the_event_says_why(self, routing):
         event = reported(category="school_violence", school="25349.school.closed-long-ago")
-        async with routing.sessionmaker() as session, session.begin():
-            [envelope] = await handle_reported(session, event, event.envelope(correlation_id=event.incident_id, producer="intake"))
+        [envelope] = await route(routing, event)
         routed = IncidentRouted.model_validate(envelope.payload)
         [lead] = [a for a in routed.assignments if a.role == "lead"]
         assert lead.unit_id == "25349.cp_officer" and "closed-long-ago" in lead.reason
