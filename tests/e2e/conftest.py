@@ -95,6 +95,8 @@ def system(amqp_url, tmp_path_factory):
         **os.environ,
         "BAOVE_DATA_DIR": str(data_dir),
         "BAOVE_AMQP_URL": amqp_url,
+        # Tests post many reports with one token; the limit itself is tested in tests/integration.
+        "BAOVE_INTAKE_RATE_LIMIT_PER_MINUTE": "0",
         **{f"BAOVE_{s.upper()}_PORT": str(p) for s, p in PORTS.items()},
     }
     baove(env, "migrate")
