@@ -41,8 +41,7 @@ async def _broker_reachable(url: str, timeout: float = 5.0) -> str | None:
     return None
 
 
-def require_broker(common: CommonSettings) -> None:
-    url = common.amqp_url.get_secret_value()
+def require_broker(url: str) -> None:
     problem = asyncio.run(_broker_reachable(url))
     if problem:
         sys.exit(
@@ -51,6 +50,12 @@ def require_broker(common: CommonSettings) -> None:
             "  Install it: apt-get install -y rabbitmq-server\n"
             "  Or point BAOVE_AMQP_URL at a running broker."
         )
+
+
+def _checked_broker_url(service: str) -> str:
+    settings = SERVICES[service]()
+    settings.check_secrets()
+    return settings.broker_url()
 
 
 def cmd_migrate(_args) -> None:
@@ -78,9 +83,8 @@ def cmd_run(args) -> None:
 
 
 def cmd_up(args) -> None:
-    common = CommonSettings()
-    common.check_secrets()
-    require_broker(common)
+    for url in dict.fromkeys(_checked_broker_url(name) for name in SERVICES):
+        require_broker(url)
     cmd_migrate(args)
     if args.demo:
         cmd_demo(args)
@@ -182,11 +186,33 @@ def cmd_token(args) -> None:
         print(f"revoked {asyncio.run(revoke())} token(s)")
 
 
+def cmd_audit(args) -> None:
+    from shared import audit
+    from shared.db import make_engine, make_sessionmaker
+
+    _migrate_auth()
+
+    async def entries() -> list[dict]:
+        engine = make_engine(CommonSettings().auth_url())
+        try:
+            async with make_sessionmaker(engine)() as session:
+                items, _ = await audit.query(session, incident_id=args.incident, principal=args.principal, limit=args.limit)
+        finally:
+            await engine.dispose()
+        return items
+
+    items = asyncio.run(entries())
+    if not items:
+        print("no audit entries")
+    for e in items:
+        print(f"{e['at'].isoformat()}  {e['principal']:<32} {e['action']:<6} incident {e['incident_id']}  {e['service']:<9} {e['endpoint']}")
+
+
 def cmd_dlq(args) -> None:
     from shared import deadletters
 
     url = CommonSettings().amqp_url.get_secret_value()
-    require_broker(CommonSettings())
+    require_broker(url)
     try:
         if args.dlq_command == "list":
             letters = asyncio.run(deadletters.list_dead_letters(url, args.queue, args.limit))
@@ -293,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--token")
     what.add_argument("--subject", help="e.g. 25349.police, 694 or admin")
     token.set_defaults(func=cmd_token)
+
+    aud = sub.add_parser("audit", help="print the read audit, newest first: who read which incident, when, how")
+    aud.add_argument("--incident", help="only reads of this incident id")
+    aud.add_argument("--principal", help="only reads by this principal, e.g. 25349.police, district:694 or admin")
+    aud.add_argument("--limit", type=int, default=50, help="at most this many entries (default 50)")
+    aud.set_defaults(func=cmd_audit)
 
     dlq = sub.add_parser("dlq", help="inspect and replay dead-lettered messages")
     dsub = dlq.add_subparsers(dest="dlq_command", required=True)

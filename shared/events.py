@@ -95,12 +95,20 @@ class Reporter(Frozen):
     anonymous: bool = False
 
 
+class Consent(Frozen):
+    """Consent to disclose the case beyond the units that must act: true, false, or null when not asked."""
+
+    child: bool | None = None
+    guardian: bool | None = None
+
+
 class IncidentCase(Frozen):
     """The personal part, needed by the units that must act."""
 
     description: str
     children: tuple[ChildCase, ...]
     reporter: Reporter | None = None
+    consent: Consent = Consent()
 
 
 class IncidentReported(Event):

@@ -118,7 +118,7 @@ class Runtime:
         self.registry = new_registry()
         self.consumer_metrics = ConsumerMetrics.create(self.registry)
         self.broker = RabbitBroker(
-            self.common.amqp_url.get_secret_value(),
+            settings.broker_url(),
             default_channel=Channel(
                 publisher_confirms=True, on_return_raises=True, prefetch_count=settings.prefetch_count
             ),
@@ -189,7 +189,7 @@ class Runtime:
 
     @asynccontextmanager
     async def _lifespan(self, _app: FastAPI):
-        self.common.check_secrets()
+        self.settings.check_secrets()
         if self.run_migrations:
             await asyncio.to_thread(self.migrate)
         for hook in self.startup:

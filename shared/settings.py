@@ -30,11 +30,11 @@ class CommonSettings(BaseSettings):
     def auth_url(self) -> str:
         return self.database_url("auth", self.auth_database_url)
 
-    def check_secrets(self) -> None:
-        """Refuse to run outside development with the broker's well-known default credentials."""
-        if self.env != "dev" and "guest:guest@" in self.amqp_url.get_secret_value():
+    def check_secrets(self, amqp_url: SecretStr | None = None, name: str = "BAOVE_AMQP_URL") -> None:
+        """Refuse to run outside development with the broker's well-known default credentials (a service's own URL if given)."""
+        if self.env != "dev" and "guest:guest@" in (amqp_url or self.amqp_url).get_secret_value():
             raise SystemExit(
-                "BAOVE_AMQP_URL uses the default guest credentials; set a service user's URL "
+                f"{name} uses the default guest credentials; set a service user's URL "
                 "(or BAOVE_ENV=dev for development)"
             )
 
@@ -57,6 +57,7 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int
     database_url: SecretStr | None = None
+    amqp_url: SecretStr | None = Field(None, description="this service's own broker user; overrides BAOVE_AMQP_URL")
     relay_batch_size: int = 200
     prefetch_count: int = 50
     graceful_timeout: float = 20.0
@@ -64,6 +65,17 @@ class ServiceSettings(BaseSettings):
 
     def db_url(self, name: str) -> str:
         return self.common.database_url(name, self.database_url)
+
+    def broker_url(self) -> str:
+        """The service's own broker URL when given (least privilege: one broker user per service), else the common one."""
+        return (self.amqp_url or self.common.amqp_url).get_secret_value()
+
+    def check_secrets(self) -> None:
+        """The common refusal, applied to the URL this service connects with, naming its setting."""
+        if self.amqp_url is None:
+            self.common.check_secrets()
+        else:
+            self.common.check_secrets(self.amqp_url, f"{self.model_config['env_prefix']}AMQP_URL")
 
 
 class IntakeSettings(ServiceSettings):

@@ -80,6 +80,7 @@ async def read_incident(incident_id: str, request: Request, principal: Principal
         description=incident.description,
         children=incident.children,
         reporter=incident.reporter,
+        consent=incident.consent or {},
         timeline=[TimelineEntryRead(at=e.at, kind=e.kind, principal=e.principal, detail=e.detail) for e in entries],
     )
 

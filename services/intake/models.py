@@ -38,6 +38,7 @@ class Incident(Base):
     description: Mapped[str] = mapped_column(Text)
     children: Mapped[list] = mapped_column(JSON)
     reporter: Mapped[dict | None] = mapped_column(JSON)
+    consent: Mapped[dict | None] = mapped_column(JSON)
 
 
 class TimelineEntry(Base):

@@ -59,6 +59,13 @@ class ReporterIn(Strict):
         return value
 
 
+class ConsentIn(Strict):
+    """Consent to disclose the case beyond the units that must act (domain.md 7); null: not asked."""
+
+    child: bool | None = Field(None, description="the child's own consent: only for a child aged 7 or more")
+    guardian: bool | None = Field(None, description="the parent's or guardian's consent")
+
+
 class IncidentCreate(Strict):
     report_id: uuid.UUID | None = Field(None, description="client UUID: a repeat with the same id returns the same incident")
     commune_code: str = Field(pattern=r"^\d{5}$", description="the commune where it happened (5-digit code)")
@@ -70,6 +77,7 @@ class IncidentCreate(Strict):
     description: str = Field(min_length=1, max_length=4000)
     children: list[ChildIn] = Field(min_length=1, max_length=50)
     reporter: ReporterIn | None = None
+    consent: ConsentIn = Field(default_factory=ConsentIn)
 
     @field_validator("occurred_at")
     @classmethod
@@ -114,6 +122,7 @@ class IncidentRead(BaseModel):
     description: str
     children: list[dict[str, Any]]
     reporter: dict[str, Any] | None
+    consent: ConsentIn
     timeline: list[TimelineEntryRead]
 
 

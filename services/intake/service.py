@@ -17,6 +17,7 @@ from shared.events import (
     AssignmentStatusChanged,
     ChildCase,
     ChildFacts,
+    Consent,
     Envelope,
     Event,
     IncidentCase,
@@ -35,6 +36,7 @@ from .schemas import ChildIn, IncidentCreate
 
 VN = timezone(timedelta(hours=7))
 PRODUCER = "intake"
+CHILD_CONSENT_AGE = 7  # domain.md 7: disclosure needs the consent of a child of 7 or more
 
 
 class Rejected(Exception):
@@ -73,6 +75,10 @@ def age_band(birth_date: date | None, age_years: int | None, on: date) -> AgeBan
     raise ValueError(f"aged {age} on {on}: 18 or older is not a child")
 
 
+def child_age(child: ChildIn, on: date) -> int | None:
+    return age_on(child.birth_date, on) if child.birth_date is not None else child.age_years
+
+
 def child_facts(child: ChildIn, on: date) -> ChildFacts:
     return ChildFacts(
         sex=child.sex,
@@ -82,7 +88,7 @@ def child_facts(child: ChildIn, on: date) -> ChildFacts:
 
 
 def check_commune(hierarchy: Hierarchy, body: IncidentCreate, received_at: datetime) -> list[dict]:
-    """Errors (FastAPI's shape) when the commune did not exist on the incident's date, or a child is 18+."""
+    """Errors (FastAPI's shape): no such commune on the incident's date, a child 18+, a child's consent where all are under 7."""
     errors = []
     day = vn_date(body.occurred_at or received_at)
     if hierarchy.commune_on(body.commune_code, day) is None:
@@ -98,6 +104,15 @@ def check_commune(hierarchy: Hierarchy, body: IncidentCreate, received_at: datet
             errors.append(
                 {"loc": ["body", "children", i, "birth_date"], "msg": "18 or older on the incident date: not a child", "type": "value_error"}
             )
+    ages = [child_age(child, day) for child in body.children]
+    if body.consent.child is not None and all(age is not None and age < CHILD_CONSENT_AGE for age in ages):
+        errors.append(
+            {
+                "loc": ["body", "consent", "child"],
+                "msg": f"a child's consent is asked only of a child aged {CHILD_CONSENT_AGE} or more: every child here is younger; leave it null",
+                "type": "value_error",
+            }
+        )
     return errors
 
 
@@ -127,6 +142,7 @@ def build_event(incident_id: str, body: IncidentCreate, principal: Principal, re
             for c in body.children
         ),
         reporter=Reporter(**body.reporter.model_dump()) if body.reporter else None,
+        consent=Consent(**body.consent.model_dump()),
     )
     event = IncidentReported(incident_id=incident_id, reported_by=principal.label, facts=facts, case=case)
     return event.envelope(correlation_id=incident_id, producer=PRODUCER)
@@ -194,6 +210,7 @@ async def report_incident(session: AsyncSession, runtime, hierarchy: Hierarchy, 
             description=body.description,
             children=[c.model_dump(mode="json") for c in body.children],
             reporter=body.reporter.model_dump(mode="json") if body.reporter else None,
+            consent=body.consent.model_dump(mode="json"),
         )
         .on_conflict_do_nothing(index_elements=["report_id"])
     )

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from shared.auth import Principal, require_principal
 from shared.enums import AssignmentStatus, Urgency
 
-from . import lifecycle, service
+from . import disclosure, lifecycle, service
 from .models import Assignment, RoutedIncident
 from .schemas import (
     AssignmentPage,
@@ -19,6 +19,7 @@ from .schemas import (
     CaseConflictBody,
     ChildRead,
     ConflictBody,
+    ConsentRead,
     HandoffRead,
     IncidentClose,
     IncidentDetails,
@@ -60,7 +61,8 @@ def _case_conflict(exc: lifecycle.CaseConflict) -> JSONResponse:
 
 
 def _read(a: Assignment, incident: RoutedIncident, now: datetime) -> AssignmentRead:
-    case = incident.case
+    view = disclosure.view_of(a.role, a.unit_type)
+    case = disclosure.disclosed(incident.case, view, incident.occurred_at or incident.received_at)
     return AssignmentRead(
         assignment_id=a.id,
         incident_id=a.incident_id,
@@ -89,6 +91,8 @@ def _read(a: Assignment, incident: RoutedIncident, now: datetime) -> AssignmentR
             description=case["description"],
             children=[ChildRead(**child) for child in case["children"]],
             reporter=ReporterRead(**case["reporter"]) if case.get("reporter") else None,
+            consent=ConsentRead(**case.get("consent", {})),
+            view=view,
         ),
     )
 
@@ -109,7 +113,7 @@ async def list_assignments(
     cursor: str | None = Query(None, description="next_cursor of the previous page (with the same filters)"),
     principal: Principal = Depends(require_principal),
 ):
-    """A unit's inbox: overdue first, then by urgency (emergency first), due time and id; for the unit itself and admins."""
+    """A unit's inbox: overdue first, then by urgency (emergency first), due time and id; for the unit itself and admins (audited)."""
     runtime = request.app.state.runtime
     now = request.app.state.clock()
     try:
@@ -119,6 +123,7 @@ async def list_assignments(
             )
     except service.Rejected as exc:
         return _rejected(exc)
+    await runtime.audit_reads(principal, "GET /v1/agencies/{unit_id}/assignments", [a.incident_id for a, _ in page.rows])
     return AssignmentPage(items=[_read(a, incident, now) for a, incident in page.rows], next_cursor=page.next_cursor)
 
 
@@ -141,6 +146,7 @@ async def acknowledge(request: Request, unit_id: UnitId, assignment_id: str, pri
         return _conflict(exc)
     runtime.relay.notify()
     request.app.state.metrics.ack_seconds.labels(a.unit_type).observe((now - a.assigned_at).total_seconds())
+    await runtime.audit_reads(principal, "POST /v1/agencies/{unit_id}/assignments/{assignment_id}/acknowledge", [a.incident_id])
     return _read(a, incident, now)
 
 
@@ -173,6 +179,7 @@ async def change_status(
     runtime.relay.notify()
     if handoff:
         service.count_created(state.metrics, [handoff])
+    await runtime.audit_reads(principal, "POST /v1/agencies/{unit_id}/assignments/{assignment_id}/status", [a.incident_id])
     read = _read(a, incident, now)
     return StatusChanged(
         **read.model_dump(),

@@ -30,6 +30,13 @@ class ReporterRead(BaseModel):
     anonymous: bool = False
 
 
+class ConsentRead(BaseModel):
+    """Consent to disclose the case beyond the units that must act: true, false, or null when not asked."""
+
+    child: bool | None = None
+    guardian: bool | None = None
+
+
 class IncidentDetails(BaseModel):
     """What a unit needs to act on the incident."""
 
@@ -43,6 +50,10 @@ class IncidentDetails(BaseModel):
     description: str
     children: list[ChildRead]
     reporter: ReporterRead | None
+    consent: ConsentRead = Field(description="recorded at intake; disclosing beyond the units that must act needs it")
+    view: Literal["full", "minimal"] = Field(
+        description="full: the whole case; minimal (a support unit that does not meet the child): each child's sex and age only, no reporter"
+    )
 
 
 class AssignmentRead(BaseModel):

@@ -1,0 +1,252 @@
+"""Every route of every service, called by every kind of principal: 401 without a good token, 403/404 and no data
+outside the token's scope (contract.md, Authentication). A route without a rule here fails the test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable
+
+import pytest
+from fastapi.routing import iter_route_contexts
+
+from services.routing.models import Assignment
+from shared import auth
+from shared.db import make_engine, make_sessionmaker
+from sqlalchemy import select
+from tests.routing_support import reported, route, routing_runtime
+from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
+
+pytestmark = pytest.mark.integration
+
+# Open by design: probes, metrics and the API's own documentation. Nothing else may be.
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+UNAUTHENTICATED = ("none", "malformed", "unknown", "expired", "revoked")
+OUT_OF_SCOPE = ("same_commune", "other_commune", "other_district")
+
+
+@dataclass
+class World:
+    """What the calls need: seeded ids and the personal data that must never leak."""
+
+    incident_id: str = ""
+    routed_incident_id: str = ""
+    pending_assignment: str = ""
+    acknowledged_assignment: str = ""
+    secrets: list[str] = field(default_factory=list)
+
+
+Call = Callable[[World], tuple[str, dict[str, Any] | None, dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who the route is for (`right`, a unit id or `admin`), what it answers them, and any other kind also allowed."""
+
+    right: str
+    ok: int
+    call: Call
+    also_allowed: frozenset[str] = frozenset()
+
+
+CLOSE = {"risk_level": "low", "outcome": "reviewed"}
+RULES: dict[tuple[str, str], Rule] = {
+    # intake
+    ("POST", "/v1/incidents"): Rule(
+        "25349.police", 202, lambda w: ("/v1/incidents", None, incident_payload()),
+        also_allowed=frozenset({"same_commune"}),  # any unit reports in its own commune
+    ),
+    ("GET", "/v1/incidents/{incident_id}"): Rule("25349.police", 200, lambda w: (f"/v1/incidents/{w.incident_id}", None, None)),
+    ("GET", "/v1/audit"): Rule("admin", 200, lambda w: ("/v1/audit", None, None)),
+    # routing
+    ("GET", "/v1/agencies/{unit_id}/assignments"): Rule(
+        "25349.police", 200, lambda w: ("/v1/agencies/25349.police/assignments", None, None)
+    ),
+    ("POST", "/v1/agencies/{unit_id}/assignments/{assignment_id}/acknowledge"): Rule(
+        "25349.police", 200, lambda w: (f"/v1/agencies/25349.police/assignments/{w.pending_assignment}/acknowledge", None, None)
+    ),
+    ("POST", "/v1/agencies/{unit_id}/assignments/{assignment_id}/status"): Rule(
+        "25349.police",
+        200,
+        lambda w: (f"/v1/agencies/25349.police/assignments/{w.acknowledged_assignment}/status", None, {"status": "in_progress"}),
+    ),
+    # The right principal meets the case's state (assignments still open; not closed): past the scope check.
+    ("POST", "/v1/incidents/{incident_id}/close"): Rule(
+        "25349.cp_officer", 409, lambda w: (f"/v1/incidents/{w.routed_incident_id}/close", None, CLOSE)
+    ),
+    ("POST", "/v1/incidents/{incident_id}/reopen"): Rule(
+        "25349.cp_officer", 409, lambda w: (f"/v1/incidents/{w.routed_incident_id}/reopen", None, {"reason": "new facts"})
+    ),
+    ("GET", "/v1/units"): Rule("25349.cp_officer", 200, lambda w: ("/v1/units", {"commune": "25349"}, None)),
+    # reporting
+    ("GET", "/v1/summaries/{org_unit}"): Rule("25349.cp_officer", 200, lambda w: ("/v1/summaries/25349", {"period": "2025"}, None)),
+    ("GET", "/v1/summaries/{org_unit}/export"): Rule(
+        "25349.cp_officer", 200, lambda w: ("/v1/summaries/25349/export", {"period": "2025", "format": "csv"}, None)
+    ),
+    ("GET", "/v1/reports/{org_unit}"): Rule("25349.cp_officer", 200, lambda w: ("/v1/reports/25349", None, None)),
+    # No revision is generated in this test: the right principal passes the scope check and finds none.
+    ("GET", "/v1/reports/{org_unit}/{period}/{revision}"): Rule(
+        "25349.cp_officer", 404, lambda w: ("/v1/reports/25349/2025-6M/latest", None, None)
+    ),
+    ("GET", "/v1/reports/{org_unit}/{period}/{revision}/export"): Rule(
+        "25349.cp_officer", 404, lambda w: ("/v1/reports/25349/2025-6M/latest/export", {"format": "csv"}, None)
+    ),
+}
+
+
+def subjects(right: str) -> dict[str, tuple[str, str]]:
+    """The in-scope principal and, beside it, another unit of its commune, a unit of another commune, another district."""
+    as_token = ("admin", "admin") if right == "admin" else ("unit", right)
+    unit_type = "cp_officer" if right == "admin" else right.split(".")[1]
+    neighbour = "25349.health" if unit_type != "health" else "25349.police"
+    return {
+        "right": as_token,
+        "same_commune": ("unit", neighbour if right != "admin" else "25349.cp_officer"),
+        "other_commune": ("unit", f"25348.{unit_type}"),
+        "other_district": ("district", "695"),
+    }
+
+
+def routes(runtime) -> list[tuple[str, str]]:
+    """(method, path template) of every route the app serves, included routers flattened; a mount counts as method `*`."""
+    return sorted(
+        (method, r.path)
+        for r in iter_route_contexts(runtime.api.routes)
+        if r.path not in PUBLIC
+        for method in (getattr(r, "methods", None) or {"*"}) - {"HEAD"}
+    )
+
+
+@pytest.fixture
+async def services(tmp_path):
+    intake = make_runtime("intake", tmp_path)
+    reporting = make_runtime("reporting", tmp_path)
+    await migrate(intake)
+    await migrate(reporting)
+    routing = await routing_runtime(tmp_path)
+    yield {"intake": intake, "routing": routing, "reporting": reporting}
+    for runtime in (intake, routing, reporting):
+        await runtime.engine.dispose()
+        await runtime.auth_engine.dispose()
+
+
+async def _police_assignment(runtime, incident_id: str) -> str:
+    async with runtime.sessionmaker() as session:
+        return (
+            await session.execute(
+                select(Assignment.id).where(Assignment.incident_id == incident_id, Assignment.unit_id == "25349.police")
+            )
+        ).scalar_one()
+
+
+async def _seed(services, tokens: dict) -> World:
+    world = World()
+    body = incident_payload(description="Access-matrix sentinel: a child hurt at the ferry landing")
+    async with client(services["intake"]) as http:
+        answer = await http.post("/v1/incidents", json=body, headers=bearer(tokens["25349.police"]))
+    world.incident_id = answer.json()["incident_id"]
+    world.secrets += [body["description"], body["children"][0]["full_name"], body["reporter"]["name"], body["reporter"]["phone"]]
+    routing = services["routing"]
+    pending, acknowledged = reported(category="sexual_abuse"), reported(category="sexual_abuse")
+    for event in (pending, acknowledged):
+        await route(routing, event)
+        world.secrets += [event.case.description, event.case.children[0].full_name, event.case.reporter.name, event.case.reporter.phone]
+    world.routed_incident_id = pending.incident_id
+    world.pending_assignment = await _police_assignment(routing, pending.incident_id)
+    world.acknowledged_assignment = await _police_assignment(routing, acknowledged.incident_id)
+    async with client(routing) as http:
+        ack = await http.post(
+            f"/v1/agencies/25349.police/assignments/{world.acknowledged_assignment}/acknowledge", headers=bearer(tokens["25349.police"])
+        )
+    assert ack.status_code == 200
+    return world
+
+
+async def _tokens(runtime) -> dict[str, str]:
+    """A good token per subject, and the right principal's tokens gone bad (expired, revoked)."""
+    tokens = {}
+    for rule in RULES.values():
+        for kind, subject in subjects(rule.right).values():
+            key = subject if kind != "district" else f"district:{subject}"
+            if key not in tokens:
+                tokens[key] = await issue_token(runtime, kind, subject)
+    for rule in RULES.values():
+        kind, subject = subjects(rule.right)["right"]
+        tokens[f"expired:{subject}"] = await issue_token(runtime, kind, subject, ttl=timedelta(seconds=-1))
+        revoked = await issue_token(runtime, kind, subject)
+        engine = make_engine(runtime.common.auth_url())
+        async with make_sessionmaker(engine)() as session, session.begin():
+            await auth.revoke_tokens(session, token=revoked)
+        await engine.dispose()
+        tokens[f"revoked:{subject}"] = revoked
+    return tokens
+
+
+def _headers(who: str, rule: Rule, tokens: dict[str, str]) -> dict[str, str]:
+    subject = subjects(rule.right)["right"][1]
+    if who == "none":
+        return {}
+    if who == "malformed":
+        return {"Authorization": f"Token {tokens[subject]}"}
+    if who == "unknown":
+        return bearer("bv_" + "x" * 43)
+    if who in ("expired", "revoked"):
+        return bearer(tokens[f"{who}:{subject}"])
+    kind, name = subjects(rule.right)[who]
+    return bearer(tokens[name if kind != "district" else f"district:{name}"])
+
+
+def _leaks(answer, world: World) -> list[str]:
+    """Personal data of a seeded case found in an answer, and any non-empty page of items."""
+    found = [s for s in world.secrets if s in answer.text]
+    if answer.headers.get("content-type", "").startswith("application/json"):
+        body = answer.json()
+        if isinstance(body, dict) and body.get("items"):
+            found.append("items")
+    return found
+
+
+async def test_every_route_has_a_rule_and_no_other_route_is_open(services):
+    served = {(m, p): name for name, runtime in services.items() for m, p in routes(runtime)}
+    assert sorted(set(served) - set(RULES)) == [], "a route without an access rule: add one to RULES"
+    assert sorted(set(RULES) - set(served)) == [], "a rule for a route no service serves"
+
+
+async def test_every_route_refuses_bad_tokens_and_other_scopes_and_serves_its_principal(services):
+    tokens = await _tokens(services["intake"])
+    world = await _seed(services, tokens)
+    failures = []
+    for name, runtime in services.items():
+        async with client(runtime) as http:
+            for method, path in routes(runtime):
+                rule = RULES.get((method, path))
+                if rule is None:
+                    failures.append(f"{method} {path}: no rule")
+                    continue
+                url, params, body = rule.call(world)
+                # The right principal last: its call may change the state the others are refused.
+                for who in (*UNAUTHENTICATED, *OUT_OF_SCOPE, "right"):
+                    answer = await http.request(method, url, params=params, json=body, headers=_headers(who, rule, tokens))
+                    where = f"{name} {method} {path} as {who}: {answer.status_code}"
+                    if who in UNAUTHENTICATED:
+                        if answer.status_code != 401 or answer.headers.get("www-authenticate") != "Bearer":
+                            failures.append(f"{where}, expected 401 with WWW-Authenticate")
+                    elif who == "right" or who in rule.also_allowed:
+                        if answer.status_code != rule.ok and not (who in rule.also_allowed and answer.status_code < 300):
+                            failures.append(f"{where}, expected {rule.ok}")
+                    else:
+                        if answer.status_code not in (403, 404):
+                            failures.append(f"{where}, expected 403 or 404")
+                    if who != "right" and who not in rule.also_allowed and (leaked := _leaks(answer, world)):
+                        failures.append(f"{where} leaks {leaked}")
+    assert failures == []
+
+
+async def test_the_right_principal_does_see_the_case_so_the_leak_check_can_fail(services):
+    tokens = await _tokens(services["intake"])
+    world = await _seed(services, tokens)
+    async with client(services["intake"]) as http:
+        mine = await http.get(f"/v1/incidents/{world.incident_id}", headers=bearer(tokens["25349.police"]))
+    async with client(services["routing"]) as http:
+        inbox = await http.get("/v1/agencies/25349.police/assignments", headers=bearer(tokens["25349.police"]))
+    assert _leaks(mine, world) and "items" in _leaks(inbox, world)
