@@ -21,6 +21,22 @@ from .periods import Period
 
 UNKNOWN_HAMLET = "unknown"
 INJURY_CATEGORIES = (Category.injury.value, Category.drowning.value)
+# The forms of abuse of the Law on Children 2016, Art. 4 cl. 5 (violence, exploitation, sexual abuse,
+# trafficking, abandonment, neglect), with school violence and online abuse as the seed's own forms of them:
+# indicator 0101 of Circular 13/2021 ("số trẻ em bị xâm hại") counts these children.
+ABUSE_FORMS = tuple(
+    c.value
+    for c in (
+        Category.sexual_abuse,
+        Category.violence,
+        Category.school_violence,
+        Category.exploitation,
+        Category.trafficking,
+        Category.abandonment,
+        Category.neglect,
+        Category.online_abuse,
+    )
+)
 CIRCUMSTANCE_SEPARATOR = ","
 
 
@@ -43,6 +59,17 @@ class ChildGroup(NamedTuple):
     sex: str
     age_band: str
     special_circumstances: str  # codes joined by CIRCUMSTANCE_SEPARATOR, "" for none
+    count: int
+    supported: bool = False  # a unit took the child's case up: acknowledged it and did not decline
+
+
+class ChildPlaceGroup(NamedTuple):
+    """Children counted by their incident's urgency, channel and hamlet."""
+
+    commune_code: str
+    urgency: str
+    channel: str
+    hamlet: str | None
     count: int
 
 
@@ -100,7 +127,11 @@ class Tally:
     by_hamlet: Counter[str] = field(default_factory=Counter)
     children_total: int = 0
     children_in_special_circumstances: int = 0
+    children_in_special_circumstances_supported: int = 0
     children_by_category: Counter[str] = field(default_factory=Counter)
+    children_by_urgency: Counter[str] = field(default_factory=Counter)
+    children_by_channel: Counter[str] = field(default_factory=Counter)
+    children_by_hamlet: Counter[str] = field(default_factory=Counter)
     by_sex: Counter[str] = field(default_factory=Counter)
     by_age_band: Counter[str] = field(default_factory=Counter)
     by_special_circumstance: Counter[str] = field(default_factory=Counter)
@@ -114,12 +145,16 @@ class Tally:
         self.cases_closed += other.cases_closed
         self.children_total += other.children_total
         self.children_in_special_circumstances += other.children_in_special_circumstances
+        self.children_in_special_circumstances_supported += other.children_in_special_circumstances_supported
         for name in (
             "by_category",
             "by_urgency",
             "by_channel",
             "by_hamlet",
             "children_by_category",
+            "children_by_urgency",
+            "children_by_channel",
+            "children_by_hamlet",
             "by_sex",
             "by_age_band",
             "by_special_circumstance",
@@ -145,6 +180,7 @@ def tally_by_commune(
     responses: Iterable[ResponseGroup] = (),
     ack_times: Iterable[AckTime] = (),
     escalations: Iterable[EscalationGroup] = (),
+    child_places: Iterable[ChildPlaceGroup] = (),
 ) -> dict[str, Tally]:
     """Fold grouped rows into one tally per commune code."""
     tallies: dict[str, Tally] = {}
@@ -168,8 +204,14 @@ def tally_by_commune(
         t.by_sex[row.sex] += row.count
         t.by_age_band[row.age_band] += row.count
         t.children_in_special_circumstances += row.count if codes else 0
+        t.children_in_special_circumstances_supported += row.count if codes and row.supported else 0
         for code in codes:
             t.by_special_circumstance[code] += row.count
+    for row in child_places:
+        t = of(row.commune_code)
+        t.children_by_urgency[row.urgency] += row.count
+        t.children_by_channel[row.channel] += row.count
+        t.children_by_hamlet[row.hamlet or UNKNOWN_HAMLET] += row.count
     for row in responses:
         u = of(row.commune_code).unit(row.unit_type)
         u.assignments += row.assignments
@@ -233,8 +275,14 @@ def indicators(tally: Tally | None, hamlets: Sequence[str] = ()) -> dict[str, An
         "by_sex": every_code(tally.by_sex, [s.value for s in Sex]),
         "by_age_band": every_code(tally.by_age_band, [a.value for a in AgeBand]),
         "children_by_category": every_code(tally.children_by_category, [c.value for c in Category]),
+        "children_by_urgency": every_code(tally.children_by_urgency, [u.value for u in Urgency]),
+        "children_by_channel": every_code(tally.children_by_channel, [c.value for c in Channel]),
+        "children_by_hamlet": every_code(tally.children_by_hamlet, [*hamlets, UNKNOWN_HAMLET]),
+        "abused_children_total": sum(tally.children_by_category.get(c, 0) for c in ABUSE_FORMS),
+        "abused_children_by_form": {c: tally.children_by_category.get(c, 0) for c in ABUSE_FORMS},
         "by_special_circumstance": every_code(tally.by_special_circumstance, [s.value for s in SpecialCircumstance]),
         "children_in_special_circumstances": tally.children_in_special_circumstances,
+        "children_in_special_circumstances_supported": tally.children_in_special_circumstances_supported,
         "injuries_and_drownings": sum(tally.by_category.get(c, 0) for c in INJURY_CATEGORIES),
         "cases_open": tally.incidents_total - tally.cases_closed,
         "cases_closed": tally.cases_closed,

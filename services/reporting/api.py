@@ -1,19 +1,22 @@
-"""Reporting's HTTP routes: parse, compute the summary in one read, answer as JSON, CSV or XLSX."""
+"""Reporting's HTTP routes: parse, compute the summary in one read, answer as JSON, CSV or XLSX;
+and the generated plan-period reports, revision by revision."""
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from shared.auth import Principal, require_principal
 
 from . import exports, service
 from .periods import PERIOD_FORMS
-from .schemas import SummaryRead
+from .schemas import GeneratedReportItem, GeneratedReportPage, GeneratedReportRead, SummaryRead
 
 router = APIRouter(prefix="/v1", tags=["summaries"])
+BAD_CURSOR = [{"loc": ["query", "cursor"], "msg": "cursor is not valid: pass next_cursor unchanged", "type": "value_error"}]
 
 ERRORS = {
     401: {"description": "missing or bad token"},
@@ -26,8 +29,11 @@ PERIOD = Query(description=f"period id: {PERIOD_FORMS}, e.g. 2025, 2025S1, 2025Q
 
 async def _summary(request: Request, org_unit: str, period: str, principal: Principal) -> dict:
     state = request.app.state
+    started = time.perf_counter()
     async with state.runtime.sessionmaker() as session:
-        return await service.summary(session, state.hierarchy, state.plans, org_unit, period, principal)
+        summary = await service.summary(session, state.hierarchy, state.plans, org_unit, period, principal, clock=state.clock)
+    state.metrics.generation_seconds.labels(summary["level"]).observe(time.perf_counter() - started)
+    return summary
 
 
 def _rejected(exc: service.Rejected) -> JSONResponse:
@@ -62,11 +68,89 @@ async def export_summary(
         summary = await _summary(request, org_unit, period, principal)
     except service.Rejected as exc:
         return _rejected(exc)
+    return _export(request, summary, fmt, f"baove-{summary['org_unit']}-{summary['period']['id']}.{fmt}")
+
+
+def _export(request: Request, summary: dict, fmt: str, filename: str) -> Response:
     write, media_type = exports.EXPORTERS[fmt]
     hamlet_names = exports.hamlet_names(request.app.state.hierarchy)
-    filename = f"baove-{summary['org_unit']}-{summary['period']['id']}.{fmt}"
     return Response(
         write(summary, hamlet_names),
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+# -- generated reports -------------------------------------------------------------------------
+
+reports_router = APIRouter(prefix="/v1", tags=["generated reports"])
+REVISION = Path(description="the revision number (1, 2, ...) or `latest`", pattern=r"^(latest|[1-9][0-9]{0,5})$")
+
+
+@reports_router.get("/reports/{org_unit}", response_model=GeneratedReportPage, responses=ERRORS)
+async def list_reports(
+    org_unit: str,
+    request: Request,
+    period: str | None = Query(None, description="only this plan period, e.g. 2025-6M"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    principal: Principal = Depends(require_principal),
+):
+    """The generated revisions of a commune's plan-period reports (of every commune, for a district or province); newest first."""
+    if cursor is not None and not cursor.isdigit():
+        return JSONResponse({"detail": BAD_CURSOR}, status_code=422)
+    state = request.app.state
+    try:
+        async with state.runtime.sessionmaker() as session:
+            rows, next_id = await service.list_reports(
+                session, state.hierarchy, state.plans, org_unit, principal,
+                period_id=period, limit=limit, cursor=int(cursor) if cursor else None,
+            )
+    except service.Rejected as exc:
+        return _rejected(exc)
+    items = [GeneratedReportItem(**service.report_read(r, with_summary=False)) for r in rows]
+    return GeneratedReportPage(items=items, next_cursor=str(next_id) if next_id else None)
+
+
+async def _stored(request: Request, org_unit: str, period: str, revision: str, principal: Principal) -> dict:
+    state = request.app.state
+    async with state.runtime.sessionmaker() as session:
+        row = await service.read_report(
+            session, state.hierarchy, state.plans, org_unit, period, None if revision == "latest" else int(revision), principal
+        )
+    return service.report_read(row, with_summary=True)
+
+
+@reports_router.get("/reports/{org_unit}/{period}/{revision}", response_model=GeneratedReportRead, responses=ERRORS)
+async def read_report(
+    org_unit: str, period: str, request: Request, revision: str = REVISION, principal: Principal = Depends(require_principal)
+):
+    """One revision of a commune's report, with the summary exactly as it was generated."""
+    try:
+        return await _stored(request, org_unit, period, revision, principal)
+    except service.Rejected as exc:
+        return _rejected(exc)
+
+
+@reports_router.get(
+    "/reports/{org_unit}/{period}/{revision}/export",
+    responses={**ERRORS, 200: {"description": "the revision as a table with Vietnamese headings"}},
+    response_class=Response,
+)
+async def export_report(
+    org_unit: str,
+    period: str,
+    request: Request,
+    revision: str = REVISION,
+    fmt: Literal["csv", "xlsx"] = Query("xlsx", alias="format"),
+    principal: Principal = Depends(require_principal),
+):
+    """A stored revision as CSV or XLSX: what was sent to the district, number for number."""
+    try:
+        stored = await _stored(request, org_unit, period, revision, principal)
+    except service.Rejected as exc:
+        return _rejected(exc)
+    # Through the response model, so dates and instants are objects again, as the exporters expect.
+    summary = SummaryRead.model_validate(stored["summary"]).model_dump()
+    filename = f"baove-{stored['org_unit']}-{stored['period']}-r{stored['revision']}.{fmt}"
+    return _export(request, summary, fmt, filename)

@@ -1,31 +1,72 @@
-"""Reporting: composition of the read-model subscriber and the summaries API."""
+"""Reporting: composition of the read-model subscriber, the summaries API and the report scheduler."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
+from shared.db import utcnow
+from shared.metrics import ReportingMetrics
 from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import ReportingSettings
 
-from . import api, consumers
+from . import api, consumers, service
 from .models import metadata
-from .periods import DEFAULT_PLANS, PlanConfig
+from .periods import DEFAULT_PLANS, PlanConfig, PlanReport
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_runtime(settings: ReportingSettings | None = None, *, plans: PlanConfig = DEFAULT_PLANS) -> Runtime:
+def plans_of(settings: ReportingSettings) -> PlanConfig:
+    """The plan's reports from the settings; a configuration that cannot be a plan stops the service here."""
+    if settings.plan_reports is None:
+        return DEFAULT_PLANS
+    reports = tuple(PlanReport(r.suffix, r.due_month, r.due_day, r.months) for r in settings.plan_reports)
+    if len({r.suffix for r in reports}) != len(reports):
+        raise ValueError("BAOVE_REPORTING_PLAN_REPORTS names a report suffix twice")
+    return PlanConfig(reports)
+
+
+def clock_of(settings: ReportingSettings):
+    """Reporting's clock: UTC now, moved by the dev-only offset (tests of due reports and timeliness)."""
+    offset = timedelta(seconds=settings.clock_offset_seconds)
+    if not offset:
+        return utcnow
+
+    def clock() -> datetime:
+        return utcnow() + offset
+
+    return clock
+
+
+def create_runtime(settings: ReportingSettings | None = None, *, plans: PlanConfig | None = None) -> Runtime:
     settings = settings or ReportingSettings()
     runtime = Runtime(
         "reporting",
         settings,
         metadata,
         MIGRATIONS,
-        description="Keeps a read model without personal data and serves summaries per commune, district, province and period.",
+        description="Keeps a read model without personal data, serves summaries per commune, district, province and "
+        "period, and generates each commune's plan-period reports.",
     )
-    runtime.api.state.hierarchy = load_hierarchy()
-    runtime.api.state.plans = plans
+    state = runtime.api.state
+    state.hierarchy = load_hierarchy()
+    state.plans = plans or plans_of(settings)
+    state.clock = clock_of(settings)
+    state.metrics = ReportingMetrics.create(runtime.registry)
     runtime.api.include_router(api.router)
-    consumers.register(runtime)
+    runtime.api.include_router(api.reports_router)
+    consumers.register(runtime, state.clock)
+    runtime.background["report-scheduler"] = partial(
+        service.run_scheduler,
+        runtime,
+        state.hierarchy,
+        state.plans,
+        interval=settings.schedule_interval_seconds,
+        clock=state.clock,
+        settle=timedelta(seconds=settings.revision_settle_seconds),
+        metrics=state.metrics,
+    )
     return runtime

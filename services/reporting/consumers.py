@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from shared.runtime import Runtime
 from shared.topology import REPORTING_EVENTS
 
-from .service import handle_event
+from .service import Clock, handle_event
 
 
-def register(runtime: Runtime) -> None:
-    runtime.subscriber(REPORTING_EVENTS, handle_event)
+def register(runtime: Runtime, clock: Clock) -> None:
+    # Facts are stamped with reporting's own clock, the one the report scheduler compares them with.
+    runtime.subscriber(REPORTING_EVENTS, partial(handle_event, clock=clock))

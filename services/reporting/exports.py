@@ -29,9 +29,15 @@ SECTIONS: dict[str, str] = {
     "by_hamlet": "Vụ việc theo ấp, sóc",
     "by_sex": "Trẻ em theo giới tính",
     "by_age_band": "Trẻ em theo nhóm tuổi",
-    "children_by_category": "Trẻ em theo hình thức bị xâm hại",
+    "children_by_category": "Trẻ em theo loại vụ việc",
+    "children_by_urgency": "Trẻ em theo mức độ khẩn cấp",
+    "children_by_channel": "Trẻ em theo kênh tiếp nhận",
+    "children_by_hamlet": "Trẻ em theo ấp, sóc",
+    "abused_children_total": "Số trẻ em bị xâm hại",
+    "abused_children_by_form": "Trẻ em bị xâm hại theo hình thức",
     "by_special_circumstance": "Trẻ em có hoàn cảnh đặc biệt theo nhóm",
     "children_in_special_circumstances": "Số trẻ em có hoàn cảnh đặc biệt",
+    "children_in_special_circumstances_supported": "Số trẻ em có hoàn cảnh đặc biệt được hỗ trợ",
     "injuries_and_drownings": "Số vụ tai nạn thương tích, đuối nước",
     "cases_open": "Số vụ việc đang xử lý",
     "cases_closed": "Số vụ việc đã kết thúc",
@@ -117,9 +123,14 @@ def label(section: str, code: str, hamlet_names: Mapping[str, str]) -> str:
     if section == "response":
         unit, measure = code.split(".", 1)
         return f"{LABELS_VI.get(unit, unit)} - {MEASURES.get(measure, measure)}"
-    if section == "by_hamlet":
+    if section in ("by_hamlet", "children_by_hamlet"):
         return "Không rõ ấp" if code == UNKNOWN_HAMLET else hamlet_names.get(code, code)
-    table = {"by_channel": CHANNELS, "by_age_band": AGE_BANDS, "by_special_circumstance": CIRCUMSTANCES}.get(section, LABELS_VI)
+    table = {
+        "by_channel": CHANNELS,
+        "children_by_channel": CHANNELS,
+        "by_age_band": AGE_BANDS,
+        "by_special_circumstance": CIRCUMSTANCES,
+    }.get(section, LABELS_VI)
     return table.get(code, code)
 
 
@@ -184,11 +195,15 @@ def info(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             or "Không có (đơn vị không tồn tại trong kỳ)",
         ),
     ]
+    if summary.get("revision") is not None:
+        lines.append(("Lần báo cáo (phiên bản)", str(summary["revision"])))
     completeness = summary.get("completeness")
     if completeness:
-        lines.append(
-            ("Số xã có số liệu", f"{len(completeness['communes_with_data'])}/{len(completeness['communes_expected'])}")
-        )
+        expected = len(completeness["communes_expected"])
+        lines.append(("Số xã có số liệu", f"{len(completeness['communes_with_data'])}/{expected}"))
+        if completeness.get("reports") is not None:
+            lines.append(("Số xã đã có báo cáo", f"{completeness['reports_produced']}/{expected}"))
+            lines.append(("Số xã báo cáo đúng hạn", f"{completeness['reports_on_time']}/{expected}"))
     if summary.get("note"):
         lines.append(("Ghi chú", summary["note"]))
     return lines
@@ -214,9 +229,39 @@ def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> byte
     sheet.freeze_panes = sheet.cell(row=heading_row + 1, column=len(FIXED_HEADINGS))
     for column, width in zip("ABCD", (38, 30, 52, 12)):
         sheet.column_dimensions[column].width = width
+    reports = (summary.get("completeness") or {}).get("reports")
+    if reports:
+        _timeliness_sheet(book, reports)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+TIMELINESS_HEADINGS = ["Mã xã", "Tên xã", "Đã có báo cáo", "Phiên bản mới nhất", "Lập lần đầu", "Hạn gửi", "Đúng hạn"]
+
+
+def _yes_no(value: bool | None) -> str:
+    return "" if value is None else ("Có" if value else "Không")
+
+
+def _timeliness_sheet(book: Workbook, reports: list[Mapping[str, Any]]) -> None:
+    """Which communes' plan-period reports were produced, and whether by the due date."""
+    sheet = book.create_sheet("Tiến độ báo cáo")
+    sheet.append(TIMELINESS_HEADINGS)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for r in reports:
+        sheet.append(
+            [
+                r["code"],
+                r.get("name") or "",
+                _yes_no(r["produced"]),
+                r["revision"] or "",
+                _moment(r["first_produced_at"]) if r["first_produced_at"] else "",
+                _day(r["due"]),
+                _yes_no(r["on_time"]),
+            ]
+        )
 
 
 EXPORTERS = {

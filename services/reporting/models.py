@@ -2,13 +2,17 @@
 
 Each table is written by its own events, so events may arrive in any order: an acknowledgement
 before its `incident.routed`, a closure before its `incident.reported`. Summaries join at read time.
+Every fact row carries `ingested_at` (reporting's clock when the event was folded in), so the
+report scheduler can tell which communes and dates changed after a report was generated.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime, new_metadata
@@ -42,6 +46,7 @@ class IncidentFact(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     effective_at: Mapped[datetime] = mapped_column(UtcDateTime())
     local_date: Mapped[date] = mapped_column(Date)
+    ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
 
 class ChildFact(Base):
@@ -76,6 +81,7 @@ class AssignmentFact(Base):
     status: Mapped[str] = mapped_column(String(16))
     status_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
 
 class EscalationFact(Base):
@@ -87,12 +93,43 @@ class EscalationFact(Base):
     incident_id: Mapped[str] = mapped_column(String(36), index=True)
     assignment_id: Mapped[str] = mapped_column(String(36), index=True)
     escalated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
 
 class IncidentClosure(Base):
-    """`incident.closed`: when. The outcome is free text and is not kept."""
+    """`incident.closed` and `incident.reopened`: the latest of each. The outcome is free text and is not kept.
+
+    A case is closed when it has a `closed_at` later than any `reopened_at`, whatever order the events came in.
+    """
 
     __tablename__ = "incident_closure"
 
     incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    closed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reopened_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+
+
+class GeneratedReport(Base):
+    """One revision of a commune's plan-period report, as generated and published (`report.generated`).
+
+    `summary` is the summary JSON of that moment: codes and counts by construction, nothing personal.
+    Revisions are never changed; `checked_at` is the last time the scheduler found the numbers unchanged.
+    """
+
+    __tablename__ = "generated_report"
+    # Several replicas may generate the same revision at once: the UNIQUE key lets exactly one row in.
+    __table_args__ = (UniqueConstraint("org_unit", "period", "revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_unit: Mapped[str] = mapped_column(String(5))
+    period: Mapped[str] = mapped_column(String(16))
+    revision: Mapped[int] = mapped_column(Integer)
+    as_of: Mapped[datetime] = mapped_column(UtcDateTime())
+    due_date: Mapped[date] = mapped_column(Date)
+    produced_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    on_time: Mapped[bool] = mapped_column(Boolean)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    incidents_total: Mapped[int] = mapped_column(Integer)
+    children_total: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)

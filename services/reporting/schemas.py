@@ -45,8 +45,18 @@ class Indicators(BaseModel):
     by_sex: dict[str, int]
     by_age_band: dict[str, int]
     children_by_category: dict[str, int] = Field(description="children affected, by form of abuse or harm")
+    children_by_urgency: dict[str, int] = Field(description="children affected, by their incident's urgency")
+    children_by_channel: dict[str, int] = Field(description="children affected, by the channel their incident came in by")
+    children_by_hamlet: dict[str, int] = Field(description="children affected, by their incident's hamlet")
+    abused_children_total: int = Field(
+        description="children abused (indicator 0101 of Circular 13/2021): the abuse forms of Law on Children Art. 4 cl. 5"
+    )
+    abused_children_by_form: dict[str, int] = Field(description="abused children by form of abuse (category code)")
     by_special_circumstance: dict[str, int] = Field(description="children per Law on Children Art. 10 group")
     children_in_special_circumstances: int
+    children_in_special_circumstances_supported: int = Field(
+        description="of those, children whose case a unit took up (acknowledged and did not decline)"
+    )
     injuries_and_drownings: int
     cases_open: int
     cases_closed: int
@@ -59,9 +69,26 @@ class CommuneRow(BaseModel):
     indicators: Indicators
 
 
+class ReportStatusRead(BaseModel):
+    """A commune's generated report for a plan period: produced or not, and by the due date or not."""
+
+    code: str
+    name: str | None = None
+    produced: bool = Field(description="a revision was generated (automatic generation counts as produced)")
+    revision: int | None = Field(description="the latest revision; null when not produced")
+    first_produced_at: datetime | None
+    on_time: bool | None = Field(description="the first revision was produced by the due date (Vietnam's date); null: not produced")
+    latest_produced_at: datetime | None
+    latest_as_of: datetime | None = Field(description="the data time of the latest revision")
+    due: date
+
+
 class Completeness(BaseModel):
     communes_expected: list[str]
     communes_with_data: list[str] = Field(description="communes with at least one incident in the period")
+    reports: list[ReportStatusRead] | None = Field(None, description="plan periods only: each commune's generated report")
+    reports_produced: int | None = None
+    reports_on_time: int | None = None
 
 
 class SummaryRead(BaseModel):
@@ -75,3 +102,30 @@ class SummaryRead(BaseModel):
     indicators: Indicators | None = Field(description="null: no data (the unit did not exist), distinct from zero")
     communes: list[CommuneRow] | None = Field(None, description="a row per commune, above commune level")
     completeness: Completeness | None = Field(None, description="above commune level")
+    revision: int | None = Field(
+        None, description="a commune's plan period: the latest generated revision of its report (null: none yet)"
+    )
+    report: ReportStatusRead | None = Field(None, description="a commune's plan period: its generated report's status")
+
+
+class GeneratedReportItem(BaseModel):
+    """One stored revision of a commune's plan-period report."""
+
+    org_unit: str
+    period: str
+    revision: int
+    as_of: datetime = Field(description="the data time: events folded in by then are counted")
+    due: date
+    produced_at: datetime
+    on_time: bool = Field(description="this revision was produced by the due date (Vietnam's date)")
+    incidents_total: int
+    children_total: int
+
+
+class GeneratedReportRead(GeneratedReportItem):
+    summary: SummaryRead = Field(description="the summary as generated: the numbers of its as_of")
+
+
+class GeneratedReportPage(BaseModel):
+    items: list[GeneratedReportItem]
+    next_cursor: str | None

@@ -1,12 +1,16 @@
-"""Reporting's use cases: keep the read model from the events, and summarise it per org unit and period."""
+"""Reporting's use cases: keep the read model from the events, summarise it per org unit and period,
+and generate each commune's plan-period reports (with a new revision when late events change them)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import Table, and_, case, func, or_, select
+from sqlalchemy import Table, and_, case, exists, func, or_, select, union_all, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,17 +29,24 @@ from shared.events import (
     IncidentClosed,
     IncidentEscalated,
     IncidentFacts,
+    IncidentReopened,
     IncidentReported,
     IncidentRouted,
+    ReportGenerated,
 )
+from shared.metrics import ReportingMetrics
 from shared.reference import Coverage, Hierarchy
 
-from . import aggregates
-from .aggregates import AckTime, ChildGroup, EscalationGroup, IncidentGroup, ResponseGroup, Tally
-from .models import AssignmentFact, ChildFact, EscalationFact, IncidentClosure, IncidentFact
-from .periods import PlanConfig, as_utc, local_date, parse_period
+from . import aggregates, reports
+from .aggregates import AckTime, ChildGroup, ChildPlaceGroup, EscalationGroup, IncidentGroup, ResponseGroup, Tally
+from .models import AssignmentFact, ChildFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
+from .periods import Period, PlanConfig, as_utc, local_date, parse_period
+from .reports import DayChange, DueReport, LatestRevision, ReportStatus
 
 log = logging.getLogger("baove.reporting")
+
+PRODUCER = "reporting"
+Clock = Callable[[], datetime]
 
 
 class Rejected(Exception):
@@ -95,11 +106,44 @@ def _newest_status(table: Table, new: ReadOnlyColumnCollection) -> dict[str, Col
 Update = Callable[[Table, ReadOnlyColumnCollection], dict[str, ColumnElement]]
 
 
-async def _upsert_assignment(session: AsyncSession, values: dict, update: Update) -> None:
-    """Insert the assignment, or merge into the row an earlier (or later-sent) event made; `update` sees old and new."""
-    table = AssignmentFact.__table__
-    stmt = _insert(session, table).values({"overdue": False, **values})
-    await session.execute(stmt.on_conflict_do_update(index_elements=["assignment_id"], set_=update(table, stmt.excluded)))
+def _routed_update(t: Table, new: ReadOnlyColumnCollection) -> dict[str, ColumnElement]:
+    # An acknowledgement that came first carries routing's own assigned_at and due_at: keep them.
+    return {
+        "assigned_at": func.coalesce(t.c.assigned_at, new.assigned_at),
+        "due_at": func.coalesce(t.c.due_at, new.due_at),
+        **_newest_status(t, new),
+    }
+
+
+def _acknowledged_update(t: Table, new: ReadOnlyColumnCollection) -> dict[str, ColumnElement]:
+    return {
+        "assigned_at": new.assigned_at,
+        "due_at": new.due_at,
+        "acknowledged_at": func.coalesce(t.c.acknowledged_at, new.acknowledged_at),
+        **_newest_status(t, new),
+    }
+
+
+def _overdue_update(t: Table, new: ReadOnlyColumnCollection) -> dict[str, ColumnElement]:
+    return {"due_at": func.coalesce(t.c.due_at, new.due_at), "overdue": True}
+
+
+# Built once per dialect, update rule and column set: the hot path only binds values.
+_UPSERTS: dict[tuple[str, str, tuple[str, ...]], object] = {}
+
+
+async def _upsert_assignments(session: AsyncSession, rows: list[dict], update: Update, now: datetime) -> None:
+    """Insert assignments, or merge each into the row an earlier (or later-sent) event made; `update` sees old and new."""
+    rows = [{"overdue": False, **row, "ingested_at": now} for row in rows]
+    dialect = session.bind.dialect.name
+    key = (dialect, update.__qualname__, tuple(sorted(rows[0])))
+    stmt = _UPSERTS.get(key)
+    if stmt is None:
+        table = AssignmentFact.__table__
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+        merged = {**update(table, insert.excluded), "ingested_at": insert.excluded.ingested_at}
+        stmt = _UPSERTS[key] = insert.on_conflict_do_update(index_elements=["assignment_id"], set_=merged)
+    await session.execute(stmt, rows)
 
 
 def _assignment_keys(event: AssignmentAcknowledged | AssignmentStatusChanged | AssignmentOverdue) -> dict:
@@ -111,7 +155,7 @@ def _assignment_keys(event: AssignmentAcknowledged | AssignmentStatusChanged | A
     }
 
 
-async def record_reported(session: AsyncSession, event: IncidentReported) -> None:
+async def record_reported(session: AsyncSession, event: IncidentReported, now: datetime) -> None:
     """Keep the incident's facts and its children's codes; `event.case` (the personal part) is never read."""
     facts = event.facts
     effective_at = as_utc(facts.occurred_at or facts.received_at)
@@ -129,6 +173,7 @@ async def record_reported(session: AsyncSession, event: IncidentReported) -> Non
             received_at=as_utc(facts.received_at),
             effective_at=effective_at,
             local_date=day,
+            ingested_at=now,
         )
         .on_conflict_do_nothing(index_elements=["incident_id"])
     )
@@ -154,19 +199,10 @@ async def record_reported(session: AsyncSession, event: IncidentReported) -> Non
         )
 
 
-async def record_routed(session: AsyncSession, event: IncidentRouted, emitted_at: datetime) -> None:
+async def record_routed(session: AsyncSession, event: IncidentRouted, emitted_at: datetime, now: datetime) -> None:
     assigned_at = as_utc(emitted_at)
-
-    def update(t: Table, new: ReadOnlyColumnCollection) -> dict[str, ColumnElement]:
-        # An acknowledgement that came first carries routing's own assigned_at and due_at: keep them.
-        return {
-            "assigned_at": func.coalesce(t.c.assigned_at, new.assigned_at),
-            "due_at": func.coalesce(t.c.due_at, new.due_at),
-            **_newest_status(t, new),
-        }
-
-    for a in event.assignments:
-        values = {
+    rows = [
+        {
             "assignment_id": a.assignment_id,
             "incident_id": event.incident_id,
             "unit_type": a.unit_type,
@@ -176,21 +212,15 @@ async def record_routed(session: AsyncSession, event: IncidentRouted, emitted_at
             "status": AssignmentStatus.pending.value,
             "status_at": assigned_at,
         }
-        await _upsert_assignment(session, values, update)
+        for a in event.assignments
+    ]
+    if rows:
+        await _upsert_assignments(session, rows, _routed_update, now)
 
 
-async def record_acknowledged(session: AsyncSession, event: AssignmentAcknowledged) -> None:
+async def record_acknowledged(session: AsyncSession, event: AssignmentAcknowledged, now: datetime) -> None:
     at = as_utc(event.at)
-
-    def update(t: Table, new: ReadOnlyColumnCollection) -> dict[str, ColumnElement]:
-        return {
-            "assigned_at": new.assigned_at,
-            "due_at": new.due_at,
-            "acknowledged_at": func.coalesce(t.c.acknowledged_at, new.acknowledged_at),
-            **_newest_status(t, new),
-        }
-
-    values = {
+    row = {
         **_assignment_keys(event),
         "assigned_at": as_utc(event.assigned_at),
         "due_at": as_utc(event.due_at),
@@ -198,21 +228,21 @@ async def record_acknowledged(session: AsyncSession, event: AssignmentAcknowledg
         "status": AssignmentStatus.acknowledged.value,
         "status_at": at,
     }
-    await _upsert_assignment(session, values, update)
+    await _upsert_assignments(session, [row], _acknowledged_update, now)
 
 
-async def record_status(session: AsyncSession, event: AssignmentStatusChanged) -> None:
-    values = {**_assignment_keys(event), "status": event.to_status.value, "status_at": as_utc(event.at)}
-    await _upsert_assignment(session, values, _newest_status)
+async def record_status(session: AsyncSession, event: AssignmentStatusChanged, now: datetime) -> None:
+    row = {**_assignment_keys(event), "status": event.to_status.value, "status_at": as_utc(event.at)}
+    await _upsert_assignments(session, [row], _newest_status, now)
 
 
-async def record_overdue(session: AsyncSession, event: AssignmentOverdue) -> None:
+async def record_overdue(session: AsyncSession, event: AssignmentOverdue, now: datetime) -> None:
     # No status_at: this placeholder status loses to any status routing reports, earlier or later.
-    values = {**_assignment_keys(event), "due_at": as_utc(event.due_at), "status": AssignmentStatus.pending.value, "overdue": True}
-    await _upsert_assignment(session, values, lambda t, new: {"due_at": func.coalesce(t.c.due_at, new.due_at), "overdue": True})
+    row = {**_assignment_keys(event), "due_at": as_utc(event.due_at), "status": AssignmentStatus.pending.value, "overdue": True}
+    await _upsert_assignments(session, [row], _overdue_update, now)
 
 
-async def record_escalated(session: AsyncSession, event: IncidentEscalated, event_id: str) -> None:
+async def record_escalated(session: AsyncSession, event: IncidentEscalated, event_id: str, now: datetime) -> None:
     stmt = (
         _insert(session, EscalationFact.__table__)
         .values(
@@ -220,37 +250,51 @@ async def record_escalated(session: AsyncSession, event: IncidentEscalated, even
             incident_id=event.incident_id,
             assignment_id=event.overdue_assignment_id,
             escalated_at=as_utc(event.at),
+            ingested_at=now,
         )
         .on_conflict_do_nothing(index_elements=["event_id"])
     )
     await session.execute(stmt)
 
 
-async def record_closed(session: AsyncSession, event: IncidentClosed) -> None:
-    stmt = (
-        _insert(session, IncidentClosure.__table__)
-        .values(incident_id=event.incident_id, closed_at=as_utc(event.at))
-        .on_conflict_do_nothing(index_elements=["incident_id"])
+async def _record_closure(session: AsyncSession, incident_id: str, column: str, at: datetime, now: datetime) -> None:
+    """Keep the latest closing and the latest reopening; which is later decides, whatever the arrival order."""
+    table = IncidentClosure.__table__
+    stmt = _insert(session, table).values({"incident_id": incident_id, column: at, "ingested_at": now})
+    old, new = table.c[column], stmt.excluded[column]
+    latest = case((or_(old.is_(None), new > old), new), else_=old)
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["incident_id"], set_={column: latest, "ingested_at": stmt.excluded.ingested_at})
     )
-    await session.execute(stmt)
 
 
-async def handle_event(session: AsyncSession, event: Event, envelope: Envelope) -> list[Envelope]:
+async def record_closed(session: AsyncSession, event: IncidentClosed, now: datetime) -> None:
+    await _record_closure(session, event.incident_id, "closed_at", as_utc(event.at), now)
+
+
+async def record_reopened(session: AsyncSession, event: IncidentReopened, now: datetime) -> None:
+    await _record_closure(session, event.incident_id, "reopened_at", as_utc(event.at), now)
+
+
+async def handle_event(session: AsyncSession, event: Event, envelope: Envelope, *, clock: Clock = utcnow) -> list[Envelope]:
     """Fold one event into the read model (the runtime has deduplicated it and holds the transaction)."""
+    now = clock()
     if isinstance(event, IncidentReported):
-        await record_reported(session, event)
+        await record_reported(session, event, now)
     elif isinstance(event, IncidentRouted):
-        await record_routed(session, event, envelope.emitted_at)
+        await record_routed(session, event, envelope.emitted_at, now)
     elif isinstance(event, AssignmentAcknowledged):
-        await record_acknowledged(session, event)
+        await record_acknowledged(session, event, now)
     elif isinstance(event, AssignmentStatusChanged):
-        await record_status(session, event)
+        await record_status(session, event, now)
     elif isinstance(event, AssignmentOverdue):
-        await record_overdue(session, event)
+        await record_overdue(session, event, now)
     elif isinstance(event, IncidentEscalated):
-        await record_escalated(session, event, str(envelope.event_id))
+        await record_escalated(session, event, str(envelope.event_id), now)
     elif isinstance(event, IncidentClosed):
-        await record_closed(session, event)
+        await record_closed(session, event, now)
+    elif isinstance(event, IncidentReopened):
+        await record_reopened(session, event, now)
     else:
         return []
     log.debug("event folded", extra={"event_type": envelope.event_type, "event_id": str(envelope.event_id)})
@@ -265,21 +309,45 @@ def _window(commune: ColumnElement, day: ColumnElement, coverages: Sequence[Cove
     return or_(*(and_(commune.in_(c.communes), day >= c.start, day < c.end) for c in coverages))
 
 
+def _is_closed() -> ColumnElement:
+    """The case is closed: closed, and not reopened since."""
+    x = IncidentClosure
+    return and_(x.closed_at.is_not(None), or_(x.reopened_at.is_(None), x.closed_at > x.reopened_at))
+
+
+def _supported(incident_id: ColumnElement) -> ColumnElement:
+    """A unit took the case up: some assignment of the incident was acknowledged and is not declined."""
+    a = AssignmentFact
+    return exists().where(
+        a.incident_id == incident_id, a.acknowledged_at.is_not(None), a.status != AssignmentStatus.declined.value
+    )
+
+
 async def tallies(session: AsyncSession, coverages: Sequence[Coverage]) -> dict[str, Tally]:
     """Group the read model by commune for the coverages, then fold the rows into tallies."""
     i, c, a, e, x = IncidentFact, ChildFact, AssignmentFact, EscalationFact, IncidentClosure
     in_window = _window(i.commune_code, i.local_date, coverages)
-    closed = x.incident_id.is_not(None)
+    closed = func.coalesce(_is_closed(), False)
     incidents = await session.execute(
         select(i.commune_code, i.category, i.urgency, i.channel, i.hamlet, closed, func.count())
         .outerjoin(x, x.incident_id == i.incident_id)
         .where(in_window)
         .group_by(i.commune_code, i.category, i.urgency, i.channel, i.hamlet, closed)
     )
-    children = await session.execute(
-        select(c.commune_code, c.category, c.sex, c.age_band, c.special_circumstances, func.count())
+    # Whether each child's case was taken up, worked out per row first: a correlated subquery cannot be grouped on.
+    kids = (
+        select(c.commune_code, c.category, c.sex, c.age_band, c.special_circumstances, _supported(c.incident_id).label("supported"))
         .where(_window(c.commune_code, c.local_date, coverages))
-        .group_by(c.commune_code, c.category, c.sex, c.age_band, c.special_circumstances)
+        .subquery()
+    )
+    child_keys = (kids.c.commune_code, kids.c.category, kids.c.sex, kids.c.age_band, kids.c.special_circumstances, kids.c.supported)
+    children = await session.execute(select(*child_keys[:5], func.count(), child_keys[5]).group_by(*child_keys))
+    child_places = await session.execute(
+        select(i.commune_code, i.urgency, i.channel, i.hamlet, func.count())
+        .select_from(c)
+        .join(i, i.incident_id == c.incident_id)
+        .where(in_window)
+        .group_by(i.commune_code, i.urgency, i.channel, i.hamlet)
     )
     within = and_(a.acknowledged_at.is_not(None), a.due_at.is_not(None), a.acknowledged_at <= a.due_at)
     responses = await session.execute(
@@ -311,11 +379,42 @@ async def tallies(session: AsyncSession, coverages: Sequence[Coverage]) -> dict[
     )
     return aggregates.tally_by_commune(
         [IncidentGroup(r[0], r[1], r[2], r[3], r[4], bool(r[5]), int(r[6])) for r in incidents],
-        [ChildGroup(r[0], r[1], r[2], r[3], r[4], int(r[5])) for r in children],
+        [ChildGroup(r[0], r[1], r[2], r[3], r[4], int(r[5]), bool(r[6])) for r in children],
         [ResponseGroup(r[0], r[1], int(r[2]), int(r[3]), int(r[4] or 0), int(r[5] or 0)) for r in responses],
         [AckTime(r[0], r[1], (r[3] - r[2]).total_seconds()) for r in waits],
         [EscalationGroup(r[0], r[1], int(r[2])) for r in escalations],
+        [ChildPlaceGroup(r[0], r[1], r[2], r[3], int(r[4])) for r in child_places],
     )
+
+
+async def _one_snapshot(session: AsyncSession) -> None:
+    if session.bind.dialect.name == "postgresql":
+        # One snapshot for all the queries, so the breakdowns agree with each other while events keep arriving.
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+async def compute_summary(session: AsyncSession, hierarchy: Hierarchy, org_unit: str, period: Period, as_of: datetime) -> dict:
+    """The indicators of an org unit for a period as the read model holds them now (no access check)."""
+    coverages = hierarchy.coverage(org_unit, period.start, period.end)
+    counted = await tallies(session, coverages) if coverages else {}
+    return aggregates.build_summary(hierarchy, org_unit, period, coverages, counted, as_of)
+
+
+def check_access(hierarchy: Hierarchy, org_unit: str, principal: Principal) -> None:
+    if not may_read_summaries(principal):
+        raise Rejected(403, f"{principal.label} may not read summaries: they are for cp_officer, district offices and admins")
+    if hierarchy.unit(org_unit) is None:
+        raise Rejected(404, f"org unit {org_unit!r} is not in the administrative hierarchy")
+    if not in_scope(principal, hierarchy, org_unit):
+        # 404 rather than 403: outside its scope a token learns nothing, not even that data exists.
+        raise Rejected(404, f"org unit {org_unit!r} not found among the units this token may see")
+
+
+def period_of(period_id: str, plans: PlanConfig) -> Period:
+    try:
+        return parse_period(period_id, plans)
+    except ValueError as exc:
+        raise Rejected(422, [{"loc": ["query", "period"], "msg": str(exc), "type": "value_error"}]) from None
 
 
 async def summary(
@@ -325,22 +424,271 @@ async def summary(
     org_unit: str,
     period_id: str,
     principal: Principal,
+    *,
+    clock: Clock = utcnow,
 ) -> dict:
-    """The indicators of an org unit for a period, as far as the principal may see them."""
-    if not may_read_summaries(principal):
-        raise Rejected(403, f"{principal.label} may not read summaries: they are for cp_officer, district offices and admins")
-    if hierarchy.unit(org_unit) is None:
-        raise Rejected(404, f"org unit {org_unit!r} is not in the administrative hierarchy")
-    if not in_scope(principal, hierarchy, org_unit):
-        # 404 rather than 403: outside its scope a token learns nothing, not even that data exists.
-        raise Rejected(404, f"org unit {org_unit!r} not found among the units this token may see")
-    try:
-        period = parse_period(period_id, plans)
-    except ValueError as exc:
-        raise Rejected(422, [{"loc": ["query", "period"], "msg": str(exc), "type": "value_error"}]) from None
-    coverages = hierarchy.coverage(org_unit, period.start, period.end)
-    if session.bind.dialect.name == "postgresql":
-        # One snapshot for all the queries, so the breakdowns agree with each other while events keep arriving.
-        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-    counted = await tallies(session, coverages) if coverages else {}
-    return aggregates.build_summary(hierarchy, org_unit, period, coverages, counted, utcnow())
+    """The indicators of an org unit for a period, as far as the principal may see them.
+
+    For a plan period it also says which revision of each commune's generated report exists, and when it was produced.
+    """
+    check_access(hierarchy, org_unit, principal)
+    period = period_of(period_id, plans)
+    await _one_snapshot(session)
+    result = await compute_summary(session, hierarchy, org_unit, period, clock())
+    if period.kind == "plan":
+        communes = aggregates.communes_of(hierarchy.coverage(org_unit, period.start, period.end))
+        reports.attach(result, await report_statuses(session, communes, period))
+    return result
+
+
+# -- generated reports ----------------------------------------------------------------------------
+
+
+async def report_statuses(session: AsyncSession, communes: Sequence[str], period: Period) -> dict[str, ReportStatus]:
+    """Each commune's report for a plan period: how many revisions, when first and last produced."""
+    g = GeneratedReport
+    rows = (
+        await session.execute(
+            select(g.org_unit, func.count(), func.min(g.produced_at), func.max(g.produced_at), func.max(g.as_of))
+            .where(g.org_unit.in_(communes), g.period == period.id)
+            .group_by(g.org_unit)
+        )
+    ).all()
+    found = {r[0]: r for r in rows}
+    assert period.due is not None
+    statuses = {}
+    for commune in communes:
+        r = found.get(commune)
+        statuses[commune] = ReportStatus(
+            commune,
+            int(r[1]) if r else 0,
+            _aware(r[2]) if r else None,
+            _aware(r[3]) if r else None,
+            _aware(r[4]) if r else None,
+            period.due,
+        )
+    return statuses
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # Aggregates (min, max) bypass the column type on SQLite and come back naive: they are UTC.
+    return None if value is None else as_utc(value)
+
+
+async def first_fact_day(session: AsyncSession) -> date | None:
+    return (await session.execute(select(func.min(IncidentFact.local_date)))).scalar_one_or_none()
+
+
+async def latest_revisions(session: AsyncSession) -> dict[tuple[str, str], LatestRevision]:
+    g = GeneratedReport
+    newest = select(g.org_unit, g.period, func.max(g.revision).label("revision")).group_by(g.org_unit, g.period).subquery()
+    rows = await session.execute(
+        select(g.org_unit, g.period, g.revision, g.as_of, g.checked_at).join(
+            newest, and_(g.org_unit == newest.c.org_unit, g.period == newest.c.period, g.revision == newest.c.revision)
+        )
+    )
+    return {(r[0], r[1]): LatestRevision(r[2], r[3], r[4]) for r in rows}
+
+
+async def changed_days(session: AsyncSession, since: datetime) -> list[DayChange]:
+    """Communes and dates whose facts were written after `since`: incidents, assignments, escalations, closures."""
+    i = IncidentFact
+    sources = [select(i.commune_code, i.local_date, i.ingested_at.label("at")).where(i.ingested_at > since)]
+    for model in (AssignmentFact, EscalationFact, IncidentClosure):
+        sources.append(
+            select(i.commune_code, i.local_date, model.ingested_at.label("at"))
+            .join(i, i.incident_id == model.incident_id)
+            .where(model.ingested_at > since)
+        )
+    changed = union_all(*sources).subquery()
+    rows = await session.execute(
+        select(changed.c.commune_code, changed.c.local_date, func.max(changed.c.at)).group_by(
+            changed.c.commune_code, changed.c.local_date
+        )
+    )
+    return [DayChange(r[0], r[1], _aware(r[2])) for r in rows]
+
+
+def _lost_race(exc: DBAPIError) -> bool:
+    """PostgreSQL's serialization failure: another replica wrote the same revision first."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code == "40001"
+
+
+async def generate_report(
+    session: AsyncSession, runtime, hierarchy: Hierarchy, due: DueReport, latest: LatestRevision | None, clock: Clock
+) -> GeneratedReport | None:
+    """Store the next revision of one report and stage `report.generated`, if its numbers changed; in the caller's transaction."""
+    await _one_snapshot(session)
+    as_of = clock()
+    fresh = await compute_summary(session, hierarchy, due.commune, due.period, as_of)
+    g = GeneratedReport
+    if latest is not None:
+        stored = (
+            await session.execute(
+                select(g.id, g.summary).where(g.org_unit == due.commune, g.period == due.period.id, g.revision == latest.revision)
+            )
+        ).one()
+        if reports.same_numbers(stored.summary, fresh):
+            await session.execute(update(g).where(g.id == stored.id, g.checked_at < as_of).values(checked_at=as_of))
+            return None
+    assert due.period.due is not None
+    produced_at = clock()
+    indicators = fresh["indicators"] or {}
+    values = {
+        "org_unit": due.commune,
+        "period": due.period.id,
+        "revision": latest.revision + 1 if latest else 1,
+        "as_of": as_of,
+        "due_date": due.period.due,
+        "produced_at": produced_at,
+        "on_time": reports.on_time(produced_at, due.period.due),
+        "checked_at": as_of,
+        "incidents_total": indicators.get("incidents_total", 0),
+        "children_total": indicators.get("children_total", 0),
+        "summary": reports.as_json(fresh),
+    }
+    stmt = _insert(session, g.__table__).values(values).on_conflict_do_nothing(index_elements=["org_unit", "period", "revision"])
+    if (await session.execute(stmt)).rowcount != 1:
+        return None  # another replica stored this revision first
+    event = ReportGenerated(org_unit=due.commune, period=due.period.id, revision=values["revision"], as_of=as_of)
+    await runtime.stage(session, event.envelope(correlation_id=f"report:{due.commune}:{due.period.id}", producer=PRODUCER, emitted_at=produced_at))
+    return GeneratedReport(**values)
+
+
+async def generate_due_reports(
+    runtime,
+    hierarchy: Hierarchy,
+    plans: PlanConfig,
+    *,
+    clock: Clock = utcnow,
+    settle: timedelta = timedelta(minutes=2),
+    metrics: ReportingMetrics | None = None,
+) -> list[GeneratedReport]:
+    """One pass of the scheduler: every closed plan period's report per commune, first revision or a newer one."""
+    now = clock()
+    async with runtime.sessionmaker() as session:
+        due = reports.due_reports(hierarchy, plans, local_date(now), await first_fact_day(session))
+        latest = await latest_revisions(session) if due else {}
+        checked = [r.checked_at for r in latest.values()]
+        changes = await changed_days(session, min(checked) - settle) if checked else []
+    made: list[GeneratedReport] = []
+    for item in due:
+        key = (item.commune, item.period.id)
+        step = reports.next_step(latest.get(key), reports.last_change(changes, item.commune, item.period), settle)
+        if step == "none":
+            continue
+        started = time.perf_counter()
+        try:
+            async with runtime.sessionmaker() as session, session.begin():
+                row = await generate_report(session, runtime, hierarchy, item, latest.get(key), clock)
+        except DBAPIError as exc:
+            if not _lost_race(exc):
+                raise
+            continue
+        if metrics is not None:
+            metrics.generation_seconds.labels("report").observe(time.perf_counter() - started)
+        if row is not None:
+            made.append(row)
+            log.info(
+                "report generated",
+                extra={"org_unit": row.org_unit, "period": row.period, "revision": row.revision, "on_time": row.on_time},
+            )
+    if made:
+        runtime.relay.notify()
+    return made
+
+
+async def run_scheduler(
+    runtime,
+    hierarchy: Hierarchy,
+    plans: PlanConfig,
+    *,
+    interval: float,
+    clock: Clock = utcnow,
+    settle: timedelta = timedelta(minutes=2),
+    metrics: ReportingMetrics | None = None,
+) -> None:
+    """Generate due reports every `interval` seconds until cancelled; a failed pass is retried on the next."""
+    while True:
+        try:
+            await generate_due_reports(runtime, hierarchy, plans, clock=clock, settle=settle, metrics=metrics)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # database away or a bug: say so, keep the loop alive
+            log.warning("report generation failed; retrying next pass", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+        await asyncio.sleep(interval)
+
+
+# -- reading generated reports ---------------------------------------------------------------------
+
+
+def communes_in_scope(hierarchy: Hierarchy, org_unit: str) -> list[str]:
+    """The communes a unit held in any hierarchy version."""
+    return sorted({c for version in hierarchy.versions for c in version.communes_under(org_unit)})
+
+
+async def list_reports(
+    session: AsyncSession,
+    hierarchy: Hierarchy,
+    plans: PlanConfig,
+    org_unit: str,
+    principal: Principal,
+    *,
+    period_id: str | None = None,
+    limit: int = 50,
+    cursor: int | None = None,
+) -> tuple[list[GeneratedReport], int | None]:
+    """The generated revisions of a commune, or of every commune a district or province held; newest first."""
+    check_access(hierarchy, org_unit, principal)
+    g = GeneratedReport
+    stmt = select(g).where(g.org_unit.in_(communes_in_scope(hierarchy, org_unit)))
+    if period_id is not None:
+        stmt = stmt.where(g.period == period_of(period_id, plans).id)
+    if cursor is not None:
+        stmt = stmt.where(g.id < cursor)
+    rows = list((await session.execute(stmt.order_by(g.id.desc()).limit(limit + 1))).scalars())
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, rows[-1].id
+    return rows, None
+
+
+async def read_report(
+    session: AsyncSession,
+    hierarchy: Hierarchy,
+    plans: PlanConfig,
+    org_unit: str,
+    period_id: str,
+    revision: int | None,
+    principal: Principal,
+) -> GeneratedReport:
+    """One stored revision (the latest when `revision` is None) of a commune's report."""
+    check_access(hierarchy, org_unit, principal)
+    period = period_of(period_id, plans)
+    g = GeneratedReport
+    stmt = select(g).where(g.org_unit == org_unit, g.period == period.id)
+    stmt = stmt.where(g.revision == revision) if revision is not None else stmt.order_by(g.revision.desc()).limit(1)
+    row = (await session.execute(stmt)).scalars().first()
+    if row is None:
+        which = f"revision {revision}" if revision is not None else "any revision"
+        raise Rejected(404, f"no generated report of {org_unit} for {period.id} ({which})")
+    return row
+
+
+def report_read(row: GeneratedReport, *, with_summary: bool) -> dict:
+    """A stored revision: when and how it was produced, and (when asked) the summary of its moment."""
+    out = {
+        "org_unit": row.org_unit,
+        "period": row.period,
+        "revision": row.revision,
+        "as_of": row.as_of,
+        "due": row.due_date,
+        "produced_at": row.produced_at,
+        "on_time": row.on_time,
+        "incidents_total": row.incidents_total,
+        "children_total": row.children_total,
+    }
+    if with_summary:
+        out["summary"] = {**row.summary, "revision": row.revision}
+    return out

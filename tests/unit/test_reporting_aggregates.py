@@ -7,8 +7,10 @@ from datetime import date, datetime, timezone
 import pytest
 
 from services.reporting.aggregates import (
+    ABUSE_FORMS,
     AckTime,
     ChildGroup,
+    ChildPlaceGroup,
     EscalationGroup,
     IncidentGroup,
     ResponseGroup,
@@ -202,3 +204,46 @@ class TestSummary:
         assert covered_windows(self.hierarchy.coverage("25349", period.start, period.end)) == [
             (date(2025, 1, 1), date(2026, 1, 1))
         ]
+
+
+class TestDomainIndicators:
+    """domain.md section 5: abused children by form, children in special circumstances supported, children by place."""
+
+    def tallies(self) -> dict[str, Tally]:
+        return tally_by_commune(
+            incidents=[IncidentGroup("25349", "violence", "high", "phone", "25349.hamlet.ap-2", False, 2)],
+            children=[
+                ChildGroup("25349", "violence", "female", "6-10", "orphan", 2, supported=True),
+                ChildGroup("25349", "school_violence", "male", "11-15", "disabled", 1, supported=False),
+                ChildGroup("25349", "drowning", "male", "0-5", "", 3, supported=True),
+                ChildGroup("25349", "malnutrition", "female", "0-5", "", 1),
+            ],
+            child_places=[
+                ChildPlaceGroup("25349", "high", "phone", "25349.hamlet.ap-2", 4),
+                ChildPlaceGroup("25349", "low", "hotline_111", None, 3),
+            ],
+        )
+
+    def test_abused_children_count_only_the_forms_of_abuse_of_the_law(self):
+        ind = indicators(self.tallies()["25349"])
+        assert ind["abused_children_total"] == 3
+        assert ind["abused_children_by_form"]["violence"] == 2 and ind["abused_children_by_form"]["school_violence"] == 1
+        assert "drowning" not in ind["abused_children_by_form"] and "malnutrition" not in ind["abused_children_by_form"]
+        assert set(ind["abused_children_by_form"]) == set(ABUSE_FORMS)
+
+    def test_children_in_special_circumstances_supported_are_those_whose_case_was_taken_up(self):
+        ind = indicators(self.tallies()["25349"])
+        assert ind["children_in_special_circumstances"] == 3
+        assert ind["children_in_special_circumstances_supported"] == 2
+
+    def test_children_are_counted_by_their_incidents_urgency_channel_and_hamlet(self):
+        ind = indicators(self.tallies()["25349"], ["25349.hamlet.ap-2"])
+        assert ind["children_by_urgency"] == {"emergency": 0, "high": 4, "medium": 0, "low": 3}
+        assert ind["children_by_channel"]["phone"] == 4 and ind["children_by_channel"]["hotline_111"] == 3
+        assert ind["children_by_hamlet"] == {"25349.hamlet.ap-2": 4, "unknown": 3}
+
+    def test_they_sum_over_communes(self):
+        tallies = self.tallies()
+        tallies["25348"] = tally_by_commune([], children=[ChildGroup("25348", "neglect", "male", "6-10", "abandoned", 1, True)])["25348"]
+        whole = indicators(total(tallies.values()))
+        assert whole["abused_children_total"] == 4 and whole["children_in_special_circumstances_supported"] == 3
