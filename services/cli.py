@@ -285,6 +285,55 @@ def cmd_rules(args) -> None:
     print(f"rule set {version} is active (was {previous or 'none'}); new incidents are routed by it")
 
 
+def contract_documents() -> dict[str, str]:
+    """The published contracts: each service's OpenAPI, the AsyncAPI of the subscribers, the event schemas."""
+    import json
+    import tempfile
+
+    from faststream.specification import AsyncAPI
+    from pydantic import TypeAdapter
+
+    from shared.events import EVENT_TYPES, Envelope
+
+    documents: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        from pathlib import Path
+
+        runtimes = {
+            name: importlib.import_module(f"services.{name}.app").create_runtime(
+                settings(common=CommonSettings(data_dir=Path(scratch)))
+            )
+            for name, settings in SERVICES.items()
+        }
+        for name, runtime in runtimes.items():
+            documents[f"openapi-{name}.json"] = json.dumps(runtime.api.openapi(), indent=2, ensure_ascii=False, sort_keys=True)
+        spec = AsyncAPI(*(r.broker for r in runtimes.values()), title="baove events", version="1",
+                        description="Consumers of the baove.events topic exchange; payloads in events.schema.json")
+        documents["asyncapi.json"] = json.dumps(json.loads(spec.to_specification().to_json()), indent=2, ensure_ascii=False, sort_keys=True)
+    schemas = {"envelope": Envelope.model_json_schema()}
+    schemas |= {key: TypeAdapter(model).json_schema() for key, model in sorted(EVENT_TYPES.items())}
+    documents["events.schema.json"] = json.dumps(schemas, indent=2, ensure_ascii=False, sort_keys=True)
+    return {name: text + "\n" for name, text in documents.items()}
+
+
+def cmd_contracts(args) -> None:
+    from pathlib import Path
+
+    folder = Path(args.dir)
+    stale = []
+    for name, text in contract_documents().items():
+        path = folder / name
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path))
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    if stale:
+        sys.exit("baove: out of date (run `baove contracts`): " + ", ".join(stale))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="baove", description="Child-protection incident routing and reporting")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -335,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     dreplay.add_argument("--queue")
     dreplay.add_argument("--limit", type=int)
     dlq.set_defaults(func=cmd_dlq)
+
+    contracts = sub.add_parser("contracts", help="write (or --check) the OpenAPI, AsyncAPI and event schema documents")
+    contracts.add_argument("--dir", default="docs/contracts")
+    contracts.add_argument("--check", action="store_true", help="fail if the committed documents are out of date")
+    contracts.set_defaults(func=cmd_contracts)
 
     rules = sub.add_parser("rules", help="show or change the routing table (rule sets kept in routing's database)")
     rsub = rules.add_subparsers(dest="rules_command", required=True)
