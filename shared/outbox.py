@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db import UtcDateTime, utcnow
 from shared.events import Envelope
 from shared.metrics import OutboxMetrics
-from shared.topology import EVENTS
+from shared.topology import EVENTS, NOTIFICATIONS
 
 log = logging.getLogger("baove.outbox")
 
@@ -174,7 +174,7 @@ class OutboxRelay:
             exchange=EVENTS,
             routing_key=row.event_type,
             persist=True,
-            mandatory=True,
+            mandatory=row.event_type not in NOTIFICATIONS,
             message_id=row.event_id,
             correlation_id=row.correlation_id,
             message_type=row.event_type,

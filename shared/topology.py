@@ -71,6 +71,10 @@ INTAKE_TIMELINE = ConsumerQueue(
     "Intake records what happened to each incident for its timeline.",
 )
 
+# Notifications for systems outside baove (the district's): no queue of ours consumes them, so a
+# publish with nobody bound must not bounce. The report itself is stored and served over HTTP.
+NOTIFICATIONS = frozenset({"report.generated"})
+
 CONSUMER_QUEUES: tuple[ConsumerQueue, ...] = (ROUTING_INCIDENTS, REPORTING_EVENTS, INTAKE_TIMELINE)
 
 

@@ -194,3 +194,20 @@ class TestDeadLetterTools:
         assert await deadletters.replay(vhost, spec.name) == {spec.name: 1}
         await wait_for(lambda: asyncio.sleep(0, result=handled == [closed.event_id]))
         assert await deadletters.list_dead_letters(vhost, spec.name) == []
+
+
+class TestNotifications:
+    async def test_report_generated_with_nobody_bound_is_published_not_stuck(self, intake):
+        from shared.events import ReportGenerated
+
+        await intake.broker.connect()
+        await intake.broker.declare_exchange(topology.EVENTS)  # no queue bound to report.generated
+        envelope = ReportGenerated(org_unit="25349", period="2025-6M", revision=1, as_of=datetime.now(timezone.utc)).envelope(
+            correlation_id="25349:2025-6M", producer="reporting"
+        )
+        async with intake.sessionmaker() as session, session.begin():
+            await intake.stage(session, envelope)
+        assert await intake.relay.publish_batch() == 1
+        async with intake.sessionmaker() as session:
+            row = (await session.execute(select(outbox_message))).one()
+        assert row.published_at is not None
