@@ -12,7 +12,7 @@ from datetime import date, datetime
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime, new_metadata
@@ -133,3 +133,30 @@ class GeneratedReport(Base):
     incidents_total: Mapped[int] = mapped_column(Integer)
     children_total: Mapped[int] = mapped_column(Integer)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TallyCell(Base):
+    """A commune's month of facts: `version` goes up in the same transaction as every fact written for it.
+
+    A fact of an incident counts in the cell of the incident's commune and month (its `local_date`).
+    """
+
+    __tablename__ = "tally_cell"
+
+    commune_code: Mapped[str] = mapped_column(String(5), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)  # the first day
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class TallyCache(Base):
+    """A cell's tally (counts and acknowledgement waits, as JSON) as of a cell version: valid while the versions match.
+
+    Pre-aggregation for summaries: a province's year reads 12 cells per commune instead of every fact.
+    """
+
+    __tablename__ = "tally_cache"
+
+    commune_code: Mapped[str] = mapped_column(String(5), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)

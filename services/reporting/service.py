@@ -37,7 +37,7 @@ from shared.events import (
 from shared.metrics import ReportingMetrics
 from shared.reference import Coverage, Hierarchy
 
-from . import aggregates, reports
+from . import aggregates, cells, periods, reports
 from .aggregates import AckTime, ChildGroup, ChildPlaceGroup, EscalationGroup, IncidentGroup, ResponseGroup, Tally
 from .models import AssignmentFact, ChildFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
 from .periods import Period, PlanConfig, as_utc, local_date, parse_period
@@ -46,6 +46,7 @@ from .reports import DayChange, DueReport, LatestRevision, ReportStatus
 log = logging.getLogger("baove.reporting")
 
 PRODUCER = "reporting"
+ADVISORY_NAMESPACE = 0x62617276  # pg_advisory_xact_lock(namespace, hash of the incident id)
 Clock = Callable[[], datetime]
 
 
@@ -155,8 +156,10 @@ def _assignment_keys(event: AssignmentAcknowledged | AssignmentStatusChanged | A
     }
 
 
-async def record_reported(session: AsyncSession, event: IncidentReported, now: datetime) -> None:
-    """Keep the incident's facts and its children's codes; `event.case` (the personal part) is never read."""
+async def record_reported(session: AsyncSession, event: IncidentReported, now: datetime) -> bool:
+    """Keep the incident's facts and its children's codes; `event.case` (the personal part) is never read.
+
+    False when the incident was already here."""
     facts = event.facts
     effective_at = as_utc(facts.occurred_at or facts.received_at)
     day = local_date(effective_at)
@@ -179,7 +182,7 @@ async def record_reported(session: AsyncSession, event: IncidentReported, now: d
     )
     if (await session.execute(stmt)).rowcount == 0:
         # The same incident under another event id (a producer's retry): its facts are already here.
-        return
+        return False
     if facts.children:
         await session.execute(
             ChildFact.__table__.insert(),
@@ -197,6 +200,8 @@ async def record_reported(session: AsyncSession, event: IncidentReported, now: d
                 for i, child in enumerate(facts.children)
             ],
         )
+    await cells.bump(session, facts.commune_code, day)
+    return True
 
 
 async def record_routed(session: AsyncSession, event: IncidentRouted, emitted_at: datetime, now: datetime) -> None:
@@ -279,6 +284,10 @@ async def record_reopened(session: AsyncSession, event: IncidentReopened, now: d
 async def handle_event(session: AsyncSession, event: Event, envelope: Envelope, *, clock: Clock = utcnow) -> list[Envelope]:
     """Fold one event into the read model (the runtime has deduplicated it and holds the transaction)."""
     now = clock()
+    if session.bind.dialect.name == "postgresql" and hasattr(event, "incident_id"):
+        # Events of one incident fold one at a time across replicas, so that a fact arriving before its
+        # incident.reported cannot slip past the cell versions (see cells.py).
+        await session.execute(select(func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, func.hashtext(event.incident_id))))
     if isinstance(event, IncidentReported):
         await record_reported(session, event, now)
     elif isinstance(event, IncidentRouted):
@@ -297,6 +306,8 @@ async def handle_event(session: AsyncSession, event: Event, envelope: Envelope, 
         await record_reopened(session, event, now)
     else:
         return []
+    if not isinstance(event, IncidentReported):
+        await cells.bump_incident(session, event.incident_id)
     log.debug("event folded", extra={"event_type": envelope.event_type, "event_id": str(envelope.event_id)})
     return []
 
@@ -387,6 +398,41 @@ async def tallies(session: AsyncSession, coverages: Sequence[Coverage]) -> dict[
     )
 
 
+async def cached_tallies(session: AsyncSession, coverages: Sequence[Coverage]) -> dict[str, Tally]:
+    """`tallies` by way of the commune-month cells: cached ones whose version still matches, the rest recomputed and cached."""
+    parts = cells.split(coverages)
+    sums: dict[str, cells.Sum] = {}
+
+    def add(commune: str, payload: str) -> None:
+        sums.setdefault(commune, cells.Sum()).add(payload)
+
+    if parts.partial:
+        for commune, tally in (await tallies(session, parts.partial)).items():
+            add(commune, cells.encode(tally))
+    current = await cells.versions(session, parts.cells)  # a cell without a version has no facts
+    stored = await cells.cached(session, [cell for cell in parts.cells if cell in current])
+    stale: dict[date, list[str]] = {}
+    for commune, month in parts.cells:
+        version = current.get((commune, month))
+        if version is None:
+            continue
+        hit = stored.get((commune, month))
+        if hit is not None and hit[0] == version:
+            add(commune, hit[1])
+        else:
+            stale.setdefault(month, []).append(commune)
+    fresh = []
+    for month, communes in stale.items():
+        window = Coverage(coverages[0].version, month, periods.add_months(month, 1), tuple(communes))
+        counted = await tallies(session, [window])
+        for commune in communes:
+            payload = cells.encode(counted.get(commune, Tally()))
+            fresh.append((commune, month, current[(commune, month)], payload))
+            add(commune, payload)
+    await cells.store(session, fresh)
+    return {commune: total.tally() for commune, total in sums.items()}
+
+
 async def _one_snapshot(session: AsyncSession) -> None:
     if session.bind.dialect.name == "postgresql":
         # One snapshot for all the queries, so the breakdowns agree with each other while events keep arriving.
@@ -396,7 +442,7 @@ async def _one_snapshot(session: AsyncSession) -> None:
 async def compute_summary(session: AsyncSession, hierarchy: Hierarchy, org_unit: str, period: Period, as_of: datetime) -> dict:
     """The indicators of an org unit for a period as the read model holds them now (no access check)."""
     coverages = hierarchy.coverage(org_unit, period.start, period.end)
-    counted = await tallies(session, coverages) if coverages else {}
+    counted = await cached_tallies(session, coverages) if coverages else {}
     return aggregates.build_summary(hierarchy, org_unit, period, coverages, counted, as_of)
 
 
@@ -438,6 +484,7 @@ async def summary(
     if period.kind == "plan":
         communes = aggregates.communes_of(hierarchy.coverage(org_unit, period.start, period.end))
         reports.attach(result, await report_statuses(session, communes, period))
+    await session.commit()  # the cells cached on the way
     return result
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import random
 import uuid
 from collections import Counter
@@ -25,6 +26,8 @@ from sqlalchemy import String, Text, select, text
 
 from services.reporting.app import MIGRATIONS, create_runtime
 from services.reporting.models import AssignmentFact, metadata
+from services.reporting import aggregates, service
+from services.reporting.periods import parse_period
 from services.reporting.service import handle_event
 from shared.auth import issue_token
 from shared.db import make_sessionmaker
@@ -399,6 +402,60 @@ class TestAssignmentEventsInAnyOrder:
             rows = (await session.execute(select(AssignmentFact.unit_type, AssignmentFact.status, AssignmentFact.assigned_at))).all()
         assert {r.unit_type: r.status for r in rows} == {"police": "acknowledged", "health": "acknowledged", "cp_officer": "done"}
         assert {r.assigned_at for r in rows} == {T0}
+
+
+class TestPreAggregatedCells:
+    """Summaries read cached commune-month tallies; a late event must show at the next read, never a stale count."""
+
+    async def uncached(self, world: World, org_unit: str, period: str) -> dict:
+        """The same summary computed straight from the facts, bypassing the cells."""
+        hierarchy = load_hierarchy()
+        p = parse_period(period)
+        coverages = hierarchy.coverage(org_unit, p.start, p.end)
+        async with world.runtime.sessionmaker() as session:
+            counted = await service.tallies(session, coverages)
+        return aggregates.build_summary(hierarchy, org_unit, p, coverages, counted, datetime.now(UTC))
+
+    async def test_a_cached_summary_equals_one_from_the_facts(self, world: World):
+        for org_unit, period in (("70", "2025-6M"), ("694", "2025"), ("25349", "2025"), ("75", "2025S2")):
+            first = await world.summary(org_unit, period)
+            again = await world.summary(org_unit, period)
+            assert first["indicators"] == again["indicators"]
+            direct = await self.uncached(world, org_unit, period)
+            assert again["indicators"] == json.loads(json.dumps(direct["indicators"], default=str))
+            assert again["communes"] == json.loads(json.dumps(direct["communes"], default=str))
+        async with world.runtime.sessionmaker() as session:
+            cached = (await session.execute(text("SELECT count(*) FROM tally_cache"))).scalar_one()
+        assert cached > 0
+
+    async def test_late_events_in_a_cached_month_show_at_the_next_read(self, world: World):
+        before = await world.summary("25349", "202503")
+        police = before["indicators"]["response"]["police"]
+        late = incident(9001, "25349", datetime(2025, 3, 15, 10, 0), rng=random.Random(7))
+        events = lifecycle(late)
+        # The police acknowledgement arrives first, before the incident itself: it counts nowhere yet...
+        await feed(world.runtime, events[:1])
+        assert (await world.summary("25349", "202503"))["indicators"] == before["indicators"]
+        # ...then the incident: it shows with that acknowledgement...
+        await feed(world.runtime, [late.envelope])
+        middle = await world.summary("25349", "202503")
+        assert middle["indicators"]["incidents_total"] == before["indicators"]["incidents_total"] + 1
+        assert middle["indicators"]["response"]["police"]["acknowledged"] == police["acknowledged"] + 1
+        # ...and each later event of its life shows at the next read.
+        for event in events[1:]:
+            await feed(world.runtime, [event])
+            await world.summary("25349", "202503")
+        after = await world.summary("25349", "202503")
+        assert after["indicators"]["incidents_total"] == before["indicators"]["incidents_total"] + 1
+        assert after["indicators"]["children_total"] == before["indicators"]["children_total"] + len(late.children)
+        assert after["indicators"]["cases_closed"] == before["indicators"]["cases_closed"] + 1
+        got = after["indicators"]["response"]["police"]
+        assert (got["assignments"], got["acknowledged"]) == (police["assignments"] + 1, police["acknowledged"] + 1)
+        assert after["indicators"]["response"]["health"]["escalations"] == before["indicators"]["response"]["health"]["escalations"] + 1
+        assert after["indicators"] == json.loads(json.dumps((await self.uncached(world, "25349", "202503"))["indicators"], default=str))
+        # The province's year, cached before the late incident for other months, agrees too.
+        province = await world.summary("70", "2025")
+        assert province["indicators"] == json.loads(json.dumps((await self.uncached(world, "70", "2025"))["indicators"], default=str))
 
 
 class TestNoPersonalData:

@@ -247,3 +247,61 @@ class TestDomainIndicators:
         tallies["25348"] = tally_by_commune([], children=[ChildGroup("25348", "neglect", "male", "6-10", "abandoned", 1, True)])["25348"]
         whole = indicators(total(tallies.values()))
         assert whole["abused_children_total"] == 4 and whole["children_in_special_circumstances_supported"] == 3
+
+
+class TestCells:
+    """The pre-aggregated cells: whole months per commune, the edges read from facts, tallies stored without loss."""
+
+    def test_a_year_across_the_2025_reform_is_whole_months_only(self):
+        from services.reporting.cells import split
+
+        hierarchy = load_hierarchy()
+        period = parse_period("2025")
+        parts = split(hierarchy.coverage("25349", period.start, period.end))
+        assert parts.partial == ()
+        assert [m for c, m in parts.cells] == [date(2025, m, 1) for m in range(1, 13)]
+        assert {c for c, _ in parts.cells} == {"25349"}
+
+    def test_a_version_change_inside_a_month_leaves_those_days_to_the_facts(self):
+        from services.reporting.cells import split
+        from shared.reference import Coverage
+
+        version = load_hierarchy().versions[0]
+        parts = split([Coverage(version, date(2025, 1, 1), date(2025, 3, 15), ("25339", "25348"))])
+        assert parts.cells == (("25339", date(2025, 1, 1)), ("25348", date(2025, 1, 1)), ("25339", date(2025, 2, 1)), ("25348", date(2025, 2, 1)))
+        assert [(p.start, p.end) for p in parts.partial] == [(date(2025, 3, 1), date(2025, 3, 15))]
+        inside = split([Coverage(version, date(2025, 3, 3), date(2025, 3, 9), ("25339",))])
+        assert inside.cells == () and [(p.start, p.end) for p in inside.partial] == [(date(2025, 3, 3), date(2025, 3, 9))]
+
+    def test_a_stored_tally_comes_back_equal_and_adds_up(self):
+        from services.reporting.cells import decode, encode
+
+        tallies = tally_by_commune(
+            [IncidentGroup("25349", "violence", "high", "phone", None, True, 3)],
+            [ChildGroup("25349", "violence", "female", "6_10", "orphan", 2, True)],
+            [ResponseGroup("25349", "police", 3, 2, 1, 1)],
+            [AckTime("25349", "police", 12.5), AckTime("25349", "police", 0.25)],
+            [EscalationGroup("25349", "police", 1)],
+            [ChildPlaceGroup("25349", "high", "phone", None, 2)],
+        )
+        tally = tallies["25349"]
+        back = decode(encode(tally))
+        assert indicators(back) == indicators(tally)
+        assert sorted(back.response["police"].seconds_to_acknowledge) == [0.25, 12.5]
+        twice = decode(encode(tally), encode(tally))
+        assert twice.incidents_total == 6 and twice.by_category["violence"] == 6
+        assert indicators(twice)["response"]["police"]["median_seconds_to_acknowledge"] == pytest.approx(6.375)
+
+    def test_codes_outside_the_enums_survive_storage(self):
+        from services.reporting.cells import decode, encode
+
+        tally = Tally(incidents_total=1)
+        tally.by_category["a_new_category"] = 1
+        tally.by_hamlet["25349.hamlet.ap-9"] = 1
+        tally.unit("district_office").assignments = 2
+        tally.unit("district_office").seconds_to_acknowledge.extend([5.0, 1.0])
+        back = decode(encode(tally), encode(tally))
+        assert back.by_category == {"a_new_category": 2}
+        assert back.by_hamlet == {"25349.hamlet.ap-9": 2}
+        assert back.response["district_office"].assignments == 4
+        assert sorted(back.response["district_office"].seconds_to_acknowledge) == [1.0, 1.0, 5.0, 5.0]

@@ -1,0 +1,259 @@
+"""Pre-aggregated cells: one tally per commune and month, cached and kept honest by version numbers.
+
+A summary over a year for a province would otherwise group every fact of the year at each read.
+Instead, every fact written for an incident bumps the version of its cell (commune, month of the
+incident's `local_date`) in the same transaction, and a cell's tally is cached with the version it
+was computed at. A read takes the cached tallies whose version still matches and recomputes only
+the others, from the facts, in the same snapshot as the versions it compares with.
+
+Why no fact can slip past: a fact of an incident whose `incident.reported` has not arrived yet
+bumps nothing, and counts nowhere either (summaries reach facts through their incident); when the
+incident arrives, its cell is bumped. On PostgreSQL the events of one incident fold one at a time
+(an advisory lock per incident), so that ordering holds across replicas too. SQLite has one writer.
+
+The waits of acknowledged assignments are kept whole (packed doubles), so a total's median is
+still the median of every wait, never a median of medians.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from operator import add
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import dialect_insert
+from shared.enums import AgeBand, Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
+from shared.reference import Coverage
+
+from .aggregates import Tally, UnitResponse
+from .models import IncidentFact, TallyCache, TallyCell
+from .periods import add_months
+
+# The stored form: every count whose code is known (an enum) in one flat vector, so that adding a
+# thousand cells is a thousand C-level vector additions; hamlets and any unknown code beside it.
+ENUM_COUNTERS = (
+    ("by_category", Category),
+    ("by_urgency", Urgency),
+    ("by_channel", Channel),
+    ("children_by_category", Category),
+    ("children_by_urgency", Urgency),
+    ("children_by_channel", Channel),
+    ("by_sex", Sex),
+    ("by_age_band", AgeBand),
+    ("by_special_circumstance", SpecialCircumstance),
+)
+FREE_COUNTERS = ("by_hamlet", "children_by_hamlet")
+TOTALS = (
+    "incidents_total",
+    "cases_closed",
+    "children_total",
+    "children_in_special_circumstances",
+    "children_in_special_circumstances_supported",
+)
+RESPONSE = ("assignments", "acknowledged", "acknowledged_within_deadline", "overdue", "escalations")
+UNITS = tuple(u.value for u in UnitType)
+_SLOTS = {name: i for i, name in enumerate(TOTALS)}
+for _name, _enum in ENUM_COUNTERS:
+    for _member in _enum:
+        _SLOTS[f"{_name}:{_member.value}"] = len(_SLOTS)
+for _unit in UNITS:
+    for _field in RESPONSE:
+        _SLOTS[f"response:{_unit}:{_field}"] = len(_SLOTS)
+WIDTH = len(_SLOTS)
+
+
+def month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A set of coverages as whole months per commune (cached) and the rest (days at the edges, read from facts)."""
+
+    cells: tuple[tuple[str, date], ...]
+    partial: tuple[Coverage, ...]
+
+
+def split(coverages: Sequence[Coverage]) -> Split:
+    cells: list[tuple[str, date]] = []
+    partial: list[Coverage] = []
+    for cov in coverages:
+        first_full = cov.start if cov.start.day == 1 else add_months(month_of(cov.start), 1)
+        end_full = month_of(cov.end)
+        if first_full >= end_full:
+            partial.append(cov)
+            continue
+        if cov.start < first_full:
+            partial.append(Coverage(cov.version, cov.start, first_full, cov.communes))
+        if end_full < cov.end:
+            partial.append(Coverage(cov.version, end_full, cov.end, cov.communes))
+        month = first_full
+        while month < end_full:
+            cells.extend((commune, month) for commune in cov.communes)
+            month = add_months(month, 1)
+    return Split(tuple(dict.fromkeys(cells)), tuple(partial))
+
+
+def encode(tally: Tally) -> str:
+    """A tally as compact JSON: the vector, hamlets, codes outside the enums, and each unit's waits sorted and packed."""
+    vector = [0] * WIDTH
+    extra: dict[str, dict[str, int]] = {}
+    for i, name in enumerate(TOTALS):
+        vector[i] = getattr(tally, name)
+    for name, _ in ENUM_COUNTERS:
+        for code, n in getattr(tally, name).items():
+            slot = _SLOTS.get(f"{name}:{code}")
+            if slot is None:
+                extra.setdefault(name, {})[code] = n
+            else:
+                vector[slot] += n
+    responses: dict[str, list[int]] = {}
+    waits: dict[str, str] = {}
+    for unit, r in tally.response.items():
+        counts = [getattr(r, f) for f in RESPONSE]
+        if unit in UNITS:
+            for f, n in zip(RESPONSE, counts):
+                vector[_SLOTS[f"response:{unit}:{f}"]] = n
+        else:
+            responses[unit] = counts
+        if r.seconds_to_acknowledge:
+            waits[unit] = base64.b64encode(array("d", sorted(r.seconds_to_acknowledge)).tobytes()).decode("ascii")
+    return json.dumps(
+        {"v": vector, "f": [dict(getattr(tally, name)) for name in FREE_COUNTERS], "x": extra, "u": responses, "w": waits},
+        separators=(",", ":"),
+    )
+
+
+class Sum:
+    """Stored tallies added up: one per commune of a summary."""
+
+    def __init__(self) -> None:
+        self.vector = [0] * WIDTH
+        self.free = [Counter() for _ in FREE_COUNTERS]
+        self.extra: dict[str, Counter[str]] = {}
+        self.responses: dict[str, list[int]] = {}
+        self.waits: dict[str, list[array]] = {}
+
+    def add(self, payload: str) -> None:
+        data = json.loads(payload)
+        self.vector = list(map(add, self.vector, data["v"]))
+        for counter, counts in zip(self.free, data["f"]):
+            if counts:
+                counter.update(counts)
+        for name, counts in data["x"].items():
+            self.extra.setdefault(name, Counter()).update(counts)
+        for unit, counts in data["u"].items():
+            self.responses[unit] = list(map(add, self.responses.get(unit, [0] * len(RESPONSE)), counts))
+        for unit, packed in data["w"].items():
+            values = array("d")
+            values.frombytes(base64.b64decode(packed))
+            self.waits.setdefault(unit, []).append(values)
+
+    def tally(self) -> Tally:
+        v = self.vector
+        tally = Tally(**{name: v[i] for i, name in enumerate(TOTALS)})
+        for name, enum in ENUM_COUNTERS:
+            counter = getattr(tally, name)
+            for member in enum:
+                n = v[_SLOTS[f"{name}:{member.value}"]]
+                if n:
+                    counter[member.value] = n
+            counter.update(self.extra.get(name, {}))
+        for name, counter in zip(FREE_COUNTERS, self.free):
+            getattr(tally, name).update(counter)
+        for unit in UNITS:
+            counts = [v[_SLOTS[f"response:{unit}:{f}"]] for f in RESPONSE]
+            if any(counts) or unit in self.waits:
+                self._response(tally, unit, counts)
+        for unit, counts in self.responses.items():
+            self._response(tally, unit, counts)
+        return tally
+
+    def _response(self, tally: Tally, unit: str, counts: list[int]) -> None:
+        r: UnitResponse = tally.unit(unit)
+        for f, n in zip(RESPONSE, counts):
+            setattr(r, f, getattr(r, f) + n)
+        for values in self.waits.get(unit, ()):
+            r.seconds_to_acknowledge.extend(values)
+
+
+def decode(*payloads: str) -> Tally:
+    total = Sum()
+    for payload in payloads:
+        total.add(payload)
+    return total.tally()
+
+
+# -- the cell tables ------------------------------------------------------------------------------
+
+
+async def bump(session: AsyncSession, commune: str, day: date) -> None:
+    """The facts of (commune, month of day) changed in this transaction."""
+    table = TallyCell.__table__
+    stmt = dialect_insert(session)(table).values(commune_code=commune, month=month_of(day), version=1)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["commune_code", "month"], set_={"version": table.c.version + 1}))
+
+
+async def bump_incident(session: AsyncSession, incident_id: str) -> None:
+    """A fact of this incident changed: bump its cell, if the incident has arrived (else it counts nowhere yet)."""
+    i = IncidentFact
+    row = (await session.execute(select(i.commune_code, i.local_date).where(i.incident_id == incident_id))).first()
+    if row is not None:
+        await bump(session, row[0], row[1])
+
+
+def _among(columns, cells: Iterable[tuple[str, date]]):
+    """`(commune, month) IN cells`, as commune IN .. AND month range (an index range per commune), refined in Python."""
+    cells = list(cells)
+    communes = sorted({c for c, _ in cells})
+    months = [m for _, m in cells]
+    return and_(columns.commune_code.in_(communes), columns.month >= min(months), columns.month <= max(months))
+
+
+async def versions(session: AsyncSession, cells: Sequence[tuple[str, date]]) -> dict[tuple[str, date], int]:
+    if not cells:
+        return {}
+    t = TallyCell
+    wanted = set(cells)
+    rows = await session.execute(select(t.commune_code, t.month, t.version).where(_among(t, cells)))
+    return {(c, m): v for c, m, v in rows if (c, m) in wanted}
+
+
+async def cached(session: AsyncSession, cells: Sequence[tuple[str, date]]) -> dict[tuple[str, date], tuple[int, str]]:
+    if not cells:
+        return {}
+    t = TallyCache
+    wanted = set(cells)
+    rows = await session.execute(select(t.commune_code, t.month, t.version, t.payload).where(_among(t, cells)))
+    return {(c, m): (v, p) for c, m, v, p in rows if (c, m) in wanted}
+
+
+async def store(session: AsyncSession, entries: Sequence[tuple[str, date, int, str]]) -> bool:
+    """Cache tallies (best effort: a concurrent reader storing the same cells wins, and that is fine)."""
+    if not entries:
+        return True
+    table = TallyCache.__table__
+    stmt = dialect_insert(session)(table).values(
+        [{"commune_code": c, "month": m, "version": v, "payload": p} for c, m, v, p in entries]
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["commune_code", "month"],
+        set_={"version": stmt.excluded.version, "payload": stmt.excluded.payload},
+        where=or_(table.c.version < stmt.excluded.version, table.c.version.is_(None)),
+    )
+    try:
+        async with session.begin_nested():
+            await session.execute(stmt)
+    except DBAPIError:
+        return False
+    return True
+
