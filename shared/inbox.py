@@ -27,3 +27,17 @@ async def claim(session: AsyncSession, table: Table, consumer: str, event_id: st
     )
     result = await session.execute(stmt)
     return result.rowcount == 1
+
+
+async def claim_many(session: AsyncSession, table: Table, consumer: str, event_ids: list[str]) -> set[str]:
+    """Record several events in one statement; the ids that were new (a redelivered one is left out)."""
+    if not event_ids:
+        return set()
+    now = utcnow()
+    stmt = (
+        dialect_insert(session)(table)
+        .values([{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)])
+        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+        .returning(table.c.event_id)
+    )
+    return set((await session.execute(stmt)).scalars())

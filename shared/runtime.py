@@ -34,6 +34,7 @@ from prometheus_client import Gauge
 from shared.db import make_engine, make_sessionmaker, ping
 from shared.deadletters import dead_letter_counts
 from shared.events import Envelope, Event, parse_payload
+from shared.groupcommit import GroupCommit
 from shared.metrics import ConsumerMetrics, HttpMetricsMiddleware, OutboxMetrics, metrics_response, new_registry
 from shared.settings import ServiceSettings
 from shared.topology import ConsumerQueue, declare, queues_of
@@ -41,6 +42,7 @@ from shared.topology import ConsumerQueue, declare, queues_of
 log = logging.getLogger("baove.runtime")
 
 Work = Callable[[AsyncSession, Event, Envelope], Awaitable[list[Envelope]]]
+BatchWork = Callable[[AsyncSession, list[tuple[Event, Envelope]]], Awaitable[list[Envelope]]]
 
 
 class BodyTooLarge(Exception):
@@ -306,8 +308,25 @@ class Runtime:
 
     # -- consumers -----------------------------------------------------------------------
 
-    def subscriber(self, spec: ConsumerQueue, work: Work):
-        """Register `work` on a queue: inbox dedupe, the work and its events in one transaction, then ack."""
+    def subscriber(self, spec: ConsumerQueue, work: Work, batch_work: BatchWork | None = None):
+        """Register `work` on a queue: inbox dedupe, the work and its events in one transaction, then ack.
+
+        Deliveries that arrive together share a transaction (group commit); `batch_work`, when given,
+        folds such a batch in fewer statements than `work` one event at a time.
+        """
+
+        async def run_batch(items: list[tuple[Envelope, Event]]) -> None:
+            await self._consume_batch(spec, items, work, batch_work)
+
+        async def run_one(item: tuple[Envelope, Event]) -> None:
+            envelope, event = item
+            token = baove_logging.correlation_id.set(envelope.correlation_id)
+            try:
+                await self._consume(spec, envelope, event, work)
+            finally:
+                baove_logging.correlation_id.reset(token)
+
+        group = GroupCommit(spec.name, run_batch, run_one, max_batch=max(1, self.settings.prefetch_count))
 
         async def handle(message: RabbitMessage) -> None:
             try:
@@ -317,11 +336,7 @@ class Runtime:
                 # It can never succeed: dead-letter it now rather than after the delivery limit.
                 log.error("malformed event dead-lettered", extra={"queue": spec.name, "error": type(exc).__name__})
                 raise RejectMessage() from exc
-            token = baove_logging.correlation_id.set(envelope.correlation_id)
-            try:
-                await self._consume(spec, envelope, event, work)
-            finally:
-                baove_logging.correlation_id.reset(token)
+            await group.submit((envelope, event))
 
         handle.__name__ = f"handle_{spec.purpose}"
         handle.__doc__ = spec.description
@@ -351,6 +366,34 @@ class Runtime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 8.0)
         raise RuntimeError("database unavailable after retries; the broker will redeliver")
+
+    async def _consume_batch(
+        self, spec: ConsumerQueue, items: list[tuple[Envelope, Event]], work: Work, batch_work: BatchWork | None
+    ) -> None:
+        """Several events in one transaction: claim them in one statement, fold the new ones, stage what they produce."""
+        async with self.sessionmaker() as session, session.begin():
+            fresh = await inbox.claim_many(session, self.inbox_table, spec.name, [str(e.event_id) for e, _ in items])
+            todo: list[tuple[Envelope, Event]] = []
+            for envelope, event in items:
+                event_id = str(envelope.event_id)
+                if event_id in fresh:
+                    fresh.discard(event_id)  # a copy later in the same batch is a duplicate too
+                    todo.append((envelope, event))
+                else:
+                    self.consumer_metrics.duplicates.labels(spec.name).inc()
+            produced: list[Envelope] = []
+            if batch_work is not None:
+                produced = await batch_work(session, [(event, envelope) for envelope, event in todo])
+            else:
+                for envelope, event in todo:
+                    token = baove_logging.correlation_id.set(envelope.correlation_id)
+                    try:
+                        produced.extend(await work(session, event, envelope))
+                    finally:
+                        baove_logging.correlation_id.reset(token)
+            await outbox.stage(session, self.outbox_table, *produced)
+        if produced:
+            self.relay.notify()
 
     async def audit_reads(self, principal: auth.Principal, endpoint: str, incident_ids) -> None:
         """Record that `principal` read these incidents' details (domain.md 7: every read is logged)."""

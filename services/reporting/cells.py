@@ -35,7 +35,7 @@ from shared.enums import AgeBand, Category, Channel, Sex, SpecialCircumstance, U
 from shared.reference import Coverage
 
 from .aggregates import Tally, UnitResponse
-from .models import IncidentFact, TallyCache, TallyCell
+from .models import TallyCache, TallyCell
 from .periods import add_months
 
 # The stored form: every count whose code is known (an enum) in one flat vector, so that adding a
@@ -196,19 +196,15 @@ def decode(*payloads: str) -> Tally:
 # -- the cell tables ------------------------------------------------------------------------------
 
 
-async def bump(session: AsyncSession, commune: str, day: date) -> None:
-    """The facts of (commune, month of day) changed in this transaction."""
+async def bump_many(session: AsyncSession, days: Iterable[tuple[str, date]]) -> None:
+    """The facts of these (commune, day)'s cells changed in this transaction: one version step per cell."""
+    months = sorted({(commune, month_of(day)) for commune, day in days})
+    if not months:
+        return
     table = TallyCell.__table__
-    stmt = dialect_insert(session)(table).values(commune_code=commune, month=month_of(day), version=1)
-    await session.execute(stmt.on_conflict_do_update(index_elements=["commune_code", "month"], set_={"version": table.c.version + 1}))
-
-
-async def bump_incident(session: AsyncSession, incident_id: str) -> None:
-    """A fact of this incident changed: bump its cell, if the incident has arrived (else it counts nowhere yet)."""
-    i = IncidentFact
-    row = (await session.execute(select(i.commune_code, i.local_date).where(i.incident_id == incident_id))).first()
-    if row is not None:
-        await bump(session, row[0], row[1])
+    stmt = dialect_insert(session)(table)
+    stmt = stmt.on_conflict_do_update(index_elements=["commune_code", "month"], set_={"version": table.c.version + 1})
+    await session.execute(stmt, [{"commune_code": c, "month": m, "version": 1} for c, m in months])
 
 
 def _among(columns, cells: Iterable[tuple[str, date]]):

@@ -7,9 +7,9 @@ from functools import partial
 from shared.runtime import Runtime
 from shared.topology import REPORTING_EVENTS
 
-from .service import Clock, handle_event
+from .service import Clock, handle_event, handle_events
 
 
 def register(runtime: Runtime, clock: Clock) -> None:
     # Facts are stamped with reporting's own clock, the one the report scheduler compares them with.
-    runtime.subscriber(REPORTING_EVENTS, partial(handle_event, clock=clock))
+    runtime.subscriber(REPORTING_EVENTS, partial(handle_event, clock=clock), partial(handle_events, clock=clock))

@@ -156,57 +156,61 @@ def _assignment_keys(event: AssignmentAcknowledged | AssignmentStatusChanged | A
     }
 
 
-async def record_reported(session: AsyncSession, event: IncidentReported, now: datetime) -> bool:
-    """Keep the incident's facts and its children's codes; `event.case` (the personal part) is never read.
-
-    False when the incident was already here."""
+def _reported_rows(event: IncidentReported, now: datetime) -> tuple[dict, list[dict]]:
+    """The incident's facts and its children's codes; `event.case` (the personal part) is never read."""
     facts = event.facts
     effective_at = as_utc(facts.occurred_at or facts.received_at)
     day = local_date(effective_at)
+    incident = {
+        "incident_id": event.incident_id,
+        "commune_code": facts.commune_code,
+        "hamlet": hamlet_of(facts),
+        "category": facts.category.value,
+        "urgency": facts.urgency.value,
+        "channel": facts.channel.value,
+        "occurred_at": as_utc(facts.occurred_at) if facts.occurred_at else None,
+        "received_at": as_utc(facts.received_at),
+        "effective_at": effective_at,
+        "local_date": day,
+        "ingested_at": now,
+    }
+    children = [
+        {
+            "incident_id": event.incident_id,
+            "ordinal": i,
+            "commune_code": facts.commune_code,
+            "local_date": day,
+            "category": facts.category.value,
+            "sex": child.sex.value,
+            "age_band": child.age_band.value,
+            "special_circumstances": aggregates.join_circumstances(child.special_circumstances),
+        }
+        for i, child in enumerate(facts.children)
+    ]
+    return incident, children
+
+
+async def _record_reported(session: AsyncSession, events: list[IncidentReported], now: datetime) -> set[tuple[str, date]]:
+    """Insert new incidents with their children; an incident already here (a producer's retry) is left alone.
+
+    Returns the cells (commune, day) of the incidents inserted."""
+    rows = {e.incident_id: _reported_rows(e, now) for e in events}
     stmt = (
         _insert(session, IncidentFact.__table__)
-        .values(
-            incident_id=event.incident_id,
-            commune_code=facts.commune_code,
-            hamlet=hamlet_of(facts),
-            category=facts.category.value,
-            urgency=facts.urgency.value,
-            channel=facts.channel.value,
-            occurred_at=as_utc(facts.occurred_at) if facts.occurred_at else None,
-            received_at=as_utc(facts.received_at),
-            effective_at=effective_at,
-            local_date=day,
-            ingested_at=now,
-        )
+        .values([incident for incident, _ in rows.values()])
         .on_conflict_do_nothing(index_elements=["incident_id"])
+        .returning(IncidentFact.__table__.c.incident_id)
     )
-    if (await session.execute(stmt)).rowcount == 0:
-        # The same incident under another event id (a producer's retry): its facts are already here.
-        return False
-    if facts.children:
-        await session.execute(
-            ChildFact.__table__.insert(),
-            [
-                {
-                    "incident_id": event.incident_id,
-                    "ordinal": i,
-                    "commune_code": facts.commune_code,
-                    "local_date": day,
-                    "category": facts.category.value,
-                    "sex": child.sex.value,
-                    "age_band": child.age_band.value,
-                    "special_circumstances": aggregates.join_circumstances(child.special_circumstances),
-                }
-                for i, child in enumerate(facts.children)
-            ],
-        )
-    await cells.bump(session, facts.commune_code, day)
-    return True
+    inserted = set((await session.execute(stmt)).scalars())
+    children = [child for incident_id in inserted for child in rows[incident_id][1]]
+    if children:
+        await session.execute(ChildFact.__table__.insert(), children)
+    return {(rows[i][0]["commune_code"], rows[i][0]["local_date"]) for i in inserted}
 
 
-async def record_routed(session: AsyncSession, event: IncidentRouted, emitted_at: datetime, now: datetime) -> None:
+def _routed_rows(event: IncidentRouted, emitted_at: datetime) -> list[dict]:
     assigned_at = as_utc(emitted_at)
-    rows = [
+    return [
         {
             "assignment_id": a.assignment_id,
             "incident_id": event.incident_id,
@@ -219,13 +223,11 @@ async def record_routed(session: AsyncSession, event: IncidentRouted, emitted_at
         }
         for a in event.assignments
     ]
-    if rows:
-        await _upsert_assignments(session, rows, _routed_update, now)
 
 
-async def record_acknowledged(session: AsyncSession, event: AssignmentAcknowledged, now: datetime) -> None:
+def _acknowledged_row(event: AssignmentAcknowledged) -> dict:
     at = as_utc(event.at)
-    row = {
+    return {
         **_assignment_keys(event),
         "assigned_at": as_utc(event.assigned_at),
         "due_at": as_utc(event.due_at),
@@ -233,83 +235,113 @@ async def record_acknowledged(session: AsyncSession, event: AssignmentAcknowledg
         "status": AssignmentStatus.acknowledged.value,
         "status_at": at,
     }
-    await _upsert_assignments(session, [row], _acknowledged_update, now)
 
 
-async def record_status(session: AsyncSession, event: AssignmentStatusChanged, now: datetime) -> None:
-    row = {**_assignment_keys(event), "status": event.to_status.value, "status_at": as_utc(event.at)}
-    await _upsert_assignments(session, [row], _newest_status, now)
+def _status_row(event: AssignmentStatusChanged) -> dict:
+    return {**_assignment_keys(event), "status": event.to_status.value, "status_at": as_utc(event.at)}
 
 
-async def record_overdue(session: AsyncSession, event: AssignmentOverdue, now: datetime) -> None:
+def _overdue_row(event: AssignmentOverdue) -> dict:
     # No status_at: this placeholder status loses to any status routing reports, earlier or later.
-    row = {**_assignment_keys(event), "due_at": as_utc(event.due_at), "status": AssignmentStatus.pending.value, "overdue": True}
-    await _upsert_assignments(session, [row], _overdue_update, now)
+    return {**_assignment_keys(event), "due_at": as_utc(event.due_at), "status": AssignmentStatus.pending.value, "overdue": True}
 
 
-async def record_escalated(session: AsyncSession, event: IncidentEscalated, event_id: str, now: datetime) -> None:
-    stmt = (
-        _insert(session, EscalationFact.__table__)
-        .values(
-            event_id=event_id,
-            incident_id=event.incident_id,
-            assignment_id=event.overdue_assignment_id,
-            escalated_at=as_utc(event.at),
-            ingested_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
-    )
-    await session.execute(stmt)
+async def _record_escalations(session: AsyncSession, rows: list[dict]) -> None:
+    stmt = _insert(session, EscalationFact.__table__).on_conflict_do_nothing(index_elements=["event_id"])
+    await session.execute(stmt, rows)
 
 
-async def _record_closure(session: AsyncSession, incident_id: str, column: str, at: datetime, now: datetime) -> None:
+async def _record_closures(session: AsyncSession, column: str, rows: list[dict]) -> None:
     """Keep the latest closing and the latest reopening; which is later decides, whatever the arrival order."""
     table = IncidentClosure.__table__
-    stmt = _insert(session, table).values({"incident_id": incident_id, column: at, "ingested_at": now})
+    stmt = _insert(session, table)
     old, new = table.c[column], stmt.excluded[column]
     latest = case((or_(old.is_(None), new > old), new), else_=old)
-    await session.execute(
-        stmt.on_conflict_do_update(index_elements=["incident_id"], set_={column: latest, "ingested_at": stmt.excluded.ingested_at})
-    )
+    stmt = stmt.on_conflict_do_update(index_elements=["incident_id"], set_={column: latest, "ingested_at": stmt.excluded.ingested_at})
+    await session.execute(stmt, rows)
 
 
-async def record_closed(session: AsyncSession, event: IncidentClosed, now: datetime) -> None:
-    await _record_closure(session, event.incident_id, "closed_at", as_utc(event.at), now)
+async def _lock_incidents(session: AsyncSession, incident_ids: set[str]) -> None:
+    """PostgreSQL: the events of one incident fold one transaction at a time across replicas, so that a fact
+    arriving before its incident.reported cannot slip past the cell versions (see cells.py). Sorted: no deadlock."""
+    for incident_id in sorted(incident_ids):
+        await session.execute(select(func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, func.hashtext(incident_id))))
 
 
-async def record_reopened(session: AsyncSession, event: IncidentReopened, now: datetime) -> None:
-    await _record_closure(session, event.incident_id, "reopened_at", as_utc(event.at), now)
+async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Envelope]], *, clock: Clock = utcnow) -> list[Envelope]:
+    """Fold events into the read model, a statement per kind of fact rather than per event.
+
+    The runtime has deduplicated them and holds the transaction. Any order of events gives the same
+    read model (each upsert keeps the newest status, the first acknowledgement, the latest closing), so
+    a batch is folded kind by kind.
+    """
+    now = clock()
+    reported: list[IncidentReported] = []
+    assignments: dict[str, list[dict]] = {"routed": [], "acknowledged": [], "status": [], "overdue": []}
+    escalations: list[dict] = []
+    closures: dict[str, list[dict]] = {"closed_at": [], "reopened_at": []}
+    touched: set[str] = set()
+    for event, envelope in items:
+        if isinstance(event, IncidentReported):
+            reported.append(event)
+        elif isinstance(event, IncidentRouted):
+            assignments["routed"].extend(_routed_rows(event, envelope.emitted_at))
+        elif isinstance(event, AssignmentAcknowledged):
+            assignments["acknowledged"].append(_acknowledged_row(event))
+        elif isinstance(event, AssignmentStatusChanged):
+            assignments["status"].append(_status_row(event))
+        elif isinstance(event, AssignmentOverdue):
+            assignments["overdue"].append(_overdue_row(event))
+        elif isinstance(event, IncidentEscalated):
+            escalations.append(
+                {
+                    "event_id": str(envelope.event_id),
+                    "incident_id": event.incident_id,
+                    "assignment_id": event.overdue_assignment_id,
+                    "escalated_at": as_utc(event.at),
+                    "ingested_at": now,
+                }
+            )
+        elif isinstance(event, (IncidentClosed, IncidentReopened)):
+            column = "closed_at" if isinstance(event, IncidentClosed) else "reopened_at"
+            closures[column].append({"incident_id": event.incident_id, column: as_utc(event.at), "ingested_at": now})
+        else:
+            continue  # report.generated and anything newer: not a fact of the read model
+        touched.add(event.incident_id)
+        log.debug("event folded", extra={"event_type": envelope.event_type, "event_id": str(envelope.event_id)})
+    if not touched:
+        return []
+    if session.bind.dialect.name == "postgresql":
+        await _lock_incidents(session, touched)
+    changed: set[tuple[str, date]] = set()
+    if reported:
+        changed |= await _record_reported(session, reported, now)
+    for kind, update in (
+        ("routed", _routed_update),
+        ("acknowledged", _acknowledged_update),
+        ("status", _newest_status),
+        ("overdue", _overdue_update),
+    ):
+        if assignments[kind]:
+            await _upsert_assignments(session, assignments[kind], update, now)
+    if escalations:
+        await _record_escalations(session, escalations)
+    for column, rows in closures.items():
+        if rows:
+            await _record_closures(session, column, rows)
+    # Every cell holding a touched incident changed (an incident not here yet counts nowhere yet).
+    others = touched - {e.incident_id for e in reported}
+    if others:
+        i = IncidentFact
+        found = await session.execute(select(i.commune_code, i.local_date).where(i.incident_id.in_(sorted(others))))
+        changed |= {(commune, day) for commune, day in found}
+    await cells.bump_many(session, changed)
+    return []
 
 
 async def handle_event(session: AsyncSession, event: Event, envelope: Envelope, *, clock: Clock = utcnow) -> list[Envelope]:
-    """Fold one event into the read model (the runtime has deduplicated it and holds the transaction)."""
-    now = clock()
-    if session.bind.dialect.name == "postgresql" and hasattr(event, "incident_id"):
-        # Events of one incident fold one at a time across replicas, so that a fact arriving before its
-        # incident.reported cannot slip past the cell versions (see cells.py).
-        await session.execute(select(func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, func.hashtext(event.incident_id))))
-    if isinstance(event, IncidentReported):
-        await record_reported(session, event, now)
-    elif isinstance(event, IncidentRouted):
-        await record_routed(session, event, envelope.emitted_at, now)
-    elif isinstance(event, AssignmentAcknowledged):
-        await record_acknowledged(session, event, now)
-    elif isinstance(event, AssignmentStatusChanged):
-        await record_status(session, event, now)
-    elif isinstance(event, AssignmentOverdue):
-        await record_overdue(session, event, now)
-    elif isinstance(event, IncidentEscalated):
-        await record_escalated(session, event, str(envelope.event_id), now)
-    elif isinstance(event, IncidentClosed):
-        await record_closed(session, event, now)
-    elif isinstance(event, IncidentReopened):
-        await record_reopened(session, event, now)
-    else:
-        return []
-    if not isinstance(event, IncidentReported):
-        await cells.bump_incident(session, event.incident_id)
-    log.debug("event folded", extra={"event_type": envelope.event_type, "event_id": str(envelope.event_id)})
-    return []
+    """Fold one event (a batch of one)."""
+    return await handle_events(session, [(event, envelope)], clock=clock)
 
 
 # -- summaries --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import aio_pika
 import pytest
 from sqlalchemy import select
 
-from services.intake.models import TimelineEntry, outbox_message
+from services.intake.models import TimelineEntry, inbox_message, outbox_message
 from shared import deadletters, topology
 from shared.events import IncidentClosed, IncidentRouted
 from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
@@ -155,6 +155,65 @@ class TestDeadLetters:
         [dead] = await read_queue(vhost, spec.dead_letter_name, 1, timeout=20)
         assert len(attempts) == 3  # first delivery + 2 redeliveries (x-delivery-limit 2)
         assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
+
+
+class TestGroupCommit:
+    async def test_deliveries_share_transactions_and_a_poison_event_fails_alone(self, intake, vhost):
+        spec = topology.ConsumerQueue("test", f"group-{uuid.uuid4().hex[:6]}", ("incident.closed",), "group commit", delivery_limit=2)
+        sessions: set[int] = set()
+        poison = "incident-poison"
+
+        async def work(session, event, envelope):
+            sessions.add(id(session))
+            if event.incident_id == poison:
+                raise RuntimeError("handler bug")
+            return []
+
+        intake.subscriber(spec, work)
+        await intake.broker.connect()
+        await topology.declare(intake.broker, (spec,))
+        ids = [f"incident-{i}" for i in range(300)]
+        ids.insert(150, poison)
+        now = datetime.now(timezone.utc)
+        connection = await aio_pika.connect(vhost)
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(topology.EVENTS.name)
+        # Queued before the consumer starts, so deliveries arrive together.
+        await asyncio.gather(*(
+            exchange.publish(
+                aio_pika.Message(
+                    IncidentClosed(incident_id=i, commune_code="25349", risk_level="low", outcome="ok", by="t", at=now)
+                    .envelope(correlation_id=i, producer="test").model_dump_json().encode(),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key="incident.closed",
+            )
+            for i in ids
+        ))
+        await connection.close()
+        await intake.broker.start()
+        [dead] = await read_queue(vhost, spec.dead_letter_name, 1, timeout=30)
+        assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
+        assert poison in dead.body.decode()
+
+        async def processed():
+            async with intake.sessionmaker() as session:
+                rows = await session.execute(select(inbox_message.c.event_id).where(inbox_message.c.consumer == spec.name))
+                return len(rows.all())
+
+        assert await wait_for(lambda: _equals(processed, 300), timeout=20)
+        await asyncio.sleep(0.3)
+        assert await processed() == 300  # each good event committed once, the poison never
+        # Far fewer transactions than events: deliveries were folded together.
+        assert len(sessions) < 300 / 3, len(sessions)
+        connection = await aio_pika.connect(vhost)
+        queue = await (await connection.channel()).declare_queue(spec.name, passive=True)
+        assert queue.declaration_result.message_count == 0  # every delivery acked
+        await connection.close()
+
+
+async def _equals(read, expected):
+    return await read() == expected
 
 
 class TestDeadLetterTools:

@@ -28,7 +28,8 @@ from services.reporting.app import MIGRATIONS, create_runtime
 from services.reporting.models import AssignmentFact, metadata
 from services.reporting import aggregates, service
 from services.reporting.periods import parse_period
-from services.reporting.service import handle_event
+from services.reporting.service import handle_event, handle_events
+from shared.topology import REPORTING_EVENTS
 from shared.auth import issue_token
 from shared.db import make_sessionmaker
 from shared.enums import AgeBand, Category, Channel, Role, Sex, SpecialCircumstance, Urgency
@@ -456,6 +457,47 @@ class TestPreAggregatedCells:
         # The province's year, cached before the late incident for other months, agrees too.
         province = await world.summary("70", "2025")
         assert province["indicators"] == json.loads(json.dumps((await self.uncached(world, "70", "2025"))["indicators"], default=str))
+
+
+class TestBatchFold:
+    """The consumer folds deliveries that arrive together in one transaction: the read model must not care."""
+
+    async def test_shuffled_batches_give_the_same_read_model_as_one_event_at_a_time(self, tmp_path: Path):
+        incidents = generate()
+        lifecycles = [e for g in incidents if g.commune == "25349" for e in lifecycle(g)]
+        duplicate = incidents[0].envelope.model_copy(update={"event_id": uuid.uuid4()})
+        envelopes = [g.envelope for g in incidents] + [duplicate] + lifecycles
+        # Redeliveries inside a batch and across batches: each event folds once.
+        envelopes += random.Random(3).sample(envelopes, 25)
+        runtimes = []
+        for name in ("one", "batch"):
+            common = CommonSettings(data_dir=tmp_path / name)
+            url = f"sqlite+aiosqlite:///{tmp_path / name}.db"
+            await asyncio.to_thread(upgrade, MIGRATIONS, url)
+            runtimes.append(create_runtime(ReportingSettings(database_url=url, common=common)))
+        one, batch = runtimes
+        spec = REPORTING_EVENTS
+        for envelope in envelopes:
+            await one._consume(spec, envelope, parse_payload(envelope), handle_event)
+        shuffled = random.Random(5).sample(envelopes, len(envelopes))
+        for i in range(0, len(shuffled), 37):
+            chunk = [(e, parse_payload(e)) for e in shuffled[i : i + 37]]
+            await batch._consume_batch(spec, chunk, handle_event, handle_events)
+        dumps = []
+        for runtime in runtimes:
+            async with runtime.sessionmaker() as session:
+                dump = {}
+                for table in ("incident_fact", "child_fact", "assignment_fact", "escalation_fact", "incident_closure", "tally_cell"):
+                    columns = [c for c in metadata.tables[table].c.keys() if c not in ("ingested_at", "version")]
+                    rows = await session.execute(text(f"SELECT {', '.join(columns)} FROM {table}"))
+                    dump[table] = sorted(map(tuple, rows))
+                dump["inbox"] = (await session.execute(text("SELECT count(*) FROM inbox_message"))).scalar_one()
+            dumps.append(dump)
+            await runtime.engine.dispose()
+            await runtime.auth_engine.dispose()
+        assert dumps[0]["incident_fact"] and dumps[0]["assignment_fact"] and dumps[0]["incident_closure"]
+        assert dumps[0] == dumps[1]
+        assert dumps[1]["inbox"] == len({str(e.event_id) for e in envelopes})
 
 
 class TestNoPersonalData:
