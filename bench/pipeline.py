@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.floor import run_floor
-from bench.harness import System, post_incidents, vhost
+from bench.harness import System, broker_pid, post_incidents_raw, process_cpu_seconds, vhost
 
 PORTS = {"intake": 18101, "routing": 18102, "reporting": 18103}
 CATEGORIES = ["violence", "injury", "drowning", "neglect", "sexual_abuse", "online_abuse", "school_violence", "malnutrition"]
@@ -99,17 +99,28 @@ async def main(args) -> dict:
         system.prepare()
         system.start_all()
         try:
+            broker = broker_pid()
+            cpu_before = {s: system.cpu_seconds(s) for s in system.processes}
+            if broker:
+                cpu_before["rabbitmq"] = process_cpu_seconds(broker)
+            cpu_before["benchmark client"] = time.process_time()
             start = time.monotonic()
-            answered = await post_incidents(system, payloads(args.n), concurrency=args.concurrency)
+            answered = await post_incidents_raw(system, payloads(args.n), concurrency=args.concurrency)
             posted = time.monotonic()
             assert all(status == 202 for _, _, status in answered), {s for _, _, s in answered}
             drained = await wait_drained(system, args.n, timeout=600)
+            cpu_after = {s: system.cpu_seconds(s) for s in system.processes}
+            if broker:
+                cpu_after["rabbitmq"] = process_cpu_seconds(broker)
+            cpu_after["benchmark client"] = time.process_time()
             results["pipeline_incidents_per_s"] = round(args.n / (drained - start), 1)
             results["intake_accept_per_s"] = round(args.n / (posted - start), 1)
+            results["cpu_ms_per_incident"] = {k: round((cpu_after[k] - v) * 1000 / args.n, 2) for k, v in cpu_before.items()}
+            results["cpu_cores_busy"] = round(sum(cpu_after[k] - v for k, v in cpu_before.items()) / (drained - start), 2)
 
             base = args.n
             m = int(args.rate * args.latency_seconds)
-            answered = await post_incidents(system, payloads(m), concurrency=args.concurrency, rate=args.rate)
+            answered = await post_incidents_raw(system, payloads(m), concurrency=args.concurrency, rate=args.rate)
             await wait_drained(system, base + m, timeout=600)
             lat = await latencies(system, answered)
             results["latency_ms_at_rate"] = {

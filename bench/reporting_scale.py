@@ -311,21 +311,26 @@ async def rebuild_rate(n: int) -> dict:
         try:
             started = time.monotonic()
             system.start("reporting")
+            first: tuple[float, int] | None = None  # the first fold seen: start-up is not rebuilding
             while True:
                 async with engine.connect() as conn:
                     done = (await conn.execute(text("SELECT count(*) FROM inbox_message"))).scalar_one()
+                if done and first is None:
+                    first = (time.monotonic(), done)
                 if done >= len(envelopes):
                     break
                 if time.monotonic() - started > 1800:
                     raise RuntimeError(f"rebuild not done in 30 min: {done} of {len(envelopes)}")
                 await asyncio.sleep(0.2)
-            elapsed = time.monotonic() - started
+            finished = time.monotonic()
+            elapsed = finished - started
+            folding = (len(envelopes) - first[1]) / max(finished - first[0], 1e-9)
             rss = system.peak_rss_mb("reporting")
         finally:
             await engine.dispose()
             system.stop_all()
-    return {"events": len(envelopes), "seconds": round(elapsed, 1), "events_per_s": round(len(envelopes) / elapsed, 1),
-            "peak_rss_mb": round(rss, 1), "note": "includes reporting's start-up"}
+    return {"events": len(envelopes), "seconds_with_start_up": round(elapsed, 1), "events_per_s": round(folding, 1),
+            "peak_rss_mb": round(rss, 1)}
 
 
 async def run(args) -> dict:

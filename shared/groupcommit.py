@@ -18,14 +18,18 @@ from typing import Generic, TypeVar
 log = logging.getLogger("baove.groupcommit")
 
 Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
-class GroupCommit(Generic[Item]):
+class GroupCommit(Generic[Item, Result]):
+    """`run_batch` gives one result per item, an exception instance for an item refused on its own merits
+    (raised in that item's caller only); an exception raised by `run_batch` sends every item to `run_one`."""
+
     def __init__(
         self,
         name: str,
-        run_batch: Callable[[list[Item]], Awaitable[None]],
-        run_one: Callable[[Item], Awaitable[None]],
+        run_batch: Callable[[list[Item]], Awaitable[list[Result | BaseException] | None]],
+        run_one: Callable[[Item], Awaitable[Result]],
         *,
         max_batch: int = 100,
     ) -> None:
@@ -36,13 +40,13 @@ class GroupCommit(Generic[Item]):
         self._waiting: list[tuple[Item, asyncio.Future]] = []
         self._drainer: asyncio.Task | None = None
 
-    async def submit(self, item: Item) -> None:
-        """Returns once the item is committed; raises what processing it alone raised."""
+    async def submit(self, item: Item) -> Result:
+        """Returns once the item is committed, with its result; raises what processing it raised."""
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain(), name=f"group-commit-{self.name}")
-        await future
+        return await future
 
     async def _drain(self) -> None:
         while self._waiting:
@@ -55,7 +59,7 @@ class GroupCommit(Generic[Item]):
                 await self._alone(*batch[0])
                 continue
             try:
-                await self._run_batch([item for item, _ in batch])
+                results = await self._run_batch([item for item, _ in batch])
             except Exception as exc:  # one bad event, or the database away: each on its own, with its own retries
                 log.warning(
                     "batch failed, processing its events one by one",
@@ -64,16 +68,22 @@ class GroupCommit(Generic[Item]):
                 for item, future in batch:
                     await self._alone(item, future)
                 continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+            for (_, future), result in zip(batch, results if results is not None else [None] * len(batch)):
+                _settle(future, result)
 
     async def _alone(self, item: Item, future: asyncio.Future) -> None:
         try:
-            await self._run_one(item)
+            result = await self._run_one(item)
         except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
+            _settle(future, exc)
             return
-        if not future.done():
-            future.set_result(None)
+        _settle(future, result)
+
+
+def _settle(future: asyncio.Future, result) -> None:
+    if future.done():  # its caller is gone (cancelled): an event is redelivered, a request retried
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

@@ -45,8 +45,8 @@ async def report_incident(body: IncidentCreate, request: Request, principal: Pri
             headers={"Retry-After": str(math.ceil(wait))},
         )
     try:
-        async with runtime.sessionmaker() as session, session.begin():
-            accepted = await service.report_incident(session, runtime, request.app.state.hierarchy, body, principal)
+        report = service.check_report(request.app.state.hierarchy, body, principal)
+        accepted = await request.app.state.reports.submit(report)
     except service.Rejected as exc:
         return _rejected(exc)
     if accepted.created:

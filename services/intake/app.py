@@ -10,7 +10,7 @@ from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import IntakeSettings
 
-from . import api, consumers
+from . import api, consumers, service
 from .models import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -29,6 +29,7 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     runtime.api.state.hierarchy = load_hierarchy()
     runtime.api.state.metrics = IntakeMetrics.create(runtime.registry)
     runtime.api.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    runtime.api.state.reports = service.report_writer(runtime)
     runtime.api.include_router(api.router)
     consumers.register(runtime)
     return runtime

@@ -5,8 +5,8 @@ from __future__ import annotations
 from shared.runtime import Runtime
 from shared.topology import INTAKE_TIMELINE
 
-from .service import record_timeline
+from .service import record_timeline, record_timelines
 
 
 def register(runtime: Runtime) -> None:
-    runtime.subscriber(INTAKE_TIMELINE, record_timeline)
+    runtime.subscriber(INTAKE_TIMELINE, record_timeline, record_timelines)

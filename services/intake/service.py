@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal
@@ -29,6 +30,7 @@ from shared.events import (
     IncidentRouted,
     Reporter,
 )
+from shared.groupcommit import GroupCommit
 from shared.reference import Hierarchy
 
 from .models import Incident, TimelineEntry
@@ -177,66 +179,124 @@ class Accepted:
     created: bool
 
 
-async def report_incident(session: AsyncSession, runtime, hierarchy: Hierarchy, body: IncidentCreate, principal: Principal) -> Accepted:
-    """Store the incident and its `incident.reported` event in one transaction."""
+@dataclass(frozen=True)
+class Report:
+    """A report checked and waiting to be stored (with others that arrived at the same time)."""
+
+    body: IncidentCreate
+    principal: Principal
+    received_at: datetime
+
+
+def check_report(hierarchy: Hierarchy, body: IncidentCreate, principal: Principal) -> Report:
+    """What can be refused without the database: who reports where, the commune on the day, the children."""
     if not may_report(principal, body.commune_code):
         raise Rejected(403, f"{principal.label} may not report incidents in commune {body.commune_code}")
-    report_id = str(body.report_id) if body.report_id else None
-    if report_id:
-        existing = await _by_report_id(session, report_id)
-        if existing is not None:
-            return _repeat(existing, principal)
     received_at = utcnow()
     errors = check_commune(hierarchy, body, received_at)
     if errors:
         raise Rejected(422, errors)
-    incident_id = new_id()
-    envelope = build_event(incident_id, body, principal, received_at)
-    # Core inserts, a few round trips: this is the hot path of every report.
-    stored = await session.execute(
-        dialect_insert(session)(Incident.__table__)
-        .values(
-            id=incident_id,
-            report_id=report_id,
-            reported_by=principal.label,
-            commune_code=body.commune_code,
-            hamlet=body.hamlet,
-            category=body.category.value,
-            urgency=body.urgency.value,
-            channel=body.channel.value,
-            occurred_at=body.occurred_at,
-            received_at=received_at,
-            status="received",
-            description=body.description,
-            children=[c.model_dump(mode="json") for c in body.children],
-            reporter=body.reporter.model_dump(mode="json") if body.reporter else None,
-            consent=body.consent.model_dump(mode="json"),
+    return Report(body, principal, received_at)
+
+
+def _incident_row(incident_id: str, report: Report) -> dict:
+    body = report.body
+    return {
+        "id": incident_id,
+        "report_id": str(body.report_id) if body.report_id else None,
+        "reported_by": report.principal.label,
+        "commune_code": body.commune_code,
+        "hamlet": body.hamlet,
+        "category": body.category.value,
+        "urgency": body.urgency.value,
+        "channel": body.channel.value,
+        "occurred_at": body.occurred_at,
+        "received_at": report.received_at,
+        "status": "received",
+        "description": body.description,
+        "children": [c.model_dump(mode="json") for c in body.children],
+        "reporter": body.reporter.model_dump(mode="json") if body.reporter else None,
+        "consent": body.consent.model_dump(mode="json"),
+    }
+
+
+async def store_reports(session: AsyncSession, runtime, reports: list[Report]) -> list[Accepted | Rejected]:
+    """Store reports with their timeline entries and `incident.reported` events, in the caller's transaction.
+
+    A report_id seen before answers with its incident (created False); one result per report, in order.
+    """
+    results: list[Accepted | Rejected | None] = [None] * len(reports)
+    report_ids = {str(r.body.report_id) for r in reports if r.body.report_id}
+    known = {row.report_id: row for row in await _by_report_ids(session, report_ids)} if report_ids else {}
+    rows: dict[int, dict] = {}
+    for k, report in enumerate(reports):
+        report_id = str(report.body.report_id) if report.body.report_id else None
+        if report_id in known:
+            results[k] = _repeat(known[report_id], report.principal)
+        else:
+            rows[k] = _incident_row(new_id(), report)
+    inserted: set[str] = set()
+    if rows:
+        # Core statements, one for all the reports: this is the hot path of every report.
+        stmt = (
+            dialect_insert(session)(Incident.__table__)
+            .values(list(rows.values()))
+            .on_conflict_do_nothing(index_elements=["report_id"])
+            .returning(Incident.__table__.c.id)
         )
-        .on_conflict_do_nothing(index_elements=["report_id"])
-    )
-    if stored.rowcount == 0:
-        # Another request with the same report_id won the race: answer with its incident.
-        return _repeat(await _by_report_id(session, report_id), principal)
-    await session.execute(
-        TimelineEntry.__table__.insert().values(
-            incident_id=incident_id,
-            at=received_at,
-            kind="reported",
-            principal=principal.label,
-            detail={"channel": body.channel.value, "category": body.category.value, "urgency": body.urgency.value},
+        inserted = set((await session.execute(stmt)).scalars())
+    # A report_id sent twice at the same moment: the first stored wins, the other answers with it.
+    raced = {str(reports[k].body.report_id) for k, row in rows.items() if row["id"] not in inserted}
+    winners = {row.report_id: row for row in await _by_report_ids(session, raced)} if raced else {}
+    timeline, envelopes = [], []
+    for k, row in rows.items():
+        report = reports[k]
+        if row["id"] not in inserted:
+            results[k] = _repeat(winners[row["report_id"]], report.principal)
+            continue
+        body = report.body
+        results[k] = Accepted(row["id"], True)
+        timeline.append(
+            {
+                "incident_id": row["id"],
+                "at": report.received_at,
+                "kind": "reported",
+                "principal": report.principal.label,
+                "detail": {"channel": body.channel.value, "category": body.category.value, "urgency": body.urgency.value},
+            }
         )
-    )
-    await runtime.stage(session, envelope)
-    return Accepted(incident_id, True)
+        envelopes.append(build_event(row["id"], body, report.principal, report.received_at))
+    if timeline:
+        await session.execute(TimelineEntry.__table__.insert(), timeline)
+        await runtime.stage(session, *envelopes)
+    return results  # type: ignore[return-value]
 
 
-async def _by_report_id(session: AsyncSession, report_id: str) -> Incident | None:
-    return (await session.execute(select(Incident).where(Incident.report_id == report_id))).scalar_one_or_none()
+def report_writer(runtime) -> GroupCommit[Report, Accepted]:
+    """Reports posted at the same moment are stored in one transaction; each request answers after its commit."""
+
+    async def run_batch(reports: list[Report]) -> list[Accepted | Rejected]:
+        async with runtime.sessionmaker() as session, session.begin():
+            return await store_reports(session, runtime, reports)
+
+    async def run_one(report: Report) -> Accepted:
+        async with runtime.sessionmaker() as session, session.begin():
+            [result] = await store_reports(session, runtime, [report])
+        if isinstance(result, Rejected):
+            raise result
+        return result
+
+    return GroupCommit("intake.reports", run_batch, run_one, max_batch=100)
 
 
-def _repeat(existing: Incident, principal: Principal) -> Accepted:
+async def _by_report_ids(session: AsyncSession, report_ids: set[str]):
+    stmt = select(Incident.id, Incident.report_id, Incident.reported_by).where(Incident.report_id.in_(sorted(report_ids)))
+    return (await session.execute(stmt)).all()
+
+
+def _repeat(existing, principal: Principal) -> Accepted | Rejected:
     if existing.reported_by != principal.label and not principal.is_admin:
-        raise Rejected(409, "report_id is already used by another reporter's incident")
+        return Rejected(409, "report_id is already used by another reporter's incident")
     return Accepted(existing.id, False)
 
 
@@ -305,18 +365,34 @@ def timeline_entry(event: Event) -> tuple[str, datetime | None, str, str, dict] 
     return None
 
 
-async def record_timeline(session: AsyncSession, event: Event, envelope: Envelope) -> list[Envelope]:
-    entry = timeline_entry(event)
-    if entry is None:
+async def record_timelines(session: AsyncSession, items: Sequence[tuple[Event, Envelope]]) -> list[Envelope]:
+    """Put events on their cases' timelines and follow the case status, a statement per kind of write.
+
+    In delivery order: of two status changes to one case in a batch, the later one stays, as one at a time."""
+    entries = [(entry, envelope) for event, envelope in items if (entry := timeline_entry(event)) is not None]
+    if not entries:
         return []
-    incident_id, at, kind, principal, detail = entry
-    incident = await session.get(Incident, incident_id)
-    if incident is None:
-        # Not ours (e.g. an incident from another intake store): nothing to record.
-        return []
-    session.add(TimelineEntry(incident_id=incident_id, at=at or envelope.emitted_at, kind=kind, principal=principal, detail=detail))
-    if kind == "routed" and incident.status == "received":
-        incident.status = "routed"
-    elif kind in ("closed", "reopened"):
-        incident.status = kind
+    ids = sorted({entry[0] for entry, _ in entries})
+    status = dict((await session.execute(select(Incident.id, Incident.status).where(Incident.id.in_(ids)))).all())
+    rows, changed = [], {}
+    for (incident_id, at, kind, principal, detail), envelope in entries:
+        if incident_id not in status:
+            continue  # not ours (e.g. an incident from another intake store): nothing to record
+        rows.append({"incident_id": incident_id, "at": at or envelope.emitted_at, "kind": kind, "principal": principal, "detail": detail})
+        if kind == "routed" and status[incident_id] == "received":
+            status[incident_id] = changed[incident_id] = "routed"
+        elif kind in ("closed", "reopened"):
+            status[incident_id] = changed[incident_id] = kind
+    if rows:
+        await session.execute(TimelineEntry.__table__.insert(), rows)
+    by_status: dict[str, list[str]] = {}
+    for incident_id, new in changed.items():
+        by_status.setdefault(new, []).append(incident_id)
+    for new, incident_ids in by_status.items():
+        await session.execute(update(Incident).where(Incident.id.in_(incident_ids)).values(status=new))
     return []
+
+
+async def record_timeline(session: AsyncSession, event: Event, envelope: Envelope) -> list[Envelope]:
+    """One event on its case's timeline (a batch of one)."""
+    return await record_timelines(session, [(event, envelope)])

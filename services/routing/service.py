@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal, parse_unit_id
-from shared.db import new_id
+from shared.db import dialect_insert, new_id
 from shared.enums import AssignmentStatus, RiskLevel, Role, UnitType, Urgency
 from shared.events import (
     AssignmentAcknowledged,
@@ -171,6 +171,22 @@ async def store_assignments(session: AsyncSession, assignments: Sequence[Assignm
     await session.flush()
 
 
+ASSIGNMENT_COLUMNS = tuple(c.key for c in Assignment.__table__.columns)
+
+
+async def insert_assignments(session: AsyncSession, assignments: Sequence[Assignment], now: datetime) -> None:
+    """`store_assignments` in two Core statements, for new assignments nobody else holds yet (routing a report)."""
+    if not assignments:
+        return
+    await session.execute(
+        Assignment.__table__.insert(), [{key: getattr(a, key) for key in ASSIGNMENT_COLUMNS} for a in assignments]
+    )
+    await session.execute(
+        AssignmentChange.__table__.insert(),
+        [{"assignment_id": a.id, "at": now, "from_status": None, "to_status": a.status, "principal": PRODUCER, "note": None} for a in assignments],
+    )
+
+
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     """Run `callback` once the session's transaction commits: metrics count only what was stored."""
     fired = False
@@ -209,6 +225,9 @@ class RuleSets:
         self._tables: dict[str, RuleTable] = {}
 
     async def active(self, session: AsyncSession) -> RuleTable:
+        cached = session.info.get("rule_table")
+        if cached is not None:  # read once per transaction: a batch of reports shares it
+            return cached
         version = (await session.execute(select(RuleSet.version).where(RuleSet.active.is_(True)))).scalar_one_or_none()
         if version is None:
             raise NoActiveRules("no active rule set: start routing once, or run `baove rules load FILE`")
@@ -216,6 +235,7 @@ class RuleSets:
         if table is None:
             source = (await session.execute(select(RuleSet.source).where(RuleSet.version == version))).scalar_one()
             table = self._tables[version] = rules.parse_rules(source, f"rule set {version}")
+        session.info["rule_table"] = table
         return table
 
 
@@ -226,6 +246,7 @@ async def active_rule_set(session: AsyncSession) -> RuleSet | None:
 async def activate_rule_set(session: AsyncSession, text: str, source: str, by: str, now: datetime) -> tuple[RuleTable, str | None]:
     """Make a rules document the active table, returning it and the version it replaces; RulesError, RuleSetExists."""
     table = rules.parse_rules(text, source)
+    session.info.pop("rule_table", None)
     known = (await session.execute(select(RuleSet).where(RuleSet.version == table.version))).scalar_one_or_none()
     if known is not None:
         raise RuleSetExists(
@@ -261,10 +282,14 @@ async def seed_rule_set(sessionmaker: async_sessionmaker[AsyncSession], text: st
 
 async def active_units(session: AsyncSession, incident: RoutingInput) -> frozenset[str]:
     """The registered, active units that may act: the commune's own and any the report names (a school elsewhere)."""
-    stmt = select(Unit.id).where(
-        Unit.active.is_(True), or_(Unit.commune_code == incident.commune_code, Unit.id.in_(incident.named_units()))
-    )
-    return frozenset((await session.execute(stmt)).scalars())
+    key = (incident.commune_code, incident.named_units())
+    cache = session.info.setdefault("active_units", {})  # per transaction: the registry cannot change under it
+    if key not in cache:
+        stmt = select(Unit.id).where(
+            Unit.active.is_(True), or_(Unit.commune_code == incident.commune_code, Unit.id.in_(incident.named_units()))
+        )
+        cache[key] = frozenset((await session.execute(stmt)).scalars())
+    return cache[key]
 
 
 def new_assignments(incident_id: str, incident: RoutingInput, decision: Decision, now: datetime) -> list[Assignment]:
@@ -296,41 +321,37 @@ async def handle_reported(
     """Route one reported incident with the active rule set: store it and its assignments, and tell of them in `incident.routed`."""
     if not isinstance(event, IncidentReported):
         return []
-    if await session.get(RoutedIncident, event.incident_id) is not None:
-        # Same incident under another event id (a re-publish): the business key says it is done.
-        log.info("incident already routed", extra={"incident_id": event.incident_id})
-        return []
     started = time.perf_counter()
     table = await rule_sets.active(session)
     incident = RoutingInput.from_event(event)
     decision = rules.decide(incident, await active_units(session, incident), table)
     now = clock()
     facts = event.facts
-    assignments = new_assignments(event.incident_id, incident, decision, now)
-    try:
-        async with session.begin_nested():
-            session.add(
-                RoutedIncident(
-                    incident_id=event.incident_id,
-                    commune_code=facts.commune_code,
-                    hamlet=facts.hamlet,
-                    category=facts.category.value,
-                    urgency=facts.urgency.value,
-                    channel=facts.channel.value,
-                    occurred_at=facts.occurred_at,
-                    received_at=facts.received_at,
-                    routed_at=now,
-                    rules_version=decision.rules_version,
-                    case=case_record(event.case),
-                    status=CaseStatus.open.value,
-                )
-            )
-            await session.flush()
-            await store_assignments(session, assignments, now)
-    except IntegrityError:
-        # A concurrent delivery of the same incident stored it first.
+    # Core statements: this runs for every report. The incident row claims the business key: a
+    # re-publish (same incident, another event id) or a concurrent delivery finds it taken.
+    stored = await session.execute(
+        dialect_insert(session)(RoutedIncident.__table__)
+        .values(
+            incident_id=event.incident_id,
+            commune_code=facts.commune_code,
+            hamlet=facts.hamlet,
+            category=facts.category.value,
+            urgency=facts.urgency.value,
+            channel=facts.channel.value,
+            occurred_at=facts.occurred_at,
+            received_at=facts.received_at,
+            routed_at=now,
+            rules_version=decision.rules_version,
+            case=case_record(event.case),
+            status=CaseStatus.open.value,
+        )
+        .on_conflict_do_nothing(index_elements=["incident_id"])
+    )
+    if stored.rowcount == 0:
         log.info("incident already routed", extra={"incident_id": event.incident_id})
         return []
+    assignments = new_assignments(event.incident_id, incident, decision, now)
+    await insert_assignments(session, assignments, now)
     metrics.decision_seconds.observe(time.perf_counter() - started)
     after_commit(session, lambda: count_created(metrics, assignments))
     log.info(

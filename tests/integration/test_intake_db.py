@@ -64,6 +64,29 @@ class TestReportingAnIncident:
             clash = await http.post("/v1/incidents", json=payload, headers=bearer(intake.tokens["health"]))
         assert clash.status_code == 409
 
+    async def test_reports_posted_together_are_each_stored_once_with_their_event(self, intake):
+        """Concurrent posts share a transaction: repeats and clashes inside one batch still answer as if alone."""
+        shared_id = str(uuid.uuid4())
+        clash_id = str(uuid.uuid4())
+        payloads = [(incident_payload(), "police") for _ in range(40)]
+        payloads += [(incident_payload(report_id=shared_id), "police") for _ in range(5)]
+        payloads += [(incident_payload(report_id=clash_id), "police"), (incident_payload(report_id=clash_id), "health")]
+        payloads += [(incident_payload(commune_code="25339", hamlet=None), "police")]  # not its commune: 403, alone
+        async with client(intake) as http:
+            answers = await asyncio.gather(
+                *(http.post("/v1/incidents", json=p, headers=bearer(intake.tokens[who])) for p, who in payloads)
+            )
+        codes = [a.status_code for a in answers]
+        assert codes[:45] == [202] * 45
+        assert sorted(codes[45:47]) == [202, 409] and codes[47] == 403, answers[47].text
+        assert len({a.json()["incident_id"] for a in answers[40:45]}) == 1  # one incident for the repeated report_id
+        ids = {a.json()["incident_id"] for a in answers if a.status_code == 202}
+        assert len(ids) == 40 + 1 + 1
+        async with intake.sessionmaker() as session:
+            stored = set((await session.execute(select(Incident.id))).scalars())
+        assert stored == ids
+        assert sorted(r.correlation_id for r in await outbox_rows(intake)) == sorted(ids)
+
     async def test_invalid_input_is_422_naming_each_field_and_echoes_no_data(self, intake):
         bad = incident_payload(category="beating", urgency="urgent", children=[])
         async with client(intake) as http:
