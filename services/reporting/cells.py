@@ -17,7 +17,7 @@ still the median of every wait, never a median of medians.
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
 from array import array
 from collections import Counter
@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from operator import add
+from typing import NamedTuple
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
@@ -69,6 +70,11 @@ for _unit in UNITS:
     for _field in RESPONSE:
         _SLOTS[f"response:{_unit}:{_field}"] = len(_SLOTS)
 WIDTH = len(_SLOTS)
+# Stored blobs begin with a fingerprint of this layout: a blob of another layout (a code added to an enum) is recomputed.
+LAYOUT = hashlib.sha256("\n".join(_SLOTS).encode()).digest()[:8]
+# The same layout as lookups for the hot loop: (attribute, [(code, slot)]) and (unit, [slot per RESPONSE field]).
+_COUNTER_SLOTS = [(name, [(m.value, _SLOTS[f"{name}:{m.value}"]) for m in enum]) for name, enum in ENUM_COUNTERS]
+_RESPONSE_SLOTS = [(unit, [_SLOTS[f"response:{unit}:{f}"] for f in RESPONSE]) for unit in UNITS]
 
 
 def month_of(day: date) -> date:
@@ -103,9 +109,16 @@ def split(coverages: Sequence[Coverage]) -> Split:
     return Split(tuple(dict.fromkeys(cells)), tuple(partial))
 
 
-def encode(tally: Tally) -> str:
-    """A tally as compact JSON: the vector, hamlets, codes outside the enums, and each unit's waits sorted and packed."""
-    vector = [0] * WIDTH
+class Stored(NamedTuple):
+    """A cell's tally as stored: small JSON (hamlets, codes outside the enums, wait counts per unit) and a blob
+    (layout fingerprint, the count vector as int64, every unit's waits sorted as float64)."""
+
+    text: str
+    data: bytes
+
+
+def encode(tally: Tally) -> Stored:
+    vector = array("q", bytes(8 * WIDTH))
     extra: dict[str, dict[str, int]] = {}
     for i, name in enumerate(TOTALS):
         vector[i] = getattr(tally, name)
@@ -117,7 +130,8 @@ def encode(tally: Tally) -> str:
             else:
                 vector[slot] += n
     responses: dict[str, list[int]] = {}
-    waits: dict[str, str] = {}
+    waits = array("d")
+    lengths: dict[str, int] = {}  # each unit's share of the waits, in this order
     for unit, r in tally.response.items():
         counts = [getattr(r, f) for f in RESPONSE]
         if unit in UNITS:
@@ -126,11 +140,17 @@ def encode(tally: Tally) -> str:
         else:
             responses[unit] = counts
         if r.seconds_to_acknowledge:
-            waits[unit] = base64.b64encode(array("d", sorted(r.seconds_to_acknowledge)).tobytes()).decode("ascii")
-    return json.dumps(
-        {"v": vector, "f": [dict(getattr(tally, name)) for name in FREE_COUNTERS], "x": extra, "u": responses, "w": waits},
+            waits.extend(sorted(r.seconds_to_acknowledge))
+            lengths[unit] = len(r.seconds_to_acknowledge)
+    text = json.dumps(
+        {"f": [dict(getattr(tally, name)) for name in FREE_COUNTERS], "x": extra, "u": responses, "n": lengths},
         separators=(",", ":"),
     )
+    return Stored(text, LAYOUT + vector.tobytes() + waits.tobytes())
+
+
+def readable(stored: Stored) -> bool:
+    return bytes(stored.data[:8]) == LAYOUT
 
 
 class Sum:
@@ -143,9 +163,12 @@ class Sum:
         self.responses: dict[str, list[int]] = {}
         self.waits: dict[str, list[array]] = {}
 
-    def add(self, payload: str) -> None:
-        data = json.loads(payload)
-        self.vector = list(map(add, self.vector, data["v"]))
+    def add(self, stored: Stored) -> None:
+        data = json.loads(stored.text)
+        blob = memoryview(stored.data)
+        counts = array("q")
+        counts.frombytes(blob[8 : 8 + 8 * WIDTH])
+        self.vector = list(map(add, self.vector, counts))
         for counter, counts in zip(self.free, data["f"]):
             if counts:
                 counter.update(counts)
@@ -153,25 +176,28 @@ class Sum:
             self.extra.setdefault(name, Counter()).update(counts)
         for unit, counts in data["u"].items():
             self.responses[unit] = list(map(add, self.responses.get(unit, [0] * len(RESPONSE)), counts))
-        for unit, packed in data["w"].items():
+        if data["n"]:
             values = array("d")
-            values.frombytes(base64.b64decode(packed))
-            self.waits.setdefault(unit, []).append(values)
+            values.frombytes(blob[8 + 8 * WIDTH :])
+            offset = 0
+            for unit, length in data["n"].items():
+                self.waits.setdefault(unit, []).append(values[offset : offset + length])
+                offset += length
 
     def tally(self) -> Tally:
         v = self.vector
         tally = Tally(**{name: v[i] for i, name in enumerate(TOTALS)})
-        for name, enum in ENUM_COUNTERS:
+        for name, slots in _COUNTER_SLOTS:
             counter = getattr(tally, name)
-            for member in enum:
-                n = v[_SLOTS[f"{name}:{member.value}"]]
-                if n:
-                    counter[member.value] = n
-            counter.update(self.extra.get(name, {}))
+            for code, slot in slots:
+                if v[slot]:
+                    counter[code] = v[slot]
+            if name in self.extra:
+                counter.update(self.extra[name])
         for name, counter in zip(FREE_COUNTERS, self.free):
             getattr(tally, name).update(counter)
-        for unit in UNITS:
-            counts = [v[_SLOTS[f"response:{unit}:{f}"]] for f in RESPONSE]
+        for unit, slots in _RESPONSE_SLOTS:
+            counts = [v[slot] for slot in slots]
             if any(counts) or unit in self.waits:
                 self._response(tally, unit, counts)
         for unit, counts in self.responses.items():
@@ -184,12 +210,15 @@ class Sum:
             setattr(r, f, getattr(r, f) + n)
         for values in self.waits.get(unit, ()):
             r.seconds_to_acknowledge.extend(values)
+        # Sorted once here (runs of sorted cells merge fast): a median of it, or of several communes' lists put
+        # together, then sorts runs that are already in order.
+        r.seconds_to_acknowledge.sort()
 
 
-def decode(*payloads: str) -> Tally:
+def decode(*stored: Stored) -> Tally:
     total = Sum()
-    for payload in payloads:
-        total.add(payload)
+    for item in stored:
+        total.add(item)
     return total.tally()
 
 
@@ -224,26 +253,26 @@ async def versions(session: AsyncSession, cells: Sequence[tuple[str, date]]) -> 
     return {(c, m): v for c, m, v in rows if (c, m) in wanted}
 
 
-async def cached(session: AsyncSession, cells: Sequence[tuple[str, date]]) -> dict[tuple[str, date], tuple[int, str]]:
+async def cached(session: AsyncSession, cells: Sequence[tuple[str, date]]) -> dict[tuple[str, date], tuple[int, Stored]]:
     if not cells:
         return {}
     t = TallyCache
     wanted = set(cells)
-    rows = await session.execute(select(t.commune_code, t.month, t.version, t.payload).where(_among(t, cells)))
-    return {(c, m): (v, p) for c, m, v, p in rows if (c, m) in wanted}
+    rows = await session.execute(select(t.commune_code, t.month, t.version, t.payload, t.data).where(_among(t, cells)))
+    return {(c, m): (v, Stored(p, d)) for c, m, v, p, d in rows if (c, m) in wanted}
 
 
-async def store(session: AsyncSession, entries: Sequence[tuple[str, date, int, str]]) -> bool:
+async def store(session: AsyncSession, entries: Sequence[tuple[str, date, int, Stored]]) -> bool:
     """Cache tallies (best effort: a concurrent reader storing the same cells wins, and that is fine)."""
     if not entries:
         return True
     table = TallyCache.__table__
     stmt = dialect_insert(session)(table).values(
-        [{"commune_code": c, "month": m, "version": v, "payload": p} for c, m, v, p in entries]
+        [{"commune_code": c, "month": m, "version": v, "payload": p.text, "data": p.data} for c, m, v, p in entries]
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["commune_code", "month"],
-        set_={"version": stmt.excluded.version, "payload": stmt.excluded.payload},
+        set_={"version": stmt.excluded.version, "payload": stmt.excluded.payload, "data": stmt.excluded.data},
         where=or_(table.c.version < stmt.excluded.version, table.c.version.is_(None)),
     )
     try:

@@ -12,7 +12,7 @@ from datetime import date, datetime
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime, new_metadata
@@ -149,7 +149,7 @@ class TallyCell(Base):
 
 
 class TallyCache(Base):
-    """A cell's tally (counts and acknowledgement waits, as JSON) as of a cell version: valid while the versions match.
+    """A cell's tally (cells.Stored: counts and acknowledgement waits) as of a cell version: valid while the versions match.
 
     Pre-aggregation for summaries: a province's year reads 12 cells per commune instead of every fact.
     """
@@ -160,3 +160,4 @@ class TallyCache(Base):
     month: Mapped[date] = mapped_column(Date, primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     payload: Mapped[str] = mapped_column(Text)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -435,8 +435,8 @@ async def cached_tallies(session: AsyncSession, coverages: Sequence[Coverage]) -
     parts = cells.split(coverages)
     sums: dict[str, cells.Sum] = {}
 
-    def add(commune: str, payload: str) -> None:
-        sums.setdefault(commune, cells.Sum()).add(payload)
+    def add(commune: str, stored: cells.Stored) -> None:
+        sums.setdefault(commune, cells.Sum()).add(stored)
 
     if parts.partial:
         for commune, tally in (await tallies(session, parts.partial)).items():
@@ -449,7 +449,7 @@ async def cached_tallies(session: AsyncSession, coverages: Sequence[Coverage]) -
         if version is None:
             continue
         hit = stored.get((commune, month))
-        if hit is not None and hit[0] == version:
+        if hit is not None and hit[0] == version and cells.readable(hit[1]):
             add(commune, hit[1])
         else:
             stale.setdefault(month, []).append(commune)
@@ -458,9 +458,9 @@ async def cached_tallies(session: AsyncSession, coverages: Sequence[Coverage]) -
         window = Coverage(coverages[0].version, month, periods.add_months(month, 1), tuple(communes))
         counted = await tallies(session, [window])
         for commune in communes:
-            payload = cells.encode(counted.get(commune, Tally()))
-            fresh.append((commune, month, current[(commune, month)], payload))
-            add(commune, payload)
+            stored = cells.encode(counted.get(commune, Tally()))
+            fresh.append((commune, month, current[(commune, month)], stored))
+            add(commune, stored)
     await cells.store(session, fresh)
     return {commune: total.tally() for commune, total in sums.items()}
 

@@ -24,6 +24,7 @@ def upgrade() -> None:
     sa.Column('month', sa.Date(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('payload', sa.Text(), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
     sa.PrimaryKeyConstraint('commune_code', 'month', name=op.f('pk_tally_cache'))
     )
     op.create_table('tally_cell',
