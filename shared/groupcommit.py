@@ -11,6 +11,7 @@ first event of a quiet moment goes alone, so latency does not grow.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -23,7 +24,9 @@ Result = TypeVar("Result")
 
 class GroupCommit(Generic[Item, Result]):
     """`run_batch` gives one result per item, an exception instance for an item refused on its own merits
-    (raised in that item's caller only); an exception raised by `run_batch` sends every item to `run_one`."""
+    (raised in that item's caller only). An exception raised by `run_batch` is every item's answer when
+    `shared_failure(exc)` says so (the database away: no item would fare better alone, and running them
+    again could store a report twice if a commit's outcome is unknown); any other sends each item to `run_one`."""
 
     def __init__(
         self,
@@ -32,11 +35,13 @@ class GroupCommit(Generic[Item, Result]):
         run_one: Callable[[Item], Awaitable[Result]],
         *,
         max_batch: int = 100,
+        shared_failure: Callable[[Exception], bool] = lambda exc: False,
     ) -> None:
         self.name = name
         self._run_batch = run_batch
         self._run_one = run_one
         self._max = max_batch
+        self._shared_failure = shared_failure
         self._waiting: list[tuple[Item, asyncio.Future]] = []
         self._drainer: asyncio.Task | None = None
 
@@ -45,7 +50,8 @@ class GroupCommit(Generic[Item, Result]):
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain(), name=f"group-commit-{self.name}")
+            # A context of its own: the drainer serves every caller, it must not carry the first one's log context.
+            self._drainer = asyncio.create_task(self._drain(), name=f"group-commit-{self.name}", context=contextvars.Context())
         return await future
 
     async def _drain(self) -> None:
@@ -60,9 +66,15 @@ class GroupCommit(Generic[Item, Result]):
                 continue
             try:
                 results = await self._run_batch([item for item, _ in batch])
-            except Exception as exc:  # one bad event, or the database away: each on its own, with its own retries
+            except Exception as exc:
+                if self._shared_failure(exc):
+                    log.warning("batch failed", extra={"consumer": self.name, "size": len(batch), "error": type(exc).__name__})
+                    for _, future in batch:
+                        _settle(future, exc)
+                    continue
+                # One bad item, most likely: each on its own, so that only that one fails.
                 log.warning(
-                    "batch failed, processing its events one by one",
+                    "batch failed, processing its items one by one",
                     extra={"consumer": self.name, "size": len(batch), "error": type(exc).__name__},
                 )
                 for item, future in batch:
@@ -72,6 +84,8 @@ class GroupCommit(Generic[Item, Result]):
                 _settle(future, result)
 
     async def _alone(self, item: Item, future: asyncio.Future) -> None:
+        if future.done():  # its caller is gone: nothing waits for the answer
+            return
         try:
             result = await self._run_one(item)
         except Exception as exc:

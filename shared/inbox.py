@@ -36,7 +36,8 @@ async def claim_many(session: AsyncSession, table: Table, consumer: str, event_i
     now = utcnow()
     stmt = (
         dialect_insert(session)(table)
-        .values([{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)])
+        # Sorted: two replicas claiming overlapping ids take the row locks in the same order (no deadlock).
+        .values([{"consumer": consumer, "event_id": e, "processed_at": now} for e in sorted(set(event_ids))])
         .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
         .returning(table.c.event_id)
     )

@@ -42,6 +42,11 @@ from shared.topology import ConsumerQueue, declare, queues_of
 log = logging.getLogger("baove.runtime")
 
 Work = Callable[[AsyncSession, Event, Envelope], Awaitable[list[Envelope]]]
+
+
+class DatabaseUnavailable(RuntimeError):
+    """A consumer gave up waiting for its database; the message goes back to the broker."""
+
 BatchWork = Callable[[AsyncSession, list[tuple[Event, Envelope]]], Awaitable[list[Envelope]]]
 
 
@@ -316,7 +321,7 @@ class Runtime:
         """
 
         async def run_batch(items: list[tuple[Envelope, Event]]) -> None:
-            await self._consume_batch(spec, items, work, batch_work)
+            await self._while_database_away(lambda: self._consume_batch(spec, items, work, batch_work))
 
         async def run_one(item: tuple[Envelope, Event]) -> None:
             envelope, event = item
@@ -326,7 +331,13 @@ class Runtime:
             finally:
                 baove_logging.correlation_id.reset(token)
 
-        group = GroupCommit(spec.name, run_batch, run_one, max_batch=max(1, self.settings.prefetch_count))
+        group = GroupCommit(
+            spec.name,
+            run_batch,
+            run_one,
+            max_batch=max(1, self.settings.prefetch_count),
+            shared_failure=lambda exc: isinstance(exc, DatabaseUnavailable),
+        )
 
         async def handle(message: RabbitMessage) -> None:
             try:
@@ -348,24 +359,30 @@ class Runtime:
         )(handle)
 
     async def _consume(self, spec: ConsumerQueue, envelope: Envelope, event: Event, work: Work) -> None:
+        async def once() -> None:
+            async with self.sessionmaker() as session, session.begin():
+                if not await inbox.claim(session, self.inbox_table, spec.name, str(envelope.event_id)):
+                    self.consumer_metrics.duplicates.labels(spec.name).inc()
+                    return
+                produced = await work(session, event, envelope)
+                await outbox.stage(session, self.outbox_table, *produced)
+            if produced:
+                self.relay.notify()
+
+        await self._while_database_away(once)
+
+    async def _while_database_away(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Run a consumer transaction; while the database is away, wait and try again (about 40 s) rather than
+        burn the delivery limit on healthy messages, then give up: the broker redelivers."""
         delay = 0.5
-        for attempt in range(8):
+        for n in range(8):
             try:
-                async with self.sessionmaker() as session, session.begin():
-                    if not await inbox.claim(session, self.inbox_table, spec.name, str(envelope.event_id)):
-                        self.consumer_metrics.duplicates.labels(spec.name).inc()
-                        return
-                    produced = await work(session, event, envelope)
-                    await outbox.stage(session, self.outbox_table, *produced)
-                if produced:
-                    self.relay.notify()
-                return
+                return await attempt()
             except (OperationalError, ConnectionError, OSError) as exc:
-                # The database is away: wait here rather than burn the delivery limit on a healthy message.
-                log.warning("database unavailable, retrying event", extra={"attempt": attempt, "error": type(exc).__name__})
+                log.warning("database unavailable, retrying", extra={"attempt": n, "error": type(exc).__name__})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 8.0)
-        raise RuntimeError("database unavailable after retries; the broker will redeliver")
+        raise DatabaseUnavailable("database unavailable after retries; the broker will redeliver")
 
     async def _consume_batch(
         self, spec: ConsumerQueue, items: list[tuple[Envelope, Event]], work: Work, batch_work: BatchWork | None

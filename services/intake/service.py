@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal
@@ -286,7 +287,9 @@ def report_writer(runtime) -> GroupCommit[Report, Accepted]:
             raise result
         return result
 
-    return GroupCommit("intake.reports", run_batch, run_one, max_batch=100)
+    # A database error is every report's answer (503 when it is away): none is stored twice after a commit
+    # whose outcome is unknown, and none waits for the others to fail one by one.
+    return GroupCommit("intake.reports", run_batch, run_one, max_batch=100, shared_failure=lambda exc: isinstance(exc, DBAPIError))
 
 
 async def _by_report_ids(session: AsyncSession, report_ids: set[str]):
@@ -388,8 +391,8 @@ async def record_timelines(session: AsyncSession, items: Sequence[tuple[Event, E
     by_status: dict[str, list[str]] = {}
     for incident_id, new in changed.items():
         by_status.setdefault(new, []).append(incident_id)
-    for new, incident_ids in by_status.items():
-        await session.execute(update(Incident).where(Incident.id.in_(incident_ids)).values(status=new))
+    for new, incident_ids in sorted(by_status.items()):
+        await session.execute(update(Incident).where(Incident.id.in_(sorted(incident_ids))).values(status=new))
     return []
 
 

@@ -70,8 +70,10 @@ for _unit in UNITS:
     for _field in RESPONSE:
         _SLOTS[f"response:{_unit}:{_field}"] = len(_SLOTS)
 WIDTH = len(_SLOTS)
-# Stored blobs begin with a fingerprint of this layout: a blob of another layout (a code added to an enum) is recomputed.
-LAYOUT = hashlib.sha256("\n".join(_SLOTS).encode()).digest()[:8]
+# What a cached tally means: bump it whenever the grouping (service.tallies, aggregates.tally_by_commune) changes.
+TALLY_LOGIC = "1"
+# Stored blobs begin with a fingerprint of the layout and of TALLY_LOGIC: any other blob is recomputed.
+LAYOUT = hashlib.sha256("\n".join([TALLY_LOGIC, *_SLOTS]).encode()).digest()[:8]
 # The same layout as lookups for the hot loop: (attribute, [(code, slot)]) and (unit, [slot per RESPONSE field]).
 _COUNTER_SLOTS = [(name, [(m.value, _SLOTS[f"{name}:{m.value}"]) for m in enum]) for name, enum in ENUM_COUNTERS]
 _RESPONSE_SLOTS = [(unit, [_SLOTS[f"response:{unit}:{f}"] for f in RESPONSE]) for unit in UNITS]

@@ -190,10 +190,10 @@ def _reported_rows(event: IncidentReported, now: datetime) -> tuple[dict, list[d
     return incident, children
 
 
-async def _record_reported(session: AsyncSession, events: list[IncidentReported], now: datetime) -> set[tuple[str, date]]:
+async def _record_reported(session: AsyncSession, events: list[IncidentReported], now: datetime) -> dict[str, tuple[str, date]]:
     """Insert new incidents with their children; an incident already here (a producer's retry) is left alone.
 
-    Returns the cells (commune, day) of the incidents inserted."""
+    Returns the incidents inserted, with their cell (commune, day)."""
     rows = {e.incident_id: _reported_rows(e, now) for e in events}
     stmt = (
         _insert(session, IncidentFact.__table__)
@@ -205,7 +205,7 @@ async def _record_reported(session: AsyncSession, events: list[IncidentReported]
     children = [child for incident_id in inserted for child in rows[incident_id][1]]
     if children:
         await session.execute(ChildFact.__table__.insert(), children)
-    return {(rows[i][0]["commune_code"], rows[i][0]["local_date"]) for i in inserted}
+    return {i: (rows[i][0]["commune_code"], rows[i][0]["local_date"]) for i in inserted}
 
 
 def _routed_rows(event: IncidentRouted, emitted_at: datetime) -> list[dict]:
@@ -314,8 +314,10 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
     if session.bind.dialect.name == "postgresql":
         await _lock_incidents(session, touched)
     changed: set[tuple[str, date]] = set()
+    inserted: dict[str, tuple[str, date]] = {}
     if reported:
-        changed |= await _record_reported(session, reported, now)
+        inserted = await _record_reported(session, reported, now)
+        changed |= set(inserted.values())
     for kind, update in (
         ("routed", _routed_update),
         ("acknowledged", _acknowledged_update),
@@ -330,7 +332,8 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
         if rows:
             await _record_closures(session, column, rows)
     # Every cell holding a touched incident changed (an incident not here yet counts nowhere yet).
-    others = touched - {e.incident_id for e in reported}
+    # (An incident.reported that found its incident already here is a retry: its other facts still count.)
+    others = touched - set(inserted)
     if others:
         i = IncidentFact
         found = await session.execute(select(i.commune_code, i.local_date).where(i.incident_id.in_(sorted(others))))

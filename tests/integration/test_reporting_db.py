@@ -459,6 +459,30 @@ class TestPreAggregatedCells:
         assert province["indicators"] == json.loads(json.dumps((await self.uncached(world, "70", "2025"))["indicators"], default=str))
 
 
+    async def test_a_retried_report_in_a_batch_does_not_hide_the_facts_beside_it(self, world: World):
+        """incident.reported again under a new event id (a producer's retry) and a new fact of that incident, in one batch."""
+        target = world.lifecycle_incident
+        before = await world.summary("25349", "202503")  # caches the month
+        async with world.runtime.sessionmaker() as session:
+            police = (
+                await session.execute(
+                    select(AssignmentFact.assignment_id).where(
+                        AssignmentFact.incident_id == target.envelope.correlation_id, AssignmentFact.unit_type == "police"
+                    )
+                )
+            ).scalar_one()
+        retry = target.envelope.model_copy(update={"event_id": uuid.uuid4()})
+        overdue = AssignmentOverdue(
+            incident_id=target.envelope.correlation_id, assignment_id=police, unit_id="25349.police", unit_type="police",
+            role=Role.lead, commune_code="25349", by="routing", at=T0 + timedelta(hours=1), due_at=T0 + timedelta(hours=1),
+        ).envelope(correlation_id=target.envelope.correlation_id, producer="routing")
+        batch = [(e, parse_payload(e)) for e in (retry, overdue)]
+        await world.runtime._consume_batch(REPORTING_EVENTS, batch, handle_event, handle_events)
+        after = await world.summary("25349", "202503")
+        assert after["indicators"]["incidents_total"] == before["indicators"]["incidents_total"]
+        assert after["indicators"]["response"]["police"]["overdue"] == before["indicators"]["response"]["police"]["overdue"] + 1
+
+
 class TestBatchFold:
     """The consumer folds deliveries that arrive together in one transaction: the read model must not care."""
 
