@@ -39,7 +39,7 @@ from shared.reference import Coverage, Hierarchy
 
 from . import aggregates, cells, periods, reports
 from .aggregates import AckTime, ChildGroup, ChildPlaceGroup, EscalationGroup, IncidentGroup, ResponseGroup, Tally
-from .models import AssignmentFact, ChildFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
+from .models import AssignmentFact, ChildFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact, TallyCache, TallyCell
 from .periods import Period, PlanConfig, as_utc, local_date, parse_period
 from .reports import DayChange, DueReport, LatestRevision, ReportStatus
 
@@ -695,11 +695,44 @@ async def run_scheduler(
     while True:
         try:
             await generate_due_reports(runtime, hierarchy, plans, clock=clock, settle=settle, metrics=metrics)
+            # Then the cells no report needed: so that a district's or a province's first read is not the one
+            # that groups the facts (a cold province-year over a million incidents takes seconds).
+            await warm_cells(runtime.sessionmaker, hierarchy)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # database away or a bug: say so, keep the loop alive
             log.warning("report generation failed; retrying next pass", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
         await asyncio.sleep(interval)
+
+
+async def warm_cells(sessionmaker, hierarchy: Hierarchy, *, chunk: int = 10) -> int:
+    """Compute and cache every stale cell, newest months first, a few communes per transaction (on SQLite the
+    events wait for the one connection meanwhile). Returns how many cells were computed."""
+    t, k = TallyCell, TallyCache
+    async with sessionmaker() as session:
+        stale = (
+            await session.execute(
+                select(t.commune_code, t.month)
+                .outerjoin(k, and_(k.commune_code == t.commune_code, k.month == t.month))
+                .where(or_(k.version.is_(None), k.version != t.version))
+                .order_by(t.month.desc(), t.commune_code)
+            )
+        ).all()
+    by_month: dict[date, list[str]] = {}
+    for commune, month in stale:
+        by_month.setdefault(month, []).append(commune)
+    done = 0
+    for month, communes in by_month.items():
+        version = hierarchy.version_on(month) or hierarchy.versions[-1]
+        for i in range(0, len(communes), chunk):
+            part = tuple(communes[i : i + chunk])
+            async with sessionmaker() as session, session.begin():
+                await _one_snapshot(session)
+                await cached_tallies(session, [Coverage(version, month, periods.add_months(month, 1), part)])
+            done += len(part)
+    if done:
+        log.info("cells warmed", extra={"cells": done})
+    return done
 
 
 # -- reading generated reports ---------------------------------------------------------------------

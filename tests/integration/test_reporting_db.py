@@ -459,6 +459,21 @@ class TestPreAggregatedCells:
         assert province["indicators"] == json.loads(json.dumps((await self.uncached(world, "70", "2025"))["indicators"], default=str))
 
 
+    async def test_the_scheduler_warms_every_stale_cell_and_only_those(self, world: World):
+        hierarchy = load_hierarchy()
+        warmed = await service.warm_cells(world.runtime.sessionmaker, hierarchy, chunk=2)
+        async with world.runtime.sessionmaker() as session:
+            cells_with_facts = (await session.execute(text("SELECT count(*) FROM tally_cell"))).scalar_one()
+        assert warmed == cells_with_facts > 5
+        assert await service.warm_cells(world.runtime.sessionmaker, hierarchy) == 0  # nothing stale any more
+        late = incident(9002, "25348", datetime(2025, 2, 10, 9, 0), rng=random.Random(9))
+        await feed(world.runtime, [late.envelope])
+        assert await service.warm_cells(world.runtime.sessionmaker, hierarchy) == 1  # its cell only
+        for org_unit, period in (("694", "2025"), ("70", "2025-6M"), ("25348", "202502")):
+            summary = await world.summary(org_unit, period)
+            direct = await self.uncached(world, org_unit, period)
+            assert summary["indicators"] == json.loads(json.dumps(direct["indicators"], default=str))
+
     async def test_a_retried_report_in_a_batch_does_not_hide_the_facts_beside_it(self, world: World):
         """incident.reported again under a new event id (a producer's retry) and a new fact of that incident, in one batch."""
         target = world.lifecycle_incident
