@@ -1,6 +1,6 @@
 """The pipeline benchmark: incidents over HTTP until routed and counted, beside the broker floor.
 
-Run: .venv/bin/python -m bench.pipeline [--n 3000] [--concurrency 32] [--rate 100] [--latency-seconds 20]
+Run: .venv/bin/python -m bench.pipeline [--n 2000] [--concurrency 32] [--rate 100] [--latency-seconds 10]
 """
 
 from __future__ import annotations
@@ -141,12 +141,16 @@ async def main(args) -> dict:
     return results
 
 
-def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=3000, help="incidents for throughput (and messages for the floor)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, default=2000, help="incidents for throughput (and messages for the floor)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=100.0, help="offered load for the latency run (incidents/s)")
-    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main(args)), indent=2))
 

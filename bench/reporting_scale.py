@@ -362,8 +362,7 @@ async def run(args) -> dict:
     }
 
 
-def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--incidents", type=int, default=1_000_000)
     parser.add_argument("--communes", type=int, default=100)
     parser.add_argument("--years", type=int, default=10)
@@ -373,6 +372,11 @@ def cli() -> None:
     parser.add_argument("--rebuild-incidents", type=int, default=5000, help="incidents (3 events each) replayed into reporting; 0: skip")
     parser.add_argument("--keep", default=None, help="SQLite file to keep the store in (reused if it exists)")
     parser.add_argument("--database-url", default=None, help="an empty PostgreSQL database (default: SQLite in a temporary folder)")
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2, default=str))
 
