@@ -28,7 +28,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import audit, auth, inbox, logging as baove_logging, migrate, outbox
+from shared import audit, auth, errors, inbox, logging as baove_logging, migrate, outbox
 from prometheus_client import Gauge
 
 from shared.db import make_engine, make_sessionmaker, ping
@@ -225,6 +225,8 @@ class Runtime:
             await self.auth_engine.dispose()
 
     def _install_handlers(self) -> None:
+        errors.install_handlers(self.api)
+
         @self.api.exception_handler(RequestValidationError)
         async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
             return JSONResponse({"detail": _clean_errors(exc.errors())}, status_code=422)
