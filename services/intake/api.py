@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from shared import audit
 from shared.auth import Principal, require_principal
+from shared.errors import Forbidden, TooMany
 
 from . import service
 from .schemas import AuditPage, IncidentAccepted, IncidentCreate, IncidentRead, TimelineEntryRead
@@ -17,10 +18,6 @@ from .schemas import AuditPage, IncidentAccepted, IncidentCreate, IncidentRead, 
 router = APIRouter(prefix="/v1", tags=["incidents"])
 
 ERRORS = {401: {"description": "missing or bad token"}, 403: {"description": "outside the token's scope"}}
-
-
-def _rejected(exc: service.Rejected) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
 
 @router.post(
@@ -39,16 +36,9 @@ async def report_incident(body: IncidentCreate, request: Request, principal: Pri
     runtime = request.app.state.runtime
     wait = request.app.state.limiter.retry_after(principal.label)
     if wait is not None:
-        return JSONResponse(
-            {"detail": f"too many reports from {principal.label}; retry after {math.ceil(wait)} s"},
-            status_code=429,
-            headers={"Retry-After": str(math.ceil(wait))},
-        )
-    try:
-        report = service.check_report(request.app.state.hierarchy, body, principal)
-        accepted = await request.app.state.reports.submit(report)
-    except service.Rejected as exc:
-        return _rejected(exc)
+        raise TooMany(f"too many reports from {principal.label}; retry after {math.ceil(wait)} s", math.ceil(wait))
+    report = service.check_report(request.app.state.hierarchy, body, principal)
+    accepted = await request.app.state.reports.submit(report)
     if accepted.created:
         runtime.relay.notify()
         request.app.state.metrics.reported.labels(body.category.value, body.urgency.value, body.channel.value).inc()
@@ -59,11 +49,8 @@ async def report_incident(body: IncidentCreate, request: Request, principal: Pri
 async def read_incident(incident_id: str, request: Request, principal: Principal = Depends(require_principal)):
     """The case and its timeline: for the reporter, the commune's cp_officer and admins."""
     runtime = request.app.state.runtime
-    try:
-        async with runtime.sessionmaker() as session:
-            incident, entries = await service.read_incident(session, incident_id, principal)
-    except service.Rejected as exc:
-        return _rejected(exc)
+    async with runtime.sessionmaker() as session:
+        incident, entries = await service.read_incident(session, incident_id, principal)
     await runtime.audit_reads(principal, "GET /v1/incidents/{incident_id}", [incident.id])
     return IncidentRead(
         incident_id=incident.id,
@@ -97,7 +84,7 @@ async def read_audit(
 ):
     """Who read which incident's details, newest first: for admins only."""
     if not principal.is_admin:
-        return JSONResponse({"detail": "the read audit is for admins"}, status_code=403)
+        raise Forbidden("the read audit is for admins")
     runtime = request.app.state.runtime
     try:
         async with runtime.auth_sessionmaker() as session:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.db import dialect_insert, new_id, utcnow
 from shared.enums import AgeBand
 from shared.events import (
@@ -40,15 +41,6 @@ from .schemas import ChildIn, IncidentCreate
 VN = timezone(timedelta(hours=7))
 PRODUCER = "intake"
 CHILD_CONSENT_AGE = 7  # domain.md 7: disclosure needs the consent of a child of 7 or more
-
-
-class Rejected(Exception):
-    """The request is understood but not allowed or not valid for this commune."""
-
-    def __init__(self, status: int, detail) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 # -- pure ------------------------------------------------------------------------------
@@ -192,11 +184,11 @@ class Report:
 def check_report(hierarchy: Hierarchy, body: IncidentCreate, principal: Principal) -> Report:
     """What can be refused without the database: who reports where, the commune on the day, the children."""
     if not may_report(principal, body.commune_code):
-        raise Rejected(403, f"{principal.label} may not report incidents in commune {body.commune_code}")
+        raise Forbidden(f"{principal.label} may not report incidents in commune {body.commune_code}")
     received_at = utcnow()
     errors = check_commune(hierarchy, body, received_at)
     if errors:
-        raise Rejected(422, errors)
+        raise Invalid(errors)
     return Report(body, principal, received_at)
 
 
@@ -221,12 +213,12 @@ def _incident_row(incident_id: str, report: Report) -> dict:
     }
 
 
-async def store_reports(session: AsyncSession, runtime, reports: list[Report]) -> list[Accepted | Rejected]:
+async def store_reports(session: AsyncSession, runtime, reports: list[Report]) -> list[Accepted | Conflict]:
     """Store reports with their timeline entries and `incident.reported` events, in the caller's transaction.
 
     A report_id seen before answers with its incident (created False); one result per report, in order.
     """
-    results: list[Accepted | Rejected | None] = [None] * len(reports)
+    results: list[Accepted | Conflict | None] = [None] * len(reports)
     report_ids = {str(r.body.report_id) for r in reports if r.body.report_id}
     known = {row.report_id: row for row in await _by_report_ids(session, report_ids)} if report_ids else {}
     rows: dict[int, dict] = {}
@@ -276,14 +268,14 @@ async def store_reports(session: AsyncSession, runtime, reports: list[Report]) -
 def report_writer(runtime) -> GroupCommit[Report, Accepted]:
     """Reports posted at the same moment are stored in one transaction; each request answers after its commit."""
 
-    async def run_batch(reports: list[Report]) -> list[Accepted | Rejected]:
+    async def run_batch(reports: list[Report]) -> list[Accepted | Conflict]:
         async with runtime.sessionmaker() as session, session.begin():
             return await store_reports(session, runtime, reports)
 
     async def run_one(report: Report) -> Accepted:
         async with runtime.sessionmaker() as session, session.begin():
             [result] = await store_reports(session, runtime, [report])
-        if isinstance(result, Rejected):
+        if isinstance(result, Conflict):
             raise result
         return result
 
@@ -297,9 +289,9 @@ async def _by_report_ids(session: AsyncSession, report_ids: set[str]):
     return (await session.execute(stmt)).all()
 
 
-def _repeat(existing, principal: Principal) -> Accepted | Rejected:
+def _repeat(existing, principal: Principal) -> Accepted | Conflict:
     if existing.reported_by != principal.label and not principal.is_admin:
-        return Rejected(409, "report_id is already used by another reporter's incident")
+        return Conflict("report_id is already used by another reporter's incident")
     return Accepted(existing.id, False)
 
 
@@ -307,7 +299,7 @@ async def read_incident(session: AsyncSession, incident_id: str, principal: Prin
     incident = await session.get(Incident, incident_id)
     # Not found and not yours answer alike: an id reveals nothing.
     if incident is None or not may_read(principal, incident):
-        raise Rejected(404, "incident not found")
+        raise NotFound("incident not found")
     entries = (await session.execute(select(TimelineEntry).where(TimelineEntry.incident_id == incident_id))).scalars().all()
     return incident, sorted(entries, key=timeline_order)
 

@@ -36,19 +36,12 @@ async def _summary(request: Request, org_unit: str, period: str, principal: Prin
     return summary
 
 
-def _rejected(exc: service.Rejected) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
-
-
 @router.get("/summaries/{org_unit}", response_model=SummaryRead, responses=ERRORS)
 async def read_summary(
     org_unit: str, request: Request, period: str = PERIOD, principal: Principal = Depends(require_principal)
 ):
     """Indicators of a commune (5 digits), district (3) or province (2) for a period; null indicators mean no data."""
-    try:
-        summary = await _summary(request, org_unit, period, principal)
-    except service.Rejected as exc:
-        return _rejected(exc)
+    summary = await _summary(request, org_unit, period, principal)
     # Validated and written by pydantic's own serializer: a province's summary is ~400 kB, and FastAPI's
     # generic encoder takes ten times longer over it than the model does.
     return Response(SummaryRead.model_validate(summary).model_dump_json(by_alias=True), media_type="application/json")
@@ -67,10 +60,7 @@ async def export_summary(
     principal: Principal = Depends(require_principal),
 ):
     """The same numbers as the JSON summary, as CSV or XLSX for the district office."""
-    try:
-        summary = await _summary(request, org_unit, period, principal)
-    except service.Rejected as exc:
-        return _rejected(exc)
+    summary = await _summary(request, org_unit, period, principal)
     return _export(request, summary, fmt, f"baove-{summary['org_unit']}-{summary['period']['id']}.{fmt}")
 
 
@@ -103,14 +93,11 @@ async def list_reports(
     if cursor is not None and not cursor.isdigit():
         return JSONResponse({"detail": BAD_CURSOR}, status_code=422)
     state = request.app.state
-    try:
-        async with state.runtime.sessionmaker() as session:
-            rows, next_id = await service.list_reports(
-                session, state.hierarchy, state.plans, org_unit, principal,
-                period_id=period, limit=limit, cursor=int(cursor) if cursor else None,
-            )
-    except service.Rejected as exc:
-        return _rejected(exc)
+    async with state.runtime.sessionmaker() as session:
+        rows, next_id = await service.list_reports(
+            session, state.hierarchy, state.plans, org_unit, principal,
+            period_id=period, limit=limit, cursor=int(cursor) if cursor else None,
+        )
     items = [GeneratedReportItem(**service.report_read(r, with_summary=False)) for r in rows]
     return GeneratedReportPage(items=items, next_cursor=str(next_id) if next_id else None)
 
@@ -129,10 +116,7 @@ async def read_report(
     org_unit: str, period: str, request: Request, revision: str = REVISION, principal: Principal = Depends(require_principal)
 ):
     """One revision of a commune's report, with the summary exactly as it was generated."""
-    try:
-        return await _stored(request, org_unit, period, revision, principal)
-    except service.Rejected as exc:
-        return _rejected(exc)
+    return await _stored(request, org_unit, period, revision, principal)
 
 
 @reports_router.get(
@@ -149,10 +133,7 @@ async def export_report(
     principal: Principal = Depends(require_principal),
 ):
     """A stored revision as CSV or XLSX: what was sent to the district, number for number."""
-    try:
-        stored = await _stored(request, org_unit, period, revision, principal)
-    except service.Rejected as exc:
-        return _rejected(exc)
+    stored = await _stored(request, org_unit, period, revision, principal)
     # Through the response model, so dates and instants are objects again, as the exporters expect.
     summary = SummaryRead.model_validate(stored["summary"]).model_dump()
     filename = f"baove-{stored['org_unit']}-{stored['period']}-r{stored['revision']}.{fmt}"

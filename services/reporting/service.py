@@ -18,6 +18,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from shared.auth import Principal, parse_unit_id
+from shared.errors import Forbidden, Invalid, NotFound
 from shared.db import utcnow
 from shared.enums import AssignmentStatus, UnitType
 from shared.events import (
@@ -48,15 +49,6 @@ log = logging.getLogger("baove.reporting")
 PRODUCER = "reporting"
 ADVISORY_NAMESPACE = 0x62617276  # pg_advisory_xact_lock(namespace, hash of the incident id)
 Clock = Callable[[], datetime]
-
-
-class Rejected(Exception):
-    """The request is understood but not allowed, or names nothing that exists."""
-
-    def __init__(self, status: int, detail) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 # -- pure ------------------------------------------------------------------------------
@@ -483,19 +475,19 @@ async def compute_summary(session: AsyncSession, hierarchy: Hierarchy, org_unit:
 
 def check_access(hierarchy: Hierarchy, org_unit: str, principal: Principal) -> None:
     if not may_read_summaries(principal):
-        raise Rejected(403, f"{principal.label} may not read summaries: they are for cp_officer, district offices and admins")
+        raise Forbidden(f"{principal.label} may not read summaries: they are for cp_officer, district offices and admins")
     if hierarchy.unit(org_unit) is None:
-        raise Rejected(404, f"org unit {org_unit!r} is not in the administrative hierarchy")
+        raise NotFound(f"org unit {org_unit!r} is not in the administrative hierarchy")
     if not in_scope(principal, hierarchy, org_unit):
         # 404 rather than 403: outside its scope a token learns nothing, not even that data exists.
-        raise Rejected(404, f"org unit {org_unit!r} not found among the units this token may see")
+        raise NotFound(f"org unit {org_unit!r} not found among the units this token may see")
 
 
 def period_of(period_id: str, plans: PlanConfig) -> Period:
     try:
         return parse_period(period_id, plans)
     except ValueError as exc:
-        raise Rejected(422, [{"loc": ["query", "period"], "msg": str(exc), "type": "value_error"}]) from None
+        raise Invalid([{"loc": ["query", "period"], "msg": str(exc), "type": "value_error"}]) from None
 
 
 async def summary(
@@ -787,7 +779,7 @@ async def read_report(
     row = (await session.execute(stmt)).scalars().first()
     if row is None:
         which = f"revision {revision}" if revision is not None else "any revision"
-        raise Rejected(404, f"no generated report of {org_unit} for {period.id} ({which})")
+        raise NotFound(f"no generated report of {org_unit} for {period.id} ({which})")
     return row
 
 

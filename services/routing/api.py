@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse
 
 from shared.auth import Principal, require_principal
 from shared.enums import AssignmentStatus, Urgency
@@ -45,19 +44,6 @@ CASE_SCOPE = {
     403: {"description": "only the commune's cp_officer and admins"},
     404: {"description": "no such incident in the caller's commune"},
 }
-
-
-def _rejected(exc: service.Rejected) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status)
-
-
-def _conflict(exc: lifecycle.IllegalTransition) -> JSONResponse:
-    detail = {"message": str(exc), "current": exc.current.value, "allowed": [s.value for s in exc.allowed]}
-    return JSONResponse({"detail": detail}, status_code=409)
-
-
-def _case_conflict(exc: lifecycle.CaseConflict) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=409)
 
 
 def _read(a: Assignment, incident: RoutedIncident, now: datetime) -> AssignmentRead:
@@ -116,13 +102,10 @@ async def list_assignments(
     """A unit's inbox: overdue first, then by urgency (emergency first), due time and id; for the unit itself and admins (audited)."""
     runtime = request.app.state.runtime
     now = request.app.state.clock()
-    try:
-        async with runtime.sessionmaker() as session:
-            page = await service.list_assignments(
-                session, unit_id, principal, now=now, statuses=status, overdue=overdue, urgencies=urgency, limit=limit, cursor=cursor
-            )
-    except service.Rejected as exc:
-        return _rejected(exc)
+    async with runtime.sessionmaker() as session:
+        page = await service.list_assignments(
+            session, unit_id, principal, now=now, statuses=status, overdue=overdue, urgencies=urgency, limit=limit, cursor=cursor
+        )
     await runtime.audit_reads(principal, "GET /v1/agencies/{unit_id}/assignments", [a.incident_id for a, _ in page.rows])
     return AssignmentPage(items=[_read(a, incident, now) for a, incident in page.rows], next_cursor=page.next_cursor)
 
@@ -137,13 +120,8 @@ async def acknowledge(request: Request, unit_id: UnitId, assignment_id: str, pri
     """The unit has taken note of the assignment (pending -> acknowledged); publishes assignment.acknowledged."""
     runtime = request.app.state.runtime
     now = request.app.state.clock()
-    try:
-        async with runtime.sessionmaker() as session, session.begin():
-            a, incident = await service.acknowledge(session, runtime, unit_id, assignment_id, principal, now)
-    except service.Rejected as exc:
-        return _rejected(exc)
-    except lifecycle.IllegalTransition as exc:
-        return _conflict(exc)
+    async with runtime.sessionmaker() as session, session.begin():
+        a, incident = await service.acknowledge(session, runtime, unit_id, assignment_id, principal, now)
     runtime.relay.notify()
     request.app.state.metrics.ack_seconds.labels(a.unit_type).observe((now - a.assigned_at).total_seconds())
     await runtime.audit_reads(principal, "POST /v1/agencies/{unit_id}/assignments/{assignment_id}/acknowledge", [a.incident_id])
@@ -167,15 +145,10 @@ async def change_status(
     state = request.app.state
     runtime = state.runtime
     now = state.clock()
-    try:
-        async with runtime.sessionmaker() as session, session.begin():
-            a, incident, handoff = await service.change_status(
-                session, runtime, state.rule_sets, unit_id, assignment_id, AssignmentStatus(body.status), body.note, principal, now
-            )
-    except service.Rejected as exc:
-        return _rejected(exc)
-    except lifecycle.IllegalTransition as exc:
-        return _conflict(exc)
+    async with runtime.sessionmaker() as session, session.begin():
+        a, incident, handoff = await service.change_status(
+            session, runtime, state.rule_sets, unit_id, assignment_id, AssignmentStatus(body.status), body.note, principal, now
+        )
     runtime.relay.notify()
     if handoff:
         service.count_created(state.metrics, [handoff])
@@ -208,13 +181,8 @@ async def close_incident(body: IncidentClose, request: Request, incident_id: str
     """Record the review's risk level and close the case once every assignment is done or declined; publishes incident.closed."""
     runtime = request.app.state.runtime
     now = request.app.state.clock()
-    try:
-        async with runtime.sessionmaker() as session, session.begin():
-            incident = await service.close_incident(session, runtime, incident_id, body.risk_level, body.outcome, principal, now)
-    except service.Rejected as exc:
-        return _rejected(exc)
-    except lifecycle.CaseConflict as exc:
-        return _case_conflict(exc)
+    async with runtime.sessionmaker() as session, session.begin():
+        incident = await service.close_incident(session, runtime, incident_id, body.risk_level, body.outcome, principal, now)
     runtime.relay.notify()
     return _state(incident)
 
@@ -230,13 +198,8 @@ async def reopen_incident(body: IncidentReopen, request: Request, incident_id: s
     state = request.app.state
     runtime = state.runtime
     now = state.clock()
-    try:
-        async with runtime.sessionmaker() as session, session.begin():
-            incident, lead = await service.reopen_incident(session, runtime, state.rule_sets, incident_id, body.reason, principal, now)
-    except service.Rejected as exc:
-        return _rejected(exc)
-    except lifecycle.CaseConflict as exc:
-        return _case_conflict(exc)
+    async with runtime.sessionmaker() as session, session.begin():
+        incident, lead = await service.reopen_incident(session, runtime, state.rule_sets, incident_id, body.reason, principal, now)
     runtime.relay.notify()
     service.count_created(state.metrics, [lead])
     return _state(incident, lead)
@@ -257,11 +220,8 @@ async def list_units(
 ):
     """The unit registry of a commune (id, type, name): for admins and the commune's cp_officer."""
     runtime = request.app.state.runtime
-    try:
-        async with runtime.sessionmaker() as session:
-            units, next_cursor = await service.list_units(session, commune, principal, limit=limit, cursor=cursor)
-    except service.Rejected as exc:
-        return _rejected(exc)
+    async with runtime.sessionmaker() as session:
+        units, next_cursor = await service.list_units(session, commune, principal, limit=limit, cursor=cursor)
     return UnitPage(
         items=[UnitRead(id=u.id, type=u.unit_type, name=u.name, commune_code=u.commune_code, active=u.active) for u in units],
         next_cursor=next_cursor,

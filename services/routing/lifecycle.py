@@ -7,24 +7,23 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.enums import AssignmentStatus, UnitType
-
-S = AssignmentStatus
+from shared.errors import Conflict, Invalid
 
 # pending -> acknowledged -> in_progress -> done; declined (with a note) from any open state.
 TRANSITIONS: dict[AssignmentStatus, tuple[AssignmentStatus, ...]] = {
-    S.pending: (S.acknowledged, S.declined),
-    S.acknowledged: (S.in_progress, S.declined),
-    S.in_progress: (S.done, S.declined),
-    S.done: (),
-    S.declined: (),
+    AssignmentStatus.pending: (AssignmentStatus.acknowledged, AssignmentStatus.declined),
+    AssignmentStatus.acknowledged: (AssignmentStatus.in_progress, AssignmentStatus.declined),
+    AssignmentStatus.in_progress: (AssignmentStatus.done, AssignmentStatus.declined),
+    AssignmentStatus.done: (),
+    AssignmentStatus.declined: (),
 }
-NOTE_REQUIRED = frozenset({S.declined})
-OPEN = frozenset({S.pending, S.acknowledged, S.in_progress})
+NOTE_REQUIRED = frozenset({AssignmentStatus.declined})
+OPEN = frozenset({AssignmentStatus.pending, AssignmentStatus.acknowledged, AssignmentStatus.in_progress})
 HANDOFF_ORIGIN = "decline:"
 REOPEN_ORIGIN = "reopen:"
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(Conflict):
     """The move is not in the table; `allowed` names the moves that are."""
 
     def __init__(self, current: AssignmentStatus, target: AssignmentStatus) -> None:
@@ -32,12 +31,20 @@ class IllegalTransition(Exception):
         self.target = target
         self.allowed = TRANSITIONS[current]
         allowed = ", ".join(s.value for s in self.allowed) or "none: the assignment is closed"
-        super().__init__(f"an assignment cannot go from {current.value} to {target.value}; allowed: {allowed}")
+        self.message = f"an assignment cannot go from {current.value} to {target.value}; allowed: {allowed}"
+        super().__init__({"message": self.message, "current": current.value, "allowed": [s.value for s in self.allowed]})
+
+    def __str__(self) -> str:
+        return self.message
 
 
-class NoteRequired(Exception):
+class NoteRequired(Invalid):
     def __init__(self, target: AssignmentStatus) -> None:
-        super().__init__(f"a note is required to set {target.value}: say why")
+        self.message = f"a note is required to set {target.value}: say why"
+        super().__init__([{"loc": ["body", "note"], "msg": self.message, "type": "value_error"}])
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def allowed(current: AssignmentStatus) -> tuple[AssignmentStatus, ...]:
@@ -55,7 +62,7 @@ def transition(current: AssignmentStatus, target: AssignmentStatus, note: str | 
 
 def is_overdue(status: AssignmentStatus, due_at: datetime, now: datetime) -> bool:
     """Overdue is a flag on a pending assignment past its acknowledgement deadline."""
-    return status is S.pending and due_at < now
+    return status is AssignmentStatus.pending and due_at < now
 
 
 def handoff_unit(commune_code: str, declined_unit_id: str) -> str:
@@ -84,26 +91,29 @@ class CaseStatus(StrEnum):
     closed = "closed"
 
 
-class CaseConflict(Exception):
+class CaseCannotMove(Conflict):
     """The case cannot move now; `detail` says why and what would allow it."""
 
     def __init__(self, message: str, current: CaseStatus, **extra) -> None:
-        super().__init__(message)
-        self.detail = {"message": message, "current": current.value, **extra}
+        self.message = message
+        super().__init__({"message": message, "current": current.value, **extra})
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def check_close(status: CaseStatus, assignments: Iterable[tuple[str, str, AssignmentStatus]]) -> None:
     """Closing needs an open case whose assignments (id, unit, status) are all done or declined."""
     if status is CaseStatus.closed:
-        raise CaseConflict("the incident is already closed; reopen it first", status, allowed=["reopen"])
+        raise CaseCannotMove("the incident is already closed; reopen it first", status, allowed=["reopen"])
     still_open = [{"assignment_id": a, "unit_id": u, "status": st.value} for a, u, st in assignments if st in OPEN]
     if still_open:
         names = ", ".join(f"{o['unit_id']} ({o['status']})" for o in still_open)
-        raise CaseConflict(
+        raise CaseCannotMove(
             f"{len(still_open)} assignment(s) are not done or declined: {names}", status, open_assignments=still_open
         )
 
 
 def check_reopen(status: CaseStatus) -> None:
     if status is not CaseStatus.closed:
-        raise CaseConflict("the incident is not closed", status, allowed=["close"])
+        raise CaseCannotMove("the incident is not closed", status, allowed=["close"])

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal, parse_unit_id
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.db import dialect_insert, new_id
 from shared.enums import AssignmentStatus, RiskLevel, Role, UnitType, Urgency
 from shared.events import (
@@ -52,15 +53,6 @@ log = logging.getLogger("baove.routing")
 Clock = Callable[[], datetime]
 
 
-class Rejected(Exception):
-    """The request is understood but not allowed, not found for this principal, or not valid."""
-
-    def __init__(self, status: int, detail) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
 # -- pure ------------------------------------------------------------------------------
 
 
@@ -91,13 +83,13 @@ def encode_cursor(values: dict) -> str:
 
 
 def decode_cursor(cursor: str, keys: tuple[str, ...]) -> dict:
-    """The values of an opaque cursor; Rejected(422) when it is not one of ours."""
+    """The values of an opaque cursor; Invalid when it is not one of ours."""
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error):
         values = None
     if not isinstance(values, dict) or set(values) != set(keys):
-        raise Rejected(422, BAD_CURSOR)
+        raise Invalid(BAD_CURSOR)
     return values
 
 
@@ -405,7 +397,7 @@ def _inbox_position(values: dict) -> InboxPosition:
     except (TypeError, ValueError):
         position = None
     if position is None or position.as_of.tzinfo is None or position.due_at.tzinfo is None:
-        raise Rejected(422, BAD_CURSOR)
+        raise Invalid(BAD_CURSOR)
     return position
 
 
@@ -430,7 +422,7 @@ async def list_assignments(
     """One unit's assignments, filtered: overdue first, then by urgency, due time and id (keyset pages)."""
     if not may_use_inbox(principal, unit_id):
         # Another unit's inbox answers as if it did not exist: a 404 reveals nothing.
-        raise Rejected(404, f"no inbox {unit_id} for this token")
+        raise NotFound(f"no inbox {unit_id} for this token")
     after = _inbox_position(decode_cursor(cursor, INBOX_CURSOR)) if cursor else None
     # Later pages order and filter by the first page's clock, so nothing moves between pages.
     as_of = after.as_of if after else now
@@ -490,7 +482,7 @@ async def _owned(session: AsyncSession, unit_id: str, assignment_id: str, princi
         ).first()
         if row is not None:
             return row[0], row[1]
-    raise Rejected(404, "assignment not found")
+    raise NotFound("assignment not found")
 
 
 async def _move(
@@ -512,8 +504,7 @@ async def _move(
     if result.rowcount != 1:
         await session.refresh(a)
         now_status = AssignmentStatus(a.status)
-        raise Rejected(
-            409,
+        raise Conflict(
             {
                 "message": f"the assignment was changed at the same time and is now {now_status.value}; read it again",
                 "current": now_status.value,
@@ -608,9 +599,9 @@ async def _case(session: AsyncSession, incident_id: str, principal: Principal) -
     incident = await session.get(RoutedIncident, incident_id)
     # Outside the commune the incident does not exist for the caller; inside it, only the focal point may act.
     if incident is None or not (principal.is_admin or principal.commune_code == incident.commune_code):
-        raise Rejected(404, "incident not found")
+        raise NotFound("incident not found")
     if not may_close(principal, incident.commune_code):
-        raise Rejected(403, f"only {incident.commune_code}.cp_officer and admins may close or reopen an incident")
+        raise Forbidden(f"only {incident.commune_code}.cp_officer and admins may close or reopen an incident")
     return incident
 
 
@@ -697,7 +688,7 @@ async def list_units(
 ) -> tuple[list[Unit], str | None]:
     """The commune's units by id (keyset pages): for admins and the commune's cp_officer."""
     if not may_list_units(principal, commune_code):
-        raise Rejected(403, f"only admins and {commune_code}.cp_officer may list the units of commune {commune_code}")
+        raise Forbidden(f"only admins and {commune_code}.cp_officer may list the units of commune {commune_code}")
     stmt = select(Unit).where(Unit.commune_code == commune_code)
     if cursor:
         stmt = stmt.where(Unit.id > str(decode_cursor(cursor, ("id",))["id"]))

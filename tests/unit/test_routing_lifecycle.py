@@ -81,19 +81,19 @@ class TestClosingACase:
 
     @pytest.mark.parametrize("still_open", [S.pending, S.acknowledged, S.in_progress])
     def test_an_open_assignment_blocks_closing_and_is_named(self, still_open):
-        with pytest.raises(lifecycle.CaseConflict) as err:
+        with pytest.raises(lifecycle.CaseCannotMove) as err:
             lifecycle.check_close(lifecycle.CaseStatus.open, [("a", "25349.police", S.done), ("b", "25349.health", still_open)])
         assert err.value.detail["open_assignments"] == [{"assignment_id": "b", "unit_id": "25349.health", "status": still_open.value}]
         assert "25349.health" in err.value.detail["message"] and err.value.detail["current"] == "open"
 
     def test_a_closed_case_cannot_close_again_but_may_reopen(self):
-        with pytest.raises(lifecycle.CaseConflict) as err:
+        with pytest.raises(lifecycle.CaseCannotMove) as err:
             lifecycle.check_close(lifecycle.CaseStatus.closed, [])
         assert err.value.detail["allowed"] == ["reopen"]
 
     def test_only_a_closed_case_reopens(self):
         lifecycle.check_reopen(lifecycle.CaseStatus.closed)
-        with pytest.raises(lifecycle.CaseConflict) as err:
+        with pytest.raises(lifecycle.CaseCannotMove) as err:
             lifecycle.check_reopen(lifecycle.CaseStatus.open)
         assert err.value.detail == {"message": "the incident is not closed", "current": "open", "allowed": ["close"]}
 
