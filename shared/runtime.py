@@ -38,6 +38,7 @@ from shared.groupcommit import GroupCommit
 from shared.metrics import ConsumerMetrics, HttpMetricsMiddleware, OutboxMetrics, metrics_response, new_registry
 from shared.settings import ServiceSettings
 from shared.topology import ConsumerQueue, declare, queues_of
+from shared.uow import UnitOfWork
 
 log = logging.getLogger("baove.runtime")
 
@@ -362,14 +363,11 @@ class Runtime:
 
     async def _consume(self, spec: ConsumerQueue, envelope: Envelope, event: Event, work: Work) -> None:
         async def once() -> None:
-            async with self.sessionmaker() as session, session.begin():
-                if not await inbox.claim(session, self.inbox_table, spec.name, str(envelope.event_id)):
+            async with self.unit_of_work() as uow:
+                if not await inbox.claim(uow.session, self.inbox_table, spec.name, str(envelope.event_id)):
                     self.consumer_metrics.duplicates.labels(spec.name).inc()
                     return
-                produced = await work(session, event, envelope)
-                await outbox.stage(session, self.outbox_table, *produced)
-            if produced:
-                self.relay.notify()
+                await uow.stage(*await work(uow.session, event, envelope))
 
         await self._while_database_away(once)
 
@@ -390,7 +388,8 @@ class Runtime:
         self, spec: ConsumerQueue, items: list[tuple[Envelope, Event]], work: Work, batch_work: BatchWork | None
     ) -> None:
         """Several events in one transaction: claim them in one statement, fold the new ones, stage what they produce."""
-        async with self.sessionmaker() as session, session.begin():
+        async with self.unit_of_work() as uow:
+            session = uow.session
             fresh = await inbox.claim_many(session, self.inbox_table, spec.name, [str(e.event_id) for e, _ in items])
             todo: list[tuple[Envelope, Event]] = []
             for envelope, event in items:
@@ -410,17 +409,15 @@ class Runtime:
                         produced.extend(await work(session, event, envelope))
                     finally:
                         baove_logging.correlation_id.reset(token)
-            await outbox.stage(session, self.outbox_table, *produced)
-        if produced:
-            self.relay.notify()
+            await uow.stage(*produced)
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A transaction on this service's database whose staged events the relay publishes after commit."""
+        return UnitOfWork(self.sessionmaker, self.outbox_table, self.relay.notify)
 
     async def audit_reads(self, principal: auth.Principal, endpoint: str, incident_ids) -> None:
         """Record that `principal` read these incidents' details (domain.md 7: every read is logged)."""
         await audit.record_reads(self.auth_sessionmaker, self.name, principal, endpoint, incident_ids)
-
-    async def stage(self, session: AsyncSession, *events: Envelope) -> None:
-        """Write events to the outbox in the caller's open transaction; call `relay.notify()` after commit."""
-        await outbox.stage(session, self.outbox_table, *events)
 
 
 class Readiness(BaseModel):

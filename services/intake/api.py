@@ -5,18 +5,26 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from shared import audit
-from shared.auth import Principal, require_principal
+from shared.deps import AppHierarchy, AppRuntime, AuthSession, Caller, Uow, from_state
 from shared.errors import Forbidden, TooMany
+from shared.groupcommit import GroupCommit
+from shared.metrics import IntakeMetrics
+from shared.ratelimit import RateLimiter
 
 from . import service
 from .schemas import AuditPage, IncidentAccepted, IncidentCreate, IncidentRead, TimelineEntryRead
 
 router = APIRouter(prefix="/v1", tags=["incidents"])
 
+Metrics = Annotated[IntakeMetrics, Depends(from_state("metrics"))]
+Limiter = Annotated[RateLimiter, Depends(from_state("limiter"))]
+ReportWriter = Annotated[GroupCommit[service.Report, service.Accepted], Depends(from_state("reports"))]
 ERRORS = {401: {"description": "missing or bad token"}, 403: {"description": "outside the token's scope"}}
 
 
@@ -31,26 +39,23 @@ ERRORS = {401: {"description": "missing or bad token"}, 403: {"description": "ou
         503: {"description": "database unavailable"},
     },
 )
-async def report_incident(body: IncidentCreate, request: Request, principal: Principal = Depends(require_principal)):
+async def report_incident(
+    body: IncidentCreate, hierarchy: AppHierarchy, limiter: Limiter, reports: ReportWriter, metrics: Metrics, principal: Caller
+):
     """Report an incident: it is stored durably before this answers, then routed to the units that must act."""
-    runtime = request.app.state.runtime
-    wait = request.app.state.limiter.retry_after(principal.label)
+    wait = limiter.retry_after(principal.label)
     if wait is not None:
         raise TooMany(f"too many reports from {principal.label}; retry after {math.ceil(wait)} s", math.ceil(wait))
-    report = service.check_report(request.app.state.hierarchy, body, principal)
-    accepted = await request.app.state.reports.submit(report)
+    accepted = await reports.submit(service.check_report(hierarchy, body, principal))
     if accepted.created:
-        runtime.relay.notify()
-        request.app.state.metrics.reported.labels(body.category.value, body.urgency.value, body.channel.value).inc()
+        metrics.reported.labels(body.category.value, body.urgency.value, body.channel.value).inc()
     return IncidentAccepted(incident_id=accepted.incident_id, status="received")
 
 
 @router.get("/incidents/{incident_id}", response_model=IncidentRead, responses={**ERRORS, 404: {"description": "no such incident for this principal"}})
-async def read_incident(incident_id: str, request: Request, principal: Principal = Depends(require_principal)):
+async def read_incident(incident_id: str, uow: Uow, runtime: AppRuntime, principal: Caller):
     """The case and its timeline: for the reporter, the commune's cp_officer and admins."""
-    runtime = request.app.state.runtime
-    async with runtime.sessionmaker() as session:
-        incident, entries = await service.read_incident(session, incident_id, principal)
+    incident, entries = await service.read_incident(uow.session, incident_id, principal)
     await runtime.audit_reads(principal, "GET /v1/incidents/{incident_id}", [incident.id])
     return IncidentRead(
         incident_id=incident.id,
@@ -74,23 +79,21 @@ async def read_incident(incident_id: str, request: Request, principal: Principal
 
 @router.get("/audit", response_model=AuditPage, tags=["audit"], responses={**ERRORS, 422: {"description": "bad cursor"}})
 async def read_audit(
-    request: Request,
+    session: AuthSession,
+    principal: Caller,
     incident_id: str | None = None,
     principal_id: str | None = Query(None, alias="principal", description="e.g. 25349.police, district:694, admin"),
     since: datetime | None = None,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
-    principal: Principal = Depends(require_principal),
 ):
     """Who read which incident's details, newest first: for admins only."""
     if not principal.is_admin:
         raise Forbidden("the read audit is for admins")
-    runtime = request.app.state.runtime
     try:
-        async with runtime.auth_sessionmaker() as session:
-            items, next_cursor = await audit.query(
-                session, incident_id=incident_id, principal=principal_id, since=since, limit=limit, cursor=cursor
-            )
+        items, next_cursor = await audit.query(
+            session, incident_id=incident_id, principal=principal_id, since=since, limit=limit, cursor=cursor
+        )
     except ValueError as exc:
         return JSONResponse({"detail": [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]}, status_code=422)
     return AuditPage(items=items, next_cursor=next_cursor)

@@ -34,6 +34,8 @@ from shared.events import (
 )
 from shared.groupcommit import GroupCommit
 from shared.reference import Hierarchy
+from shared.runtime import Runtime
+from shared.uow import UnitOfWork
 
 from .models import Incident, TimelineEntry
 from .schemas import ChildIn, IncidentCreate
@@ -213,11 +215,12 @@ def _incident_row(incident_id: str, report: Report) -> dict:
     }
 
 
-async def store_reports(session: AsyncSession, runtime, reports: list[Report]) -> list[Accepted | Conflict]:
-    """Store reports with their timeline entries and `incident.reported` events, in the caller's transaction.
+async def store_reports(uow: UnitOfWork, reports: list[Report]) -> list[Accepted | Conflict]:
+    """Store reports with their timeline entries and `incident.reported` events, in the caller's unit of work.
 
     A report_id seen before answers with its incident (created False); one result per report, in order.
     """
+    session = uow.session
     results: list[Accepted | Conflict | None] = [None] * len(reports)
     report_ids = {str(r.body.report_id) for r in reports if r.body.report_id}
     known = {row.report_id: row for row in await _by_report_ids(session, report_ids)} if report_ids else {}
@@ -261,20 +264,20 @@ async def store_reports(session: AsyncSession, runtime, reports: list[Report]) -
         envelopes.append(build_event(row["id"], body, report.principal, report.received_at))
     if timeline:
         await session.execute(TimelineEntry.__table__.insert(), timeline)
-        await runtime.stage(session, *envelopes)
+        await uow.stage(*envelopes)
     return results  # type: ignore[return-value]
 
 
-def report_writer(runtime) -> GroupCommit[Report, Accepted]:
+def report_writer(runtime: Runtime) -> GroupCommit[Report, Accepted]:
     """Reports posted at the same moment are stored in one transaction; each request answers after its commit."""
 
     async def run_batch(reports: list[Report]) -> list[Accepted | Conflict]:
-        async with runtime.sessionmaker() as session, session.begin():
-            return await store_reports(session, runtime, reports)
+        async with runtime.unit_of_work() as uow:
+            return await store_reports(uow, reports)
 
     async def run_one(report: Report) -> Accepted:
-        async with runtime.sessionmaker() as session, session.begin():
-            [result] = await store_reports(session, runtime, [report])
+        async with runtime.unit_of_work() as uow:
+            [result] = await store_reports(uow, [report])
         if isinstance(result, Conflict):
             raise result
         return result

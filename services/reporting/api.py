@@ -4,15 +4,17 @@ and the generated plan-period reports, revision by revision."""
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
 
-from shared.auth import Principal, require_principal
+from shared.auth import Principal
+from shared.deps import AppHierarchy, Caller, Now, Uow, from_state
+from shared.metrics import ReportingMetrics
 
 from . import exports, service
-from .periods import PERIOD_FORMS
+from .periods import PERIOD_FORMS, PlanConfig
 from .schemas import GeneratedReportItem, GeneratedReportPage, GeneratedReportRead, SummaryRead
 
 router = APIRouter(prefix="/v1", tags=["summaries"])
@@ -24,24 +26,32 @@ ERRORS = {
     404: {"description": "no such org unit, or not in the token's scope"},
     422: {"description": "bad period id"},
 }
+Metrics = Annotated[ReportingMetrics, Depends(from_state("metrics"))]
+Plans = Annotated[PlanConfig, Depends(from_state("plans"))]
 PERIOD = Query(description=f"period id: {PERIOD_FORMS}, e.g. 2025, 2025S1, 2025Q2, 202505, 2025-6M, 2025-12M")
 
 
-async def _summary(request: Request, org_unit: str, period: str, principal: Principal) -> dict:
-    state = request.app.state
+class Summaries:
+    """What a summary route needs, asked once."""
+
+    def __init__(self, uow: Uow, hierarchy: AppHierarchy, plans: Plans, metrics: Metrics, now: Now) -> None:
+        self.uow, self.hierarchy, self.plans, self.metrics, self.now = uow, hierarchy, plans, metrics, now
+
+
+Reads = Annotated[Summaries, Depends()]
+
+
+async def _summary(reads: Summaries, org_unit: str, period: str, principal: Principal) -> dict:
     started = time.perf_counter()
-    async with state.runtime.sessionmaker() as session:
-        summary = await service.summary(session, state.hierarchy, state.plans, org_unit, period, principal, clock=state.clock)
-    state.metrics.generation_seconds.labels(summary["level"]).observe(time.perf_counter() - started)
+    summary = await service.summary(reads.uow.session, reads.hierarchy, reads.plans, org_unit, period, principal, reads.now)
+    reads.metrics.generation_seconds.labels(summary["level"]).observe(time.perf_counter() - started)
     return summary
 
 
 @router.get("/summaries/{org_unit}", response_model=SummaryRead, responses=ERRORS)
-async def read_summary(
-    org_unit: str, request: Request, period: str = PERIOD, principal: Principal = Depends(require_principal)
-):
+async def read_summary(org_unit: str, reads: Reads, principal: Caller, period: str = PERIOD):
     """Indicators of a commune (5 digits), district (3) or province (2) for a period; null indicators mean no data."""
-    summary = await _summary(request, org_unit, period, principal)
+    summary = await _summary(reads, org_unit, period, principal)
     # Validated and written by pydantic's own serializer: a province's summary is ~400 kB, and FastAPI's
     # generic encoder takes ten times longer over it than the model does.
     return Response(SummaryRead.model_validate(summary).model_dump_json(by_alias=True), media_type="application/json")
@@ -54,19 +64,19 @@ async def read_summary(
 )
 async def export_summary(
     org_unit: str,
-    request: Request,
+    reads: Reads,
+    principal: Caller,
     period: str = PERIOD,
     fmt: Literal["csv", "xlsx"] = Query("xlsx", alias="format"),
-    principal: Principal = Depends(require_principal),
 ):
     """The same numbers as the JSON summary, as CSV or XLSX for the district office."""
-    summary = await _summary(request, org_unit, period, principal)
-    return _export(request, summary, fmt, f"baove-{summary['org_unit']}-{summary['period']['id']}.{fmt}")
+    summary = await _summary(reads, org_unit, period, principal)
+    return _export(reads.hierarchy, summary, fmt, f"baove-{summary['org_unit']}-{summary['period']['id']}.{fmt}")
 
 
-def _export(request: Request, summary: dict, fmt: str, filename: str) -> Response:
+def _export(hierarchy, summary: dict, fmt: str, filename: str) -> Response:
     write, media_type = exports.EXPORTERS[fmt]
-    hamlet_names = exports.hamlet_names(request.app.state.hierarchy)
+    hamlet_names = exports.hamlet_names(hierarchy)
     return Response(
         write(summary, hamlet_names),
         media_type=media_type,
@@ -83,40 +93,34 @@ REVISION = Path(description="the revision number (1, 2, ...) or `latest`", patte
 @reports_router.get("/reports/{org_unit}", response_model=GeneratedReportPage, responses=ERRORS)
 async def list_reports(
     org_unit: str,
-    request: Request,
+    reads: Reads,
+    principal: Caller,
     period: str | None = Query(None, description="only this plan period, e.g. 2025-6M"),
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
-    principal: Principal = Depends(require_principal),
 ):
     """The generated revisions of a commune's plan-period reports (of every commune, for a district or province); newest first."""
     if cursor is not None and not cursor.isdigit():
         return JSONResponse({"detail": BAD_CURSOR}, status_code=422)
-    state = request.app.state
-    async with state.runtime.sessionmaker() as session:
-        rows, next_id = await service.list_reports(
-            session, state.hierarchy, state.plans, org_unit, principal,
-            period_id=period, limit=limit, cursor=int(cursor) if cursor else None,
-        )
+    rows, next_id = await service.list_reports(
+        reads.uow.session, reads.hierarchy, reads.plans, org_unit, principal,
+        period_id=period, limit=limit, cursor=int(cursor) if cursor else None,
+    )
     items = [GeneratedReportItem(**service.report_read(r, with_summary=False)) for r in rows]
     return GeneratedReportPage(items=items, next_cursor=str(next_id) if next_id else None)
 
 
-async def _stored(request: Request, org_unit: str, period: str, revision: str, principal: Principal) -> dict:
-    state = request.app.state
-    async with state.runtime.sessionmaker() as session:
-        row = await service.read_report(
-            session, state.hierarchy, state.plans, org_unit, period, None if revision == "latest" else int(revision), principal
-        )
+async def _stored(reads: Summaries, org_unit: str, period: str, revision: str, principal: Principal) -> dict:
+    row = await service.read_report(
+        reads.uow.session, reads.hierarchy, reads.plans, org_unit, period, None if revision == "latest" else int(revision), principal
+    )
     return service.report_read(row, with_summary=True)
 
 
 @reports_router.get("/reports/{org_unit}/{period}/{revision}", response_model=GeneratedReportRead, responses=ERRORS)
-async def read_report(
-    org_unit: str, period: str, request: Request, revision: str = REVISION, principal: Principal = Depends(require_principal)
-):
+async def read_report(org_unit: str, period: str, reads: Reads, principal: Caller, revision: str = REVISION):
     """One revision of a commune's report, with the summary exactly as it was generated."""
-    return await _stored(request, org_unit, period, revision, principal)
+    return await _stored(reads, org_unit, period, revision, principal)
 
 
 @reports_router.get(
@@ -127,14 +131,14 @@ async def read_report(
 async def export_report(
     org_unit: str,
     period: str,
-    request: Request,
+    reads: Reads,
+    principal: Caller,
     revision: str = REVISION,
     fmt: Literal["csv", "xlsx"] = Query("xlsx", alias="format"),
-    principal: Principal = Depends(require_principal),
 ):
     """A stored revision as CSV or XLSX: what was sent to the district, number for number."""
-    stored = await _stored(request, org_unit, period, revision, principal)
+    stored = await _stored(reads, org_unit, period, revision, principal)
     # Through the response model, so dates and instants are objects again, as the exporters expect.
     summary = SummaryRead.model_validate(stored["summary"]).model_dump()
     filename = f"baove-{stored['org_unit']}-{stored['period']}-r{stored['revision']}.{fmt}"
-    return _export(request, summary, fmt, filename)
+    return _export(reads.hierarchy, summary, fmt, filename)

@@ -37,6 +37,8 @@ from shared.events import (
 )
 from shared.metrics import ReportingMetrics
 from shared.reference import Coverage, Hierarchy
+from shared.runtime import Runtime
+from shared.uow import UnitOfWork
 
 from . import aggregates, cells, periods, reports
 from .aggregates import AckTime, ChildGroup, ChildPlaceGroup, EscalationGroup, IncidentGroup, ResponseGroup, Tally
@@ -497,8 +499,7 @@ async def summary(
     org_unit: str,
     period_id: str,
     principal: Principal,
-    *,
-    clock: Clock = utcnow,
+    as_of: datetime,
 ) -> dict:
     """The indicators of an org unit for a period, as far as the principal may see them.
 
@@ -507,12 +508,11 @@ async def summary(
     check_access(hierarchy, org_unit, principal)
     period = period_of(period_id, plans)
     await _one_snapshot(session)
-    result = await compute_summary(session, hierarchy, org_unit, period, clock())
+    result = await compute_summary(session, hierarchy, org_unit, period, as_of)
     if period.kind == "plan":
         communes = aggregates.communes_of(hierarchy.coverage(org_unit, period.start, period.end))
         reports.attach(result, await report_statuses(session, communes, period))
-    await session.commit()  # the cells cached on the way
-    return result
+    return result  # the cells cached on the way are committed with the caller's unit of work
 
 
 # -- generated reports ----------------------------------------------------------------------------
@@ -590,9 +590,10 @@ def _lost_race(exc: DBAPIError) -> bool:
 
 
 async def generate_report(
-    session: AsyncSession, runtime, hierarchy: Hierarchy, due: DueReport, latest: LatestRevision | None, clock: Clock
+    uow: UnitOfWork, hierarchy: Hierarchy, due: DueReport, latest: LatestRevision | None, clock: Clock
 ) -> GeneratedReport | None:
-    """Store the next revision of one report and stage `report.generated`, if its numbers changed; in the caller's transaction."""
+    """Store the next revision of one report and stage `report.generated`, if its numbers changed; in the caller's unit of work."""
+    session = uow.session
     await _one_snapshot(session)
     as_of = clock()
     fresh = await compute_summary(session, hierarchy, due.commune, due.period, as_of)
@@ -626,12 +627,12 @@ async def generate_report(
     if (await session.execute(stmt)).rowcount != 1:
         return None  # another replica stored this revision first
     event = ReportGenerated(org_unit=due.commune, period=due.period.id, revision=values["revision"], as_of=as_of)
-    await runtime.stage(session, event.envelope(correlation_id=f"report:{due.commune}:{due.period.id}", producer=PRODUCER, emitted_at=produced_at))
+    await uow.stage(event.envelope(correlation_id=f"report:{due.commune}:{due.period.id}", producer=PRODUCER, emitted_at=produced_at))
     return GeneratedReport(**values)
 
 
 async def generate_due_reports(
-    runtime,
+    runtime: Runtime,
     hierarchy: Hierarchy,
     plans: PlanConfig,
     *,
@@ -641,7 +642,8 @@ async def generate_due_reports(
 ) -> list[GeneratedReport]:
     """One pass of the scheduler: every closed plan period's report per commune, first revision or a newer one."""
     now = clock()
-    async with runtime.sessionmaker() as session:
+    async with runtime.unit_of_work() as uow:
+        session = uow.session
         due = reports.due_reports(hierarchy, plans, local_date(now), await first_fact_day(session))
         latest = await latest_revisions(session) if due else {}
         checked = [r.checked_at for r in latest.values()]
@@ -654,8 +656,8 @@ async def generate_due_reports(
             continue
         started = time.perf_counter()
         try:
-            async with runtime.sessionmaker() as session, session.begin():
-                row = await generate_report(session, runtime, hierarchy, item, latest.get(key), clock)
+            async with runtime.unit_of_work() as uow:
+                row = await generate_report(uow, hierarchy, item, latest.get(key), clock)
         except DBAPIError as exc:
             if not _lost_race(exc):
                 raise
@@ -668,13 +670,11 @@ async def generate_due_reports(
                 "report generated",
                 extra={"org_unit": row.org_unit, "period": row.period, "revision": row.revision, "on_time": row.on_time},
             )
-    if made:
-        runtime.relay.notify()
     return made
 
 
 async def run_scheduler(
-    runtime,
+    runtime: Runtime,
     hierarchy: Hierarchy,
     plans: PlanConfig,
     *,
@@ -689,7 +689,7 @@ async def run_scheduler(
             await generate_due_reports(runtime, hierarchy, plans, clock=clock, settle=settle, metrics=metrics)
             # Then the cells no report needed: so that a district's or a province's first read is not the one
             # that groups the facts (a cold province-year over a million incidents takes seconds).
-            await warm_cells(runtime.sessionmaker, hierarchy)
+            await warm_cells(runtime.unit_of_work, hierarchy)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # database away or a bug: say so, keep the loop alive
@@ -697,13 +697,13 @@ async def run_scheduler(
         await asyncio.sleep(interval)
 
 
-async def warm_cells(sessionmaker, hierarchy: Hierarchy, *, chunk: int = 10) -> int:
+async def warm_cells(unit_of_work: Callable[[], UnitOfWork], hierarchy: Hierarchy, *, chunk: int = 10) -> int:
     """Compute and cache every stale cell, newest months first, a few communes per transaction (on SQLite the
     events wait for the one connection meanwhile). Returns how many cells were computed."""
     t, k = TallyCell, TallyCache
-    async with sessionmaker() as session:
+    async with unit_of_work() as uow:
         stale = (
-            await session.execute(
+            await uow.session.execute(
                 select(t.commune_code, t.month)
                 .outerjoin(k, and_(k.commune_code == t.commune_code, k.month == t.month))
                 .where(or_(k.version.is_(None), k.version != t.version))
@@ -718,9 +718,9 @@ async def warm_cells(sessionmaker, hierarchy: Hierarchy, *, chunk: int = 10) -> 
         version = hierarchy.version_on(month) or hierarchy.versions[-1]
         for i in range(0, len(communes), chunk):
             part = tuple(communes[i : i + chunk])
-            async with sessionmaker() as session, session.begin():
-                await _one_snapshot(session)
-                await cached_tallies(session, [Coverage(version, month, periods.add_months(month, 1), part)])
+            async with unit_of_work() as uow:
+                await _one_snapshot(uow.session)
+                await cached_tallies(uow.session, [Coverage(version, month, periods.add_months(month, 1), part)])
             done += len(part)
     if done:
         log.info("cells warmed", extra={"cells": done})

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
-from shared.auth import Principal, require_principal
+from shared.deps import AppRuntime, Caller, Now, Uow, from_state
 from shared.enums import AssignmentStatus, Urgency
+from shared.metrics import RoutingMetrics
 
-from . import disclosure, lifecycle, service
+from . import lifecycle, service
 from .models import Assignment, RoutedIncident
 from .schemas import (
     AssignmentPage,
@@ -33,6 +34,8 @@ from .schemas import (
 
 router = APIRouter(prefix="/v1")
 
+Metrics = Annotated[RoutingMetrics, Depends(from_state("metrics"))]
+RuleSets = Annotated[service.RuleSets, Depends(from_state("rule_sets"))]
 UnitId = Annotated[str, Path(description="the unit's id, e.g. 25349.police or 25349.school.th-minh-tam-a")]
 ERRORS = {401: {"description": "missing or bad token"}, 422: {"description": "invalid input; names each bad field"}}
 NOT_FOUND = {404: {"description": "no such inbox or assignment for this token (another unit's answers the same)"}}
@@ -46,9 +49,8 @@ CASE_SCOPE = {
 }
 
 
-def _read(a: Assignment, incident: RoutedIncident, now: datetime) -> AssignmentRead:
-    view = disclosure.view_of(a.role, a.unit_type)
-    case = disclosure.disclosed(incident.case, view, incident.occurred_at or incident.received_at)
+def _read(seen: service.SeenAssignment, now: datetime) -> AssignmentRead:
+    a, incident, case = seen.assignment, seen.incident, seen.case
     return AssignmentRead(
         assignment_id=a.id,
         incident_id=a.incident_id,
@@ -78,7 +80,7 @@ def _read(a: Assignment, incident: RoutedIncident, now: datetime) -> AssignmentR
             children=[ChildRead(**child) for child in case["children"]],
             reporter=ReporterRead(**case["reporter"]) if case.get("reporter") else None,
             consent=ConsentRead(**case.get("consent", {})),
-            view=view,
+            view=seen.view,
         ),
     )
 
@@ -90,24 +92,23 @@ def _read(a: Assignment, incident: RoutedIncident, now: datetime) -> AssignmentR
     responses={**ERRORS, **NOT_FOUND},
 )
 async def list_assignments(
-    request: Request,
+    uow: Uow,
+    runtime: AppRuntime,
+    now: Now,
+    principal: Caller,
     unit_id: UnitId,
     status: list[AssignmentStatus] = Query([], description="only assignments in these statuses (repeat the parameter for several)"),
     overdue: bool | None = Query(None, description="true: only pending assignments past due_at; false: only the others"),
     urgency: list[Urgency] = Query([], description="only incidents of these urgencies (repeat the parameter for several)"),
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = Query(None, description="next_cursor of the previous page (with the same filters)"),
-    principal: Principal = Depends(require_principal),
 ):
     """A unit's inbox: overdue first, then by urgency (emergency first), due time and id; for the unit itself and admins (audited)."""
-    runtime = request.app.state.runtime
-    now = request.app.state.clock()
-    async with runtime.sessionmaker() as session:
-        page = await service.list_assignments(
-            session, unit_id, principal, now=now, statuses=status, overdue=overdue, urgencies=urgency, limit=limit, cursor=cursor
-        )
-    await runtime.audit_reads(principal, "GET /v1/agencies/{unit_id}/assignments", [a.incident_id for a, _ in page.rows])
-    return AssignmentPage(items=[_read(a, incident, now) for a, incident in page.rows], next_cursor=page.next_cursor)
+    page = await service.list_assignments(
+        uow.session, unit_id, principal, now=now, statuses=status, overdue=overdue, urgencies=urgency, limit=limit, cursor=cursor
+    )
+    await runtime.audit_reads(principal, "GET /v1/agencies/{unit_id}/assignments", [seen.incident.incident_id for seen in page.rows])
+    return AssignmentPage(items=[_read(seen, now) for seen in page.rows], next_cursor=page.next_cursor)
 
 
 @router.post(
@@ -116,16 +117,15 @@ async def list_assignments(
     tags=["inbox"],
     responses={**ERRORS, **NOT_FOUND, **CONFLICT},
 )
-async def acknowledge(request: Request, unit_id: UnitId, assignment_id: str, principal: Principal = Depends(require_principal)):
+async def acknowledge(
+    uow: Uow, runtime: AppRuntime, metrics: Metrics, now: Now, unit_id: UnitId, assignment_id: str, principal: Caller
+):
     """The unit has taken note of the assignment (pending -> acknowledged); publishes assignment.acknowledged."""
-    runtime = request.app.state.runtime
-    now = request.app.state.clock()
-    async with runtime.sessionmaker() as session, session.begin():
-        a, incident = await service.acknowledge(session, runtime, unit_id, assignment_id, principal, now)
-    runtime.relay.notify()
-    request.app.state.metrics.ack_seconds.labels(a.unit_type).observe((now - a.assigned_at).total_seconds())
+    seen = await service.acknowledge(uow, unit_id, assignment_id, principal, now)
+    a = seen.assignment
+    metrics.ack_seconds.labels(a.unit_type).observe((now - a.assigned_at).total_seconds())
     await runtime.audit_reads(principal, "POST /v1/agencies/{unit_id}/assignments/{assignment_id}/acknowledge", [a.incident_id])
-    return _read(a, incident, now)
+    return _read(seen, now)
 
 
 @router.post(
@@ -136,24 +136,23 @@ async def acknowledge(request: Request, unit_id: UnitId, assignment_id: str, pri
 )
 async def change_status(
     body: StatusChange,
-    request: Request,
+    uow: Uow,
+    runtime: AppRuntime,
+    rule_sets: RuleSets,
+    metrics: Metrics,
+    now: Now,
     unit_id: UnitId,
     assignment_id: str,
-    principal: Principal = Depends(require_principal),
+    principal: Caller,
 ):
     """acknowledged -> in_progress -> done, or declined with a note; a declined lead goes to the cp_officer (`handoff`)."""
-    state = request.app.state
-    runtime = state.runtime
-    now = state.clock()
-    async with runtime.sessionmaker() as session, session.begin():
-        a, incident, handoff = await service.change_status(
-            session, runtime, state.rule_sets, unit_id, assignment_id, AssignmentStatus(body.status), body.note, principal, now
-        )
-    runtime.relay.notify()
+    seen, handoff = await service.change_status(
+        uow, rule_sets, unit_id, assignment_id, AssignmentStatus(body.status), body.note, principal, now
+    )
     if handoff:
-        service.count_created(state.metrics, [handoff])
-    await runtime.audit_reads(principal, "POST /v1/agencies/{unit_id}/assignments/{assignment_id}/status", [a.incident_id])
-    read = _read(a, incident, now)
+        service.count_created(metrics, [handoff])
+    await runtime.audit_reads(principal, "POST /v1/agencies/{unit_id}/assignments/{assignment_id}/status", [seen.incident.incident_id])
+    read = _read(seen, now)
     return StatusChanged(
         **read.model_dump(),
         handoff=HandoffRead(assignment_id=handoff.id, unit_id=handoff.unit_id) if handoff else None,
@@ -177,14 +176,9 @@ def _state(incident: RoutedIncident, lead: Assignment | None = None) -> Incident
     tags=["cases"],
     responses={**ERRORS, **CASE_SCOPE, **CASE_CONFLICT},
 )
-async def close_incident(body: IncidentClose, request: Request, incident_id: str, principal: Principal = Depends(require_principal)):
+async def close_incident(body: IncidentClose, uow: Uow, now: Now, incident_id: str, principal: Caller):
     """Record the review's risk level and close the case once every assignment is done or declined; publishes incident.closed."""
-    runtime = request.app.state.runtime
-    now = request.app.state.clock()
-    async with runtime.sessionmaker() as session, session.begin():
-        incident = await service.close_incident(session, runtime, incident_id, body.risk_level, body.outcome, principal, now)
-    runtime.relay.notify()
-    return _state(incident)
+    return _state(await service.close_incident(uow, incident_id, body.risk_level, body.outcome, principal, now))
 
 
 @router.post(
@@ -193,15 +187,12 @@ async def close_incident(body: IncidentClose, request: Request, incident_id: str
     tags=["cases"],
     responses={**ERRORS, **CASE_SCOPE, **CASE_CONFLICT},
 )
-async def reopen_incident(body: IncidentReopen, request: Request, incident_id: str, principal: Principal = Depends(require_principal)):
+async def reopen_incident(
+    body: IncidentReopen, uow: Uow, rule_sets: RuleSets, metrics: Metrics, now: Now, incident_id: str, principal: Caller
+):
     """Take a closed case up again: the commune's cp_officer gets a new lead assignment; publishes incident.reopened."""
-    state = request.app.state
-    runtime = state.runtime
-    now = state.clock()
-    async with runtime.sessionmaker() as session, session.begin():
-        incident, lead = await service.reopen_incident(session, runtime, state.rule_sets, incident_id, body.reason, principal, now)
-    runtime.relay.notify()
-    service.count_created(state.metrics, [lead])
+    incident, lead = await service.reopen_incident(uow, rule_sets, incident_id, body.reason, principal, now)
+    service.count_created(metrics, [lead])
     return _state(incident, lead)
 
 
@@ -212,16 +203,14 @@ async def reopen_incident(body: IncidentReopen, request: Request, incident_id: s
     responses={**ERRORS, 403: {"description": "only admins and the commune's cp_officer"}},
 )
 async def list_units(
-    request: Request,
+    uow: Uow,
+    principal: Caller,
     commune: str = Query(pattern=r"^\d{5}$", description="the commune's 5-digit code"),
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
-    principal: Principal = Depends(require_principal),
 ):
     """The unit registry of a commune (id, type, name): for admins and the commune's cp_officer."""
-    runtime = request.app.state.runtime
-    async with runtime.sessionmaker() as session:
-        units, next_cursor = await service.list_units(session, commune, principal, limit=limit, cursor=cursor)
+    units, next_cursor = await service.list_units(uow.session, commune, principal, limit=limit, cursor=cursor)
     return UnitPage(
         items=[UnitRead(id=u.id, type=u.unit_type, name=u.name, commune_code=u.commune_code, active=u.active) for u in units],
         next_cursor=next_cursor,

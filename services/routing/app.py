@@ -32,7 +32,7 @@ def create_runtime(settings: RoutingSettings | None = None) -> Runtime:
     rules_file = settings.rules_file or DEFAULT_RULES
     rules_text = Path(rules_file).read_text(encoding="utf-8")
     parse_rules(rules_text, str(rules_file))
-    runtime.startup.append(lambda: service.seed_rule_set(runtime.sessionmaker, rules_text, str(rules_file), state.clock()))
+    runtime.startup.append(lambda: service.seed_rule_set(runtime, rules_text, str(rules_file), state.clock()))
     state.watcher = deadlines.DeadlineWatcher(
         runtime, state.rule_sets, state.clock, state.metrics, interval=settings.watch_interval_seconds
     )

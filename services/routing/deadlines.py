@@ -197,8 +197,8 @@ class DeadlineWatcher:
         return handled
 
     async def _candidates(self, now: datetime) -> list[str]:
-        async with self.runtime.sessionmaker() as session:
-            rows = await session.execute(
+        async with self.runtime.unit_of_work() as uow:
+            rows = await uow.session.execute(
                 select(Assignment.incident_id)
                 .where(*_newly_overdue(now))
                 .group_by(Assignment.incident_id)
@@ -218,7 +218,8 @@ class DeadlineWatcher:
 
     async def escalate(self, incident_id: str, now: datetime) -> bool:
         """Flag one incident's overdue assignments and escalate them, with their events, in one transaction."""
-        async with self.runtime.sessionmaker() as session, session.begin():
+        async with self.runtime.unit_of_work() as uow:
+            session = uow.session
             # Over PostgreSQL several replicas may watch: each claims an incident with FOR UPDATE SKIP LOCKED (closing
             # a case locks the same row), and the UNIQUE dedupe key of an escalation is the second line of defence.
             claim = select(RoutedIncident).where(RoutedIncident.incident_id == incident_id)
@@ -280,8 +281,7 @@ class DeadlineWatcher:
                 )
                 events.append(service.to_envelope(escalated, incident_id, now))
                 events.append(service.routed_event(incident, created, ESCALATION_RULES_VERSION, plan.notes, now))
-            await self.runtime.stage(session, *events)
-        self.runtime.relay.notify()
+            await uow.stage(*events)
         if plan is not None:
             self.metrics.escalations.inc()
             service.count_created(self.metrics, created)
@@ -311,8 +311,8 @@ class DeadlineWatcher:
         return frozenset(rows.scalars())
 
     async def _count_overdue(self, now: datetime) -> None:
-        async with self.runtime.sessionmaker() as session:
-            rows = await session.execute(
+        async with self.runtime.unit_of_work() as uow:
+            rows = await uow.session.execute(
                 select(Assignment.unit_type, func.count())
                 .where(Assignment.status == AssignmentStatus.pending.value, Assignment.due_at < now)
                 .group_by(Assignment.unit_type)

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, case, event, not_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal, parse_unit_id
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
@@ -35,8 +33,10 @@ from shared.events import (
 )
 from shared.metrics import RoutingMetrics
 from shared.reference import UnitRecord
+from shared.runtime import Runtime
+from shared.uow import UnitOfWork
 
-from . import lifecycle, rules
+from . import disclosure, lifecycle, rules
 from .lifecycle import CaseStatus
 from .models import Assignment, AssignmentChange, IncidentChange, RoutedIncident, RuleSet, Unit, dedupe_key
 from .rules import Decision, RoutingInput, RuleTable
@@ -256,14 +256,14 @@ async def activate_rule_set(session: AsyncSession, text: str, source: str, by: s
     return table, previous.version if previous else None
 
 
-async def seed_rule_set(sessionmaker: async_sessionmaker[AsyncSession], text: str, source: str, now: datetime) -> None:
+async def seed_rule_set(runtime: Runtime, text: str, source: str, now: datetime) -> None:
     """At start: the rules file becomes the first rule set when none is active; later ones come from `baove rules load`."""
-    async with sessionmaker() as session:
-        if await active_rule_set(session) is not None:
+    async with runtime.unit_of_work() as uow:
+        if await active_rule_set(uow.session) is not None:
             return
     try:
-        async with sessionmaker() as session, session.begin():
-            await activate_rule_set(session, text, source, f"{PRODUCER}:start", now)
+        async with runtime.unit_of_work() as uow:
+            await activate_rule_set(uow.session, text, source, f"{PRODUCER}:start", now)
     except IntegrityError:
         # Another replica starting at the same moment seeded it.
         log.info("rule set seeded by another instance")
@@ -401,9 +401,25 @@ def _inbox_position(values: dict) -> InboxPosition:
     return position
 
 
+@dataclass(frozen=True)
+class SeenAssignment:
+    """An assignment and its case as the assignment's unit may see them (domain.md 7: only what it needs)."""
+
+    assignment: Assignment
+    incident: RoutedIncident
+    view: disclosure.View
+    case: dict
+
+
+def seen_by_unit(a: Assignment, incident: RoutedIncident) -> SeenAssignment:
+    """The disclosure rule, applied to every assignment a unit is shown, whatever the entry point."""
+    view = disclosure.view_of(a.role, a.unit_type)
+    return SeenAssignment(a, incident, view, disclosure.disclosed(incident.case, view, incident.occurred_at or incident.received_at))
+
+
 @dataclass
 class InboxPage:
-    rows: list[tuple[Assignment, RoutedIncident]]
+    rows: list[SeenAssignment]
     next_cursor: str | None
 
 
@@ -459,11 +475,11 @@ async def list_assignments(
         next_cursor = encode_cursor(
             {"as_of": as_of.isoformat(), "overdue": last[2], "urgency": last[3], "due_at": last[0].due_at.isoformat(), "id": last[0].id}
         )
-    page = [(a, incident) for a, incident, _, _ in rows]
+    page = [seen_by_unit(a, incident) for a, incident, _, _ in rows]
     # Every read of a case is logged: who, and which incidents (domain.md section 7).
     log.info(
         "inbox read",
-        extra={"by": principal.label, "unit_id": unit_id, "incident_ids": ",".join(sorted({a.incident_id for a, _ in page}))},
+        extra={"by": principal.label, "unit_id": unit_id, "incident_ids": ",".join(sorted({seen.incident.incident_id for seen in page}))},
     )
     return InboxPage(page, next_cursor)
 
@@ -532,21 +548,19 @@ def assignment_event(cls, a: Assignment, by: str, now: datetime, **extra) -> Env
     return to_envelope(event, a.incident_id, now)
 
 
-async def acknowledge(
-    session: AsyncSession, runtime, unit_id: str, assignment_id: str, principal: Principal, now: datetime
-) -> tuple[Assignment, RoutedIncident]:
+async def acknowledge(uow: UnitOfWork, unit_id: str, assignment_id: str, principal: Principal, now: datetime) -> SeenAssignment:
     """pending -> acknowledged, and `assignment.acknowledged` in the same transaction."""
+    session = uow.session
     a, incident = await _owned(session, unit_id, assignment_id, principal)
     target = lifecycle.transition(AssignmentStatus(a.status), AssignmentStatus.acknowledged)
     await _move(session, a, target, now, principal, None)
-    await runtime.stage(session, assignment_event(AssignmentAcknowledged, a, principal.label, now, due_at=a.due_at, assigned_at=a.assigned_at))
+    await uow.stage(assignment_event(AssignmentAcknowledged, a, principal.label, now, due_at=a.due_at, assigned_at=a.assigned_at))
     log.info("assignment acknowledged", extra={"incident_id": a.incident_id, "assignment_id": a.id, "by": principal.label})
-    return a, incident
+    return seen_by_unit(a, incident)
 
 
 async def change_status(
-    session: AsyncSession,
-    runtime,
+    uow: UnitOfWork,
     rule_sets: RuleSets,
     unit_id: str,
     assignment_id: str,
@@ -554,8 +568,9 @@ async def change_status(
     note: str | None,
     principal: Principal,
     now: datetime,
-) -> tuple[Assignment, RoutedIncident, Assignment | None]:
+) -> tuple[SeenAssignment, Assignment | None]:
     """Move an assignment; a declined lead is handed to the cp_officer as a new lead assignment."""
+    session = uow.session
     a, incident = await _owned(session, unit_id, assignment_id, principal)
     lifecycle.transition(AssignmentStatus(a.status), target, note)
     previous = await _move(session, a, target, now, principal, note)
@@ -564,12 +579,12 @@ async def change_status(
     if target is AssignmentStatus.declined and a.role == Role.lead.value:
         handoff = await _hand_off(session, await rule_sets.active(session), a, incident, now)
         events.append(routed_event(incident, [handoff], HANDOFF_RULES_VERSION, [f"lead declined by {a.unit_id}: handed to {handoff.unit_id}"], now))
-    await runtime.stage(session, *events)
+    await uow.stage(*events)
     log.info(
         "assignment status changed",
         extra={"incident_id": a.incident_id, "assignment_id": a.id, "from": previous.value, "to": target.value, "by": principal.label},
     )
-    return a, incident, handoff
+    return seen_by_unit(a, incident), handoff
 
 
 async def _hand_off(session: AsyncSession, table: RuleTable, declined: Assignment, incident: RoutedIncident, now: datetime) -> Assignment:
@@ -620,9 +635,10 @@ async def _set_case_status(session: AsyncSession, incident: RoutedIncident, curr
 
 
 async def close_incident(
-    session: AsyncSession, runtime, incident_id: str, risk_level: RiskLevel, outcome: str, principal: Principal, now: datetime
+    uow: UnitOfWork, incident_id: str, risk_level: RiskLevel, outcome: str, principal: Principal, now: datetime
 ) -> RoutedIncident:
     """Record the review's risk level and close the case once every assignment is done or declined; publishes incident.closed."""
+    session = uow.session
     incident = await _case(session, incident_id, principal)
     closed = CaseStatus.closed.value
     if not await _set_case_status(session, incident, CaseStatus.open, status=closed, risk_level=risk_level.value, closed_at=now):
@@ -640,15 +656,16 @@ async def close_incident(
     event = IncidentClosed(
         incident_id=incident_id, commune_code=incident.commune_code, risk_level=risk_level, outcome=outcome, by=principal.label, at=now
     )
-    await runtime.stage(session, to_envelope(event, incident_id, now))
+    await uow.stage(to_envelope(event, incident_id, now))
     log.info("incident closed", extra={"incident_id": incident_id, "risk_level": risk_level.value, "by": principal.label})
     return incident
 
 
 async def reopen_incident(
-    session: AsyncSession, runtime, rule_sets: RuleSets, incident_id: str, reason: str, principal: Principal, now: datetime
+    uow: UnitOfWork, rule_sets: RuleSets, incident_id: str, reason: str, principal: Principal, now: datetime
 ) -> tuple[RoutedIncident, Assignment]:
     """Take a closed case up again: back to planning, led by the commune's cp_officer; publishes incident.reopened."""
+    session = uow.session
     incident = await _case(session, incident_id, principal)
     if not await _set_case_status(session, incident, CaseStatus.closed, status=CaseStatus.open.value, closed_at=None):
         lifecycle.check_reopen(CaseStatus(incident.status))
@@ -671,8 +688,7 @@ async def reopen_incident(
     )
     await store_assignments(session, [lead], now)
     reopened = IncidentReopened(incident_id=incident_id, commune_code=incident.commune_code, by=principal.label, at=now)
-    await runtime.stage(
-        session,
+    await uow.stage(
         to_envelope(reopened, incident_id, now),
         routed_event(incident, [lead], REOPEN_RULES_VERSION, [f"reopened by {principal.label}: {cp_officer} leads"], now),
     )
@@ -707,18 +723,17 @@ def unit_row(record: UnitRecord) -> dict:
     return {"id": record.id, "commune_code": commune, "unit_type": unit_type.value, "local_id": local_id, "name": record.name, "active": True}
 
 
-async def load_units_into(runtime, units: list[UnitRecord]) -> int:
+async def load_units_into(runtime: Runtime, units: list[UnitRecord]) -> int:
     """Insert or update units in the registry in one transaction; returns how many."""
     rows = [unit_row(u) for u in units]
     if rows:
-        async with runtime.sessionmaker() as session, session.begin():
-            insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-            stmt = insert(Unit).values(rows)
+        async with runtime.unit_of_work() as uow:
+            stmt = dialect_insert(uow.session)(Unit).values(rows)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[Unit.id],
                 set_={c: stmt.excluded[c] for c in ("commune_code", "unit_type", "local_id", "name", "active")},
             )
-            await session.execute(stmt)
+            await uow.session.execute(stmt)
     # The caller runs this under its own asyncio.run: leave no connection bound to that loop.
     await runtime.engine.dispose()
     return len(rows)

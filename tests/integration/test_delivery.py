@@ -264,8 +264,8 @@ class TestNotifications:
         envelope = ReportGenerated(org_unit="25349", period="2025-6M", revision=1, as_of=datetime.now(timezone.utc)).envelope(
             correlation_id="25349:2025-6M", producer="reporting"
         )
-        async with intake.sessionmaker() as session, session.begin():
-            await intake.stage(session, envelope)
+        async with intake.unit_of_work() as uow:
+            await uow.stage(envelope)
         assert await intake.relay.publish_batch() == 1
         async with intake.sessionmaker() as session:
             row = (await session.execute(select(outbox_message))).one()

@@ -461,14 +461,14 @@ class TestPreAggregatedCells:
 
     async def test_the_scheduler_warms_every_stale_cell_and_only_those(self, world: World):
         hierarchy = load_hierarchy()
-        warmed = await service.warm_cells(world.runtime.sessionmaker, hierarchy, chunk=2)
+        warmed = await service.warm_cells(world.runtime.unit_of_work, hierarchy, chunk=2)
         async with world.runtime.sessionmaker() as session:
             cells_with_facts = (await session.execute(text("SELECT count(*) FROM tally_cell"))).scalar_one()
         assert warmed == cells_with_facts > 5
-        assert await service.warm_cells(world.runtime.sessionmaker, hierarchy) == 0  # nothing stale any more
+        assert await service.warm_cells(world.runtime.unit_of_work, hierarchy) == 0  # nothing stale any more
         late = incident(9002, "25348", datetime(2025, 2, 10, 9, 0), rng=random.Random(9))
         await feed(world.runtime, [late.envelope])
-        assert await service.warm_cells(world.runtime.sessionmaker, hierarchy) == 1  # its cell only
+        assert await service.warm_cells(world.runtime.unit_of_work, hierarchy) == 1  # its cell only
         for org_unit, period in (("694", "2025"), ("70", "2025-6M"), ("25348", "202502")):
             summary = await world.summary(org_unit, period)
             direct = await self.uncached(world, org_unit, period)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 
 from services.routing.deadlines import DeadlineWatcher
 from services.routing.models import Assignment, outbox_message
+from shared.uow import UnitOfWork
 from tests.routing_support import reported, route, routing_runtime
 from tests.support import bearer, client, issue_token
 
@@ -169,7 +170,7 @@ class TestInterruptions:
             raise ConnectionError("the process died here")
 
         with monkeypatch.context() as patch:
-            patch.setattr(routing, "stage", crash)
+            patch.setattr(UnitOfWork, "stage", crash)
             with pytest.raises(ConnectionError):
                 await watcher(routing, clock).tick()
         rows = await assignments(routing, incident_id)
