@@ -125,7 +125,7 @@ def cmd_up(args) -> None:
 
 
 def cmd_demo(_args) -> None:
-    from services.routing.service import load_units_into
+    from services.routing.registry import load_units_into
     from shared.reference import load_demo_units
 
     units = load_demo_units()
@@ -238,7 +238,7 @@ def _login() -> str:
 def cmd_rules(args) -> None:
     from sqlalchemy.exc import IntegrityError
 
-    from services.routing import service
+    from services.routing import rulesets
     from services.routing.models import RuleSet
     from services.routing.rules import RulesError
     from shared.db import utcnow
@@ -248,14 +248,14 @@ def cmd_rules(args) -> None:
 
     async def show() -> RuleSet | None:
         async with runtime.sessionmaker() as session:
-            active = await service.active_rule_set(session)
+            active = await rulesets.active_rule_set(session)
         await runtime.engine.dispose()
         return active
 
     async def load(text: str) -> tuple[str, str | None]:
         try:
             async with runtime.sessionmaker() as session, session.begin():
-                table, previous = await service.activate_rule_set(session, text, args.file, args.by or _login(), utcnow())
+                table, previous = await rulesets.activate_rule_set(session, text, args.file, args.by or _login(), utcnow())
         finally:
             await runtime.engine.dispose()
         return table.version, previous
@@ -275,7 +275,7 @@ def cmd_rules(args) -> None:
         sys.exit(2)
     try:
         version, previous = asyncio.run(load(text))
-    except (RulesError, service.RuleSetExists) as exc:
+    except (RulesError, rulesets.RuleSetExists) as exc:
         print(f"baove: rules refused: {exc}", file=sys.stderr)
         sys.exit(2)
     except IntegrityError:

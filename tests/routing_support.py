@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from services.routing.consumers import incident_work
-from services.routing.service import load_units_into
+from services.routing.registry import load_units_into
 from shared.enums import AgeBand
 from shared.events import ChildCase, ChildFacts, IncidentCase, IncidentFacts, IncidentReported, Reporter
 from shared.reference import load_demo_units

@@ -11,7 +11,7 @@ from shared.deps import AppRuntime, Caller, Now, Uow, from_state
 from shared.enums import AssignmentStatus, Urgency
 from shared.metrics import RoutingMetrics
 
-from . import lifecycle, service
+from . import assignments, cases, inbox, lifecycle, registry, rulesets
 from .models import Assignment, RoutedIncident
 from .schemas import (
     AssignmentPage,
@@ -35,7 +35,7 @@ from .schemas import (
 router = APIRouter(prefix="/v1")
 
 Metrics = Annotated[RoutingMetrics, Depends(from_state("metrics"))]
-RuleSets = Annotated[service.RuleSets, Depends(from_state("rule_sets"))]
+RuleSets = Annotated[rulesets.RuleSets, Depends(from_state("rule_sets"))]
 UnitId = Annotated[str, Path(description="the unit's id, e.g. 25349.police or 25349.school.th-minh-tam-a")]
 ERRORS = {401: {"description": "missing or bad token"}, 422: {"description": "invalid input; names each bad field"}}
 NOT_FOUND = {404: {"description": "no such inbox or assignment for this token (another unit's answers the same)"}}
@@ -49,7 +49,7 @@ CASE_SCOPE = {
 }
 
 
-def _read(seen: service.SeenAssignment, now: datetime) -> AssignmentRead:
+def _read(seen: inbox.SeenAssignment, now: datetime) -> AssignmentRead:
     a, incident, case = seen.assignment, seen.incident, seen.case
     return AssignmentRead(
         assignment_id=a.id,
@@ -104,7 +104,7 @@ async def list_assignments(
     cursor: str | None = Query(None, description="next_cursor of the previous page (with the same filters)"),
 ):
     """A unit's inbox: overdue first, then by urgency (emergency first), due time and id; for the unit itself and admins (audited)."""
-    page = await service.list_assignments(
+    page = await inbox.list_assignments(
         uow.session, unit_id, principal, now=now, statuses=status, overdue=overdue, urgencies=urgency, limit=limit, cursor=cursor
     )
     await runtime.audit_reads(principal, "GET /v1/agencies/{unit_id}/assignments", [seen.incident.incident_id for seen in page.rows])
@@ -121,7 +121,7 @@ async def acknowledge(
     uow: Uow, runtime: AppRuntime, metrics: Metrics, now: Now, unit_id: UnitId, assignment_id: str, principal: Caller
 ):
     """The unit has taken note of the assignment (pending -> acknowledged); publishes assignment.acknowledged."""
-    seen = await service.acknowledge(uow, unit_id, assignment_id, principal, now)
+    seen = await assignments.acknowledge(uow, unit_id, assignment_id, principal, now)
     a = seen.assignment
     metrics.ack_seconds.labels(a.unit_type).observe((now - a.assigned_at).total_seconds())
     await runtime.audit_reads(principal, "POST /v1/agencies/{unit_id}/assignments/{assignment_id}/acknowledge", [a.incident_id])
@@ -146,11 +146,11 @@ async def change_status(
     principal: Caller,
 ):
     """acknowledged -> in_progress -> done, or declined with a note; a declined lead goes to the cp_officer (`handoff`)."""
-    seen, handoff = await service.change_status(
+    seen, handoff = await assignments.change_status(
         uow, rule_sets, unit_id, assignment_id, AssignmentStatus(body.status), body.note, principal, now
     )
     if handoff:
-        service.count_created(metrics, [handoff])
+        assignments.count_created(metrics, [handoff])
     await runtime.audit_reads(principal, "POST /v1/agencies/{unit_id}/assignments/{assignment_id}/status", [seen.incident.incident_id])
     read = _read(seen, now)
     return StatusChanged(
@@ -178,7 +178,7 @@ def _state(incident: RoutedIncident, lead: Assignment | None = None) -> Incident
 )
 async def close_incident(body: IncidentClose, uow: Uow, now: Now, incident_id: str, principal: Caller):
     """Record the review's risk level and close the case once every assignment is done or declined; publishes incident.closed."""
-    return _state(await service.close_incident(uow, incident_id, body.risk_level, body.outcome, principal, now))
+    return _state(await cases.close_incident(uow, incident_id, body.risk_level, body.outcome, principal, now))
 
 
 @router.post(
@@ -191,8 +191,8 @@ async def reopen_incident(
     body: IncidentReopen, uow: Uow, rule_sets: RuleSets, metrics: Metrics, now: Now, incident_id: str, principal: Caller
 ):
     """Take a closed case up again: the commune's cp_officer gets a new lead assignment; publishes incident.reopened."""
-    incident, lead = await service.reopen_incident(uow, rule_sets, incident_id, body.reason, principal, now)
-    service.count_created(metrics, [lead])
+    incident, lead = await cases.reopen_incident(uow, rule_sets, incident_id, body.reason, principal, now)
+    assignments.count_created(metrics, [lead])
     return _state(incident, lead)
 
 
@@ -210,7 +210,7 @@ async def list_units(
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
 ):
     """The unit registry of a commune (id, type, name): for admins and the commune's cp_officer."""
-    units, next_cursor = await service.list_units(uow.session, commune, principal, limit=limit, cursor=cursor)
+    units, next_cursor = await registry.list_units(uow.session, commune, principal, limit=limit, cursor=cursor)
     return UnitPage(
         items=[UnitRead(id=u.id, type=u.unit_type, name=u.name, commune_code=u.commune_code, active=u.active) for u in units],
         next_cursor=next_cursor,

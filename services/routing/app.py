@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shared.clock import offset_clock
 from shared.metrics import RoutingMetrics
 from shared.runtime import Runtime
 from shared.settings import RoutingSettings
 
-from . import api, consumers, deadlines, service
+from . import api, consumers, deadlines, rulesets
 from .models import metadata
 from .rules import DEFAULT_RULES, parse_rules
 
@@ -24,15 +25,15 @@ def create_runtime(settings: RoutingSettings | None = None) -> Runtime:
         description="Routes each reported incident to the units that must act and serves one inbox per unit.",
     )
     state = runtime.api.state
-    state.clock = deadlines.clock(settings.clock_offset_seconds)
+    state.clock = offset_clock(settings.clock_offset_seconds)
     state.metrics = RoutingMetrics.create(runtime.registry)
-    state.rule_sets = service.RuleSets()
+    state.rule_sets = rulesets.RuleSets()
     # Checked here, at start: a rules file the service does not understand stops it before it consumes.
     # It becomes the first rule set when none is active; later versions come from `baove rules load`.
     rules_file = settings.rules_file or DEFAULT_RULES
     rules_text = Path(rules_file).read_text(encoding="utf-8")
     parse_rules(rules_text, str(rules_file))
-    runtime.startup.append(lambda: service.seed_rule_set(runtime, rules_text, str(rules_file), state.clock()))
+    runtime.startup.append(lambda: rulesets.seed_rule_set(runtime, rules_text, str(rules_file), state.clock()))
     state.watcher = deadlines.DeadlineWatcher(
         runtime, state.rule_sets, state.clock, state.metrics, interval=settings.watch_interval_seconds
     )

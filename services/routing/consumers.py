@@ -7,7 +7,7 @@ from functools import partial
 from shared.runtime import Runtime, Work
 from shared.topology import ROUTING_INCIDENTS
 
-from .service import handle_reported
+from .reported import handle_reported
 
 
 def incident_work(runtime: Runtime) -> Work:

@@ -7,24 +7,35 @@ that restarts at any moment finds the same overdue rows, and a row once flagged 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.clock import Clock
 from shared.enums import AssignmentStatus, Role, UnitType, Urgency
 from shared.events import AssignmentOverdue, IncidentEscalated
+from shared.loops import repeat
 from shared.metrics import RoutingMetrics
 from shared.runtime import Runtime
 
-from . import lifecycle, rules, service
+from . import lifecycle, rules
+from .assignments import (
+    PRODUCER,
+    add_assignments,
+    assignment_event,
+    count_created,
+    follow_up_assignment,
+    routed_event,
+    to_envelope,
+)
 from .models import Assignment, RoutedIncident, Unit
 from .rules import RuleTable
+from .rulesets import RuleSets
 
 log = logging.getLogger("baove.routing.deadlines")
 
@@ -34,21 +45,6 @@ ESCALATION_RULES_VERSION = "escalation"
 # domain.md section 4: an assignment not acknowledged in time escalates to the focal point and the chairman.
 ESCALATE_TO = (UnitType.cp_officer, UnitType.chairman)
 REASON_UNITS = 3
-
-
-# -- the clock ---------------------------------------------------------------------------------------
-
-
-def system_clock() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def clock(offset_seconds: float = 0.0) -> service.Clock:
-    """Routing's clock: the system's, moved ahead by a development-only offset (RoutingSettings)."""
-    if not offset_seconds:
-        return system_clock
-    offset = timedelta(seconds=offset_seconds)
-    return lambda: system_clock() + offset
 
 
 # -- pure --------------------------------------------------------------------------------------------
@@ -158,8 +154,8 @@ class DeadlineWatcher:
     def __init__(
         self,
         runtime: Runtime,
-        rule_sets: service.RuleSets,
-        clock: service.Clock,
+        rule_sets: RuleSets,
+        clock: Clock,
         metrics: RoutingMetrics,
         *,
         interval: float = 15.0,
@@ -173,14 +169,12 @@ class DeadlineWatcher:
         self.batch_size = batch_size
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # database away: the deadlines wait in their table; look again later
-                log.warning("deadline watcher cannot run yet: %s", type(exc).__name__, extra={"error": str(exc)[:200]})
-            await asyncio.sleep(self.interval)
+        # Database away: the deadlines wait in their table; look again on the next tick.
+        await repeat(self.tick, pause=self.interval, failed=self._failed)
+
+    @staticmethod
+    def _failed(exc: Exception) -> None:
+        log.warning("deadline watcher cannot run yet: %s", type(exc).__name__, extra={"error": str(exc)[:200]})
 
     async def tick(self) -> int:
         """One pass over every incident with newly overdue assignments; returns how many incidents it handled."""
@@ -252,13 +246,13 @@ class DeadlineWatcher:
                 await self.rule_sets.active(session),
             )
             events = [
-                service.assignment_event(AssignmentOverdue, a, service.PRODUCER, now, due_at=a.due_at)
+                assignment_event(AssignmentOverdue, a, PRODUCER, now, due_at=a.due_at)
                 for a in sorted(flagged, key=lambda a: a.id)
             ]
             created: list[Assignment] = []
             if plan is not None:
                 created = [
-                    service.new_assignment(
+                    follow_up_assignment(
                         incident,
                         p.unit_id,
                         Role.support,
@@ -271,7 +265,7 @@ class DeadlineWatcher:
                     )
                     for p in plan.assignments
                 ]
-                await service.store_assignments(session, created, now)
+                await add_assignments(session, created, now)
                 escalated = IncidentEscalated(
                     incident_id=incident_id,
                     commune_code=incident.commune_code,
@@ -279,12 +273,12 @@ class DeadlineWatcher:
                     escalated_to=plan.escalated_to,
                     at=now,
                 )
-                events.append(service.to_envelope(escalated, incident_id, now))
-                events.append(service.routed_event(incident, created, ESCALATION_RULES_VERSION, plan.notes, now))
+                events.append(to_envelope(escalated, incident_id, now))
+                events.append(routed_event(incident, created, ESCALATION_RULES_VERSION, plan.notes, now))
             await uow.stage(*events)
         if plan is not None:
             self.metrics.escalations.inc()
-            service.count_created(self.metrics, created)
+            count_created(self.metrics, created)
         log.info(
             "assignments overdue",
             extra={

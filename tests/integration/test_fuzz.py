@@ -14,7 +14,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from services.routing.service import load_units_into
+from services.routing.registry import load_units_into
 from shared.reference import load_demo_units
 from tests.support import issue_token, make_runtime, migrate
 

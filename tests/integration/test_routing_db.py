@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from services.routing.models import Assignment, AssignmentChange, Unit, outbox_message
-from services.routing.service import encode_cursor, load_units_into
+from services.routing.registry import load_units_into
+from shared.cursor import encode_cursor
 from shared.events import IncidentRouted
 from shared.reference import load_demo_units
 from tests.routing_support import SCHOOL, reported, route, routing_runtime

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services import cli
-from services.routing import service
+from services.routing import rulesets
 from services.routing.models import Assignment, RuleSet
 from services.routing.rules import DEFAULT_RULES, RulesError
 from tests.routing_support import reported, route, routing_runtime
@@ -36,7 +36,7 @@ async def routing(tmp_path, database_url):
 
 async def activate(runtime, text: str, by: str = "tester") -> tuple[str, str | None]:
     async with runtime.sessionmaker() as session, session.begin():
-        table, previous = await service.activate_rule_set(session, text, "test.yaml", by, NOW)
+        table, previous = await rulesets.activate_rule_set(session, text, "test.yaml", by, NOW)
     return table.version, previous
 
 
@@ -81,7 +81,7 @@ class TestLoadingANewVersion:
         assert await lead_of(routing, before) == ("25349.health", "2025.1")  # a redelivery changes nothing
 
     async def test_a_version_loaded_before_is_refused_and_nothing_changes(self, routing):
-        with pytest.raises(service.RuleSetExists, match="'2025.1' was loaded"):
+        with pytest.raises(rulesets.RuleSetExists, match="'2025.1' was loaded"):
             await activate(routing, changed("2025.1"))
         assert await rule_sets(routing) == [("2025.1", True, "routing:start")]
 

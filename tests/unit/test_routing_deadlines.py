@@ -10,6 +10,8 @@ from pydantic import SecretStr, ValidationError
 from services.routing import deadlines
 from services.routing.deadlines import Pending, overdue, plan_escalation
 from services.routing.rules import load_rules
+from shared.clock import offset_clock
+from shared.db import utcnow
 from shared.enums import Role, UnitType, Urgency
 from shared.settings import CommonSettings, RoutingSettings
 
@@ -108,11 +110,11 @@ class TestTheEscalation:
 
 class TestTheClock:
     def test_without_an_offset_it_is_the_system_clock(self):
-        assert deadlines.clock(0) is deadlines.system_clock
+        assert offset_clock(0) is utcnow
 
     def test_an_offset_moves_it_ahead(self):
-        moved = deadlines.clock(3600)()
-        assert timedelta(minutes=59) < moved - deadlines.system_clock() <= timedelta(hours=1)
+        moved = offset_clock(3600)()
+        assert timedelta(minutes=59) < moved - utcnow() <= timedelta(hours=1)
         assert moved.tzinfo is not None
 
     def test_an_offset_is_refused_outside_development(self):
