@@ -194,7 +194,7 @@ async def time_summaries(url: str, hierarchy: Hierarchy, year: int, repeat: int,
 
     from services.reporting.app import create_runtime
     from services.reporting.periods import parse_period
-    from services.reporting.service import _one_snapshot, compute_summary
+    from services.reporting.summaries import compute_summary, one_snapshot
     from shared.auth import issue_token
     from shared.runtime import AUTH_MIGRATIONS
     from shared.settings import CommonSettings, ReportingSettings
@@ -216,7 +216,7 @@ async def time_summaries(url: str, hierarchy: Hierarchy, year: int, repeat: int,
                 for _ in range(repeat):
                     async with runtime.sessionmaker() as session:
                         t0 = time.perf_counter()
-                        await _one_snapshot(session)
+                        await one_snapshot(session)
                         summary = await compute_summary(session, hierarchy, code, period, datetime.now(timezone.utc))
                         runs.append((time.perf_counter() - t0) * 1000)
                         await session.commit()

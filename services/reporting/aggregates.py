@@ -1,6 +1,6 @@
 """Indicators (domain.md section 5) from grouped counts: tallies per commune, their sum, and the rendered dicts.
 
-Pure: the SQL that groups the read model lives in service.py and hands rows of plain values here.
+Pure: the SQL that groups the read model lives in summaries.py and hands rows of plain values here.
 A tally keeps raw acknowledgement times so that a total's median is the median of all of them,
 never a median of medians. `None` means "no data" (the unit did not exist); a tally of zeros is a true zero.
 """

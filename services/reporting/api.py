@@ -7,18 +7,17 @@ import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from shared.auth import Principal
 from shared.deps import AppHierarchy, Caller, Now, Uow, from_state
 from shared.metrics import ReportingMetrics
 
-from . import exports, service
+from . import exports, revisions, summaries
 from .periods import PERIOD_FORMS, PlanConfig
 from .schemas import GeneratedReportItem, GeneratedReportPage, GeneratedReportRead, SummaryRead
 
 router = APIRouter(prefix="/v1", tags=["summaries"])
-BAD_CURSOR = [{"loc": ["query", "cursor"], "msg": "cursor is not valid: pass next_cursor unchanged", "type": "value_error"}]
 
 ERRORS = {
     401: {"description": "missing or bad token"},
@@ -43,7 +42,7 @@ Reads = Annotated[Summaries, Depends()]
 
 async def _summary(reads: Summaries, org_unit: str, period: str, principal: Principal) -> dict:
     started = time.perf_counter()
-    summary = await service.summary(reads.uow.session, reads.hierarchy, reads.plans, org_unit, period, principal, reads.now)
+    summary = await summaries.summary(reads.uow.session, reads.hierarchy, reads.plans, org_unit, period, principal, reads.now)
     reads.metrics.generation_seconds.labels(summary["level"]).observe(time.perf_counter() - started)
     return summary
 
@@ -100,21 +99,19 @@ async def list_reports(
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
 ):
     """The generated revisions of a commune's plan-period reports (of every commune, for a district or province); newest first."""
-    if cursor is not None and not cursor.isdigit():
-        return JSONResponse({"detail": BAD_CURSOR}, status_code=422)
-    rows, next_id = await service.list_reports(
+    rows, next_cursor = await revisions.list_reports(
         reads.uow.session, reads.hierarchy, reads.plans, org_unit, principal,
-        period_id=period, limit=limit, cursor=int(cursor) if cursor else None,
+        period_id=period, limit=limit, cursor=cursor,
     )
-    items = [GeneratedReportItem(**service.report_read(r, with_summary=False)) for r in rows]
-    return GeneratedReportPage(items=items, next_cursor=str(next_id) if next_id else None)
+    items = [GeneratedReportItem(**revisions.report_read(r, with_summary=False)) for r in rows]
+    return GeneratedReportPage(items=items, next_cursor=next_cursor)
 
 
 async def _stored(reads: Summaries, org_unit: str, period: str, revision: str, principal: Principal) -> dict:
-    row = await service.read_report(
+    row = await revisions.read_report(
         reads.uow.session, reads.hierarchy, reads.plans, org_unit, period, None if revision == "latest" else int(revision), principal
     )
-    return service.report_read(row, with_summary=True)
+    return revisions.report_read(row, with_summary=True)
 
 
 @reports_router.get("/reports/{org_unit}/{period}/{revision}", response_model=GeneratedReportRead, responses=ERRORS)

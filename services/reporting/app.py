@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
-from shared.db import utcnow
+from shared.clock import offset_clock
 from shared.metrics import ReportingMetrics
 from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import ReportingSettings
 
-from . import api, consumers, service
+from . import api, consumers, scheduler
 from .models import metadata
 from .periods import DEFAULT_PLANS, PlanConfig, PlanReport
 
@@ -29,18 +29,6 @@ def plans_of(settings: ReportingSettings) -> PlanConfig:
     return PlanConfig(reports)
 
 
-def clock_of(settings: ReportingSettings):
-    """Reporting's clock: UTC now, moved by the dev-only offset (tests of due reports and timeliness)."""
-    offset = timedelta(seconds=settings.clock_offset_seconds)
-    if not offset:
-        return utcnow
-
-    def clock() -> datetime:
-        return utcnow() + offset
-
-    return clock
-
-
 def create_runtime(settings: ReportingSettings | None = None, *, plans: PlanConfig | None = None) -> Runtime:
     settings = settings or ReportingSettings()
     runtime = Runtime(
@@ -54,13 +42,13 @@ def create_runtime(settings: ReportingSettings | None = None, *, plans: PlanConf
     state = runtime.api.state
     state.hierarchy = load_hierarchy()
     state.plans = plans or plans_of(settings)
-    state.clock = clock_of(settings)
+    state.clock = offset_clock(settings.clock_offset_seconds)
     state.metrics = ReportingMetrics.create(runtime.registry)
     runtime.api.include_router(api.router)
     runtime.api.include_router(api.reports_router)
     consumers.register(runtime, state.clock)
     runtime.background["report-scheduler"] = partial(
-        service.run_scheduler,
+        scheduler.run_scheduler,
         runtime,
         state.hierarchy,
         state.plans,

@@ -70,7 +70,7 @@ for _unit in UNITS:
     for _field in RESPONSE:
         _SLOTS[f"response:{_unit}:{_field}"] = len(_SLOTS)
 WIDTH = len(_SLOTS)
-# What a cached tally means: bump it whenever the grouping (service.tallies, aggregates.tally_by_commune) changes.
+# What a cached tally means: bump it whenever the grouping (summaries.tallies, aggregates.tally_by_commune) changes.
 TALLY_LOGIC = "1"
 # Stored blobs begin with a fingerprint of the layout and of TALLY_LOGIC: any other blob is recomputed.
 LAYOUT = hashlib.sha256("\n".join([TALLY_LOGIC, *_SLOTS]).encode()).digest()[:8]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import partial
 
+from shared.clock import Clock
 from shared.runtime import Runtime
 from shared.topology import REPORTING_EVENTS
 
-from .service import Clock, handle_event, handle_events
+from .fold import handle_event, handle_events
 
 
 def register(runtime: Runtime, clock: Clock) -> None:

@@ -1,6 +1,6 @@
 """A summary as a table with Vietnamese headings, written as CSV or XLSX: the same numbers as the JSON.
 
-Pure: a summary dict (service.summary) in, bytes out.
+Pure: a summary dict (summaries.summary) in, bytes out.
 """
 
 from __future__ import annotations

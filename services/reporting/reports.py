@@ -1,6 +1,6 @@
 """Generated reports (domain.md section 5): which are due, when a new revision is needed, and timeliness.
 
-Pure: no clock, no I/O. The scheduler in service.py reads the database, asks these functions what
+Pure: no clock, no I/O. The scheduler (revisions.py) reads the database, asks these functions what
 to do, and writes. A commune's report for a plan period is produced when the period's data window
 has closed (its last day is over in Vietnam); events that arrive later make a new revision.
 

@@ -26,9 +26,9 @@ from sqlalchemy import String, Text, select, text
 
 from services.reporting.app import MIGRATIONS, create_runtime
 from services.reporting.models import AssignmentFact, metadata
-from services.reporting import aggregates, service
+from services.reporting import aggregates, scheduler, summaries
 from services.reporting.periods import parse_period
-from services.reporting.service import handle_event, handle_events
+from services.reporting.fold import handle_event, handle_events
 from shared.topology import REPORTING_EVENTS
 from shared.auth import issue_token
 from shared.db import make_sessionmaker
@@ -414,7 +414,7 @@ class TestPreAggregatedCells:
         p = parse_period(period)
         coverages = hierarchy.coverage(org_unit, p.start, p.end)
         async with world.runtime.sessionmaker() as session:
-            counted = await service.tallies(session, coverages)
+            counted = await summaries.tallies(session, coverages)
         return aggregates.build_summary(hierarchy, org_unit, p, coverages, counted, datetime.now(UTC))
 
     async def test_a_cached_summary_equals_one_from_the_facts(self, world: World):
@@ -461,14 +461,14 @@ class TestPreAggregatedCells:
 
     async def test_the_scheduler_warms_every_stale_cell_and_only_those(self, world: World):
         hierarchy = load_hierarchy()
-        warmed = await service.warm_cells(world.runtime.unit_of_work, hierarchy, chunk=2)
+        warmed = await scheduler.warm_cells(world.runtime.unit_of_work, hierarchy, chunk=2)
         async with world.runtime.sessionmaker() as session:
             cells_with_facts = (await session.execute(text("SELECT count(*) FROM tally_cell"))).scalar_one()
         assert warmed == cells_with_facts > 5
-        assert await service.warm_cells(world.runtime.unit_of_work, hierarchy) == 0  # nothing stale any more
+        assert await scheduler.warm_cells(world.runtime.unit_of_work, hierarchy) == 0  # nothing stale any more
         late = incident(9002, "25348", datetime(2025, 2, 10, 9, 0), rng=random.Random(9))
         await feed(world.runtime, [late.envelope])
-        assert await service.warm_cells(world.runtime.unit_of_work, hierarchy) == 1  # its cell only
+        assert await scheduler.warm_cells(world.runtime.unit_of_work, hierarchy) == 1  # its cell only
         for org_unit, period in (("694", "2025"), ("70", "2025-6M"), ("25348", "202502")):
             summary = await world.summary(org_unit, period)
             direct = await self.uncached(world, org_unit, period)

@@ -20,10 +20,10 @@ import pytest_asyncio
 from openpyxl import load_workbook
 from sqlalchemy import func, select, update
 
-from services.reporting import service
+from services.reporting import revisions
 from services.reporting.app import MIGRATIONS, create_runtime
 from services.reporting.models import GeneratedReport, IncidentFact, outbox_message
-from services.reporting.service import handle_event
+from services.reporting.fold import handle_event
 from shared.auth import issue_token
 from shared.db import make_sessionmaker
 from shared.enums import Role
@@ -89,7 +89,7 @@ class World:
 
     async def generate(self, runtime=None) -> list[tuple[str, str, int]]:
         state = self.runtime.api.state
-        made = await service.generate_due_reports(
+        made = await revisions.generate_due_reports(
             runtime or self.runtime, state.hierarchy, state.plans, clock=self.clock, settle=timedelta(minutes=2)
         )
         return sorted((r.org_unit, r.period, r.revision) for r in made)
@@ -338,7 +338,7 @@ class TestMetrics:
         await before_the_six_month_report(world)
         world.clock.now = datetime(2025, 5, 2, tzinfo=UTC)
         state = world.runtime.api.state
-        await service.generate_due_reports(world.runtime, state.hierarchy, state.plans, clock=world.clock, metrics=state.metrics)
+        await revisions.generate_due_reports(world.runtime, state.hierarchy, state.plans, clock=world.clock, metrics=state.metrics)
         await world.json("/v1/summaries/694", period="2025")
         text = (await world.client.get("/metrics")).text
         assert 'baove_report_generation_seconds_count{level="report"} 3.0' in text

@@ -211,10 +211,10 @@ class TestConfiguration:
     def test_the_clock_offset_is_for_development_only(self):
         from pydantic import ValidationError
 
-        from services.reporting.app import clock_of
+        from shared.clock import offset_clock
         from shared.settings import CommonSettings, ReportingSettings
 
-        moved = clock_of(ReportingSettings(clock_offset_seconds=-86400))
+        moved = offset_clock(ReportingSettings(clock_offset_seconds=-86400).clock_offset_seconds)
         assert abs((datetime.now(UTC) - moved()) - timedelta(days=1)) < timedelta(seconds=5)
         with pytest.raises(ValidationError, match="refused outside"):
             ReportingSettings(clock_offset_seconds=60, common=CommonSettings(env="prod"))

@@ -1,0 +1,318 @@
+"""The read model kept from the events: each batch folded kind by kind, in any order to the same result, no personal data read."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import Table, and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+
+from shared.auth import parse_unit_id
+from shared.clock import Clock
+from shared.db import dialect_insert, utcnow
+from shared.enums import AssignmentStatus, UnitType
+from shared.events import (
+    AssignmentAcknowledged,
+    AssignmentOverdue,
+    AssignmentStatusChanged,
+    Envelope,
+    Event,
+    IncidentClosed,
+    IncidentEscalated,
+    IncidentFacts,
+    IncidentReopened,
+    IncidentReported,
+    IncidentRouted,
+)
+
+from . import aggregates, cells
+from .models import AssignmentFact, ChildFact, EscalationFact, IncidentClosure, IncidentFact
+from .periods import as_utc, local_date
+
+log = logging.getLogger("baove.reporting")
+
+ADVISORY_NAMESPACE = 0x62617276  # pg_advisory_xact_lock(namespace, hash of the incident id)
+
+
+
+def hamlet_of(facts: IncidentFacts) -> str | None:
+    """The hamlet's unit id if it is one of this commune's; anything else could be an address, and is dropped."""
+    if facts.hamlet is None:
+        return None
+    try:
+        commune, unit_type, _ = parse_unit_id(facts.hamlet)
+    except ValueError:
+        return None
+    return facts.hamlet if unit_type == UnitType.hamlet and commune == facts.commune_code else None
+
+
+
+def _newest_status(table: Table, new: ReadOnlyColumnCollection) -> dict[str, ColumnElement]:
+    """Keep whichever status is newer, so a late `incident.routed` cannot undo an acknowledgement."""
+    newer = or_(table.c.status_at.is_(None), and_(new.status_at.is_not(None), new.status_at >= table.c.status_at))
+    return {
+        "status": case((newer, new.status), else_=table.c.status),
+        "status_at": case((newer, new.status_at), else_=table.c.status_at),
+    }
+
+Update = Callable[[Table, ReadOnlyColumnCollection], dict[str, ColumnElement]]
+
+
+
+def _routed_update(t: Table, new: ReadOnlyColumnCollection) -> dict[str, ColumnElement]:
+    # An acknowledgement that came first carries routing's own assigned_at and due_at: keep them.
+    return {
+        "assigned_at": func.coalesce(t.c.assigned_at, new.assigned_at),
+        "due_at": func.coalesce(t.c.due_at, new.due_at),
+        **_newest_status(t, new),
+    }
+
+
+
+def _acknowledged_update(t: Table, new: ReadOnlyColumnCollection) -> dict[str, ColumnElement]:
+    return {
+        "assigned_at": new.assigned_at,
+        "due_at": new.due_at,
+        "acknowledged_at": func.coalesce(t.c.acknowledged_at, new.acknowledged_at),
+        **_newest_status(t, new),
+    }
+
+
+
+def _overdue_update(t: Table, new: ReadOnlyColumnCollection) -> dict[str, ColumnElement]:
+    return {"due_at": func.coalesce(t.c.due_at, new.due_at), "overdue": True}
+
+
+
+# Built once per dialect, update rule and column set: the hot path only binds values.
+_UPSERTS: dict[tuple[str, str, tuple[str, ...]], object] = {}
+
+
+
+async def _upsert_assignments(session: AsyncSession, rows: list[dict], update: Update, now: datetime) -> None:
+    """Insert assignments, or merge each into the row an earlier (or later-sent) event made; `update` sees old and new."""
+    rows = [{"overdue": False, **row, "ingested_at": now} for row in rows]
+    key = (session.bind.dialect.name, update.__qualname__, tuple(sorted(rows[0])))
+    stmt = _UPSERTS.get(key)
+    if stmt is None:
+        table = AssignmentFact.__table__
+        insert = dialect_insert(session)(table)
+        merged = {**update(table, insert.excluded), "ingested_at": insert.excluded.ingested_at}
+        stmt = _UPSERTS[key] = insert.on_conflict_do_update(index_elements=["assignment_id"], set_=merged)
+    await session.execute(stmt, rows)
+
+
+
+def _assignment_keys(event: AssignmentAcknowledged | AssignmentStatusChanged | AssignmentOverdue) -> dict:
+    return {
+        "assignment_id": event.assignment_id,
+        "incident_id": event.incident_id,
+        "unit_type": event.unit_type,
+        "role": event.role.value,
+    }
+
+
+
+def _reported_rows(event: IncidentReported, now: datetime) -> tuple[dict, list[dict]]:
+    """The incident's facts and its children's codes; `event.case` (the personal part) is never read."""
+    facts = event.facts
+    effective_at = as_utc(facts.occurred_at or facts.received_at)
+    day = local_date(effective_at)
+    incident = {
+        "incident_id": event.incident_id,
+        "commune_code": facts.commune_code,
+        "hamlet": hamlet_of(facts),
+        "category": facts.category.value,
+        "urgency": facts.urgency.value,
+        "channel": facts.channel.value,
+        "occurred_at": as_utc(facts.occurred_at) if facts.occurred_at else None,
+        "received_at": as_utc(facts.received_at),
+        "effective_at": effective_at,
+        "local_date": day,
+        "ingested_at": now,
+    }
+    children = [
+        {
+            "incident_id": event.incident_id,
+            "ordinal": i,
+            "commune_code": facts.commune_code,
+            "local_date": day,
+            "category": facts.category.value,
+            "sex": child.sex.value,
+            "age_band": child.age_band.value,
+            "special_circumstances": aggregates.join_circumstances(child.special_circumstances),
+        }
+        for i, child in enumerate(facts.children)
+    ]
+    return incident, children
+
+
+
+async def _record_reported(session: AsyncSession, events: list[IncidentReported], now: datetime) -> dict[str, tuple[str, date]]:
+    """Insert new incidents with their children; an incident already here (a producer's retry) is left alone.
+
+    Returns the incidents inserted, with their cell (commune, day)."""
+    rows = {e.incident_id: _reported_rows(e, now) for e in events}
+    stmt = (
+        dialect_insert(session)(IncidentFact.__table__)
+        .values([incident for incident, _ in rows.values()])
+        .on_conflict_do_nothing(index_elements=["incident_id"])
+        .returning(IncidentFact.__table__.c.incident_id)
+    )
+    inserted = set((await session.execute(stmt)).scalars())
+    children = [child for incident_id in inserted for child in rows[incident_id][1]]
+    if children:
+        await session.execute(ChildFact.__table__.insert(), children)
+    return {i: (rows[i][0]["commune_code"], rows[i][0]["local_date"]) for i in inserted}
+
+
+
+def _routed_rows(event: IncidentRouted, emitted_at: datetime) -> list[dict]:
+    assigned_at = as_utc(emitted_at)
+    return [
+        {
+            "assignment_id": a.assignment_id,
+            "incident_id": event.incident_id,
+            "unit_type": a.unit_type,
+            "role": a.role.value,
+            "assigned_at": assigned_at,
+            "due_at": as_utc(a.due_at),
+            "status": AssignmentStatus.pending.value,
+            "status_at": assigned_at,
+        }
+        for a in event.assignments
+    ]
+
+
+
+def _acknowledged_row(event: AssignmentAcknowledged) -> dict:
+    at = as_utc(event.at)
+    return {
+        **_assignment_keys(event),
+        "assigned_at": as_utc(event.assigned_at),
+        "due_at": as_utc(event.due_at),
+        "acknowledged_at": at,
+        "status": AssignmentStatus.acknowledged.value,
+        "status_at": at,
+    }
+
+
+
+def _status_row(event: AssignmentStatusChanged) -> dict:
+    return {**_assignment_keys(event), "status": event.to_status.value, "status_at": as_utc(event.at)}
+
+
+
+def _overdue_row(event: AssignmentOverdue) -> dict:
+    # No status_at: this placeholder status loses to any status routing reports, earlier or later.
+    return {**_assignment_keys(event), "due_at": as_utc(event.due_at), "status": AssignmentStatus.pending.value, "overdue": True}
+
+
+
+async def _record_escalations(session: AsyncSession, rows: list[dict]) -> None:
+    stmt = dialect_insert(session)(EscalationFact.__table__).on_conflict_do_nothing(index_elements=["event_id"])
+    await session.execute(stmt, rows)
+
+
+
+async def _record_closures(session: AsyncSession, column: str, rows: list[dict]) -> None:
+    """Keep the latest closing and the latest reopening; which is later decides, whatever the arrival order."""
+    table = IncidentClosure.__table__
+    stmt = dialect_insert(session)(table)
+    old, new = table.c[column], stmt.excluded[column]
+    latest = case((or_(old.is_(None), new > old), new), else_=old)
+    stmt = stmt.on_conflict_do_update(index_elements=["incident_id"], set_={column: latest, "ingested_at": stmt.excluded.ingested_at})
+    await session.execute(stmt, rows)
+
+
+
+async def _lock_incidents(session: AsyncSession, incident_ids: set[str]) -> None:
+    """PostgreSQL: the events of one incident fold one transaction at a time across replicas, so that a fact
+    arriving before its incident.reported cannot slip past the cell versions (see cells.py). Sorted: no deadlock."""
+    for incident_id in sorted(incident_ids):
+        await session.execute(select(func.pg_advisory_xact_lock(ADVISORY_NAMESPACE, func.hashtext(incident_id))))
+
+
+
+async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Envelope]], *, clock: Clock = utcnow) -> list[Envelope]:
+    """Fold events into the read model, a statement per kind of fact rather than per event.
+
+    The runtime has deduplicated them and holds the transaction. Any order of events gives the same
+    read model (each upsert keeps the newest status, the first acknowledgement, the latest closing), so
+    a batch is folded kind by kind.
+    """
+    now = clock()
+    reported: list[IncidentReported] = []
+    assignments: dict[str, list[dict]] = {"routed": [], "acknowledged": [], "status": [], "overdue": []}
+    escalations: list[dict] = []
+    closures: dict[str, list[dict]] = {"closed_at": [], "reopened_at": []}
+    touched: set[str] = set()
+    for event, envelope in items:
+        if isinstance(event, IncidentReported):
+            reported.append(event)
+        elif isinstance(event, IncidentRouted):
+            assignments["routed"].extend(_routed_rows(event, envelope.emitted_at))
+        elif isinstance(event, AssignmentAcknowledged):
+            assignments["acknowledged"].append(_acknowledged_row(event))
+        elif isinstance(event, AssignmentStatusChanged):
+            assignments["status"].append(_status_row(event))
+        elif isinstance(event, AssignmentOverdue):
+            assignments["overdue"].append(_overdue_row(event))
+        elif isinstance(event, IncidentEscalated):
+            escalations.append(
+                {
+                    "event_id": str(envelope.event_id),
+                    "incident_id": event.incident_id,
+                    "assignment_id": event.overdue_assignment_id,
+                    "escalated_at": as_utc(event.at),
+                    "ingested_at": now,
+                }
+            )
+        elif isinstance(event, (IncidentClosed, IncidentReopened)):
+            column = "closed_at" if isinstance(event, IncidentClosed) else "reopened_at"
+            closures[column].append({"incident_id": event.incident_id, column: as_utc(event.at), "ingested_at": now})
+        else:
+            continue  # report.generated and anything newer: not a fact of the read model
+        touched.add(event.incident_id)
+        log.debug("event folded", extra={"event_type": envelope.event_type, "event_id": str(envelope.event_id)})
+    if not touched:
+        return []
+    if session.bind.dialect.name == "postgresql":
+        await _lock_incidents(session, touched)
+    changed: set[tuple[str, date]] = set()
+    inserted: dict[str, tuple[str, date]] = {}
+    if reported:
+        inserted = await _record_reported(session, reported, now)
+        changed |= set(inserted.values())
+    for kind, merge in (
+        ("routed", _routed_update),
+        ("acknowledged", _acknowledged_update),
+        ("status", _newest_status),
+        ("overdue", _overdue_update),
+    ):
+        if assignments[kind]:
+            await _upsert_assignments(session, assignments[kind], merge, now)
+    if escalations:
+        await _record_escalations(session, escalations)
+    for column, rows in closures.items():
+        if rows:
+            await _record_closures(session, column, rows)
+    # Every cell holding a touched incident changed (an incident not here yet counts nowhere yet).
+    # (An incident.reported that found its incident already here is a retry: its other facts still count.)
+    others = touched - set(inserted)
+    if others:
+        i = IncidentFact
+        found = await session.execute(select(i.commune_code, i.local_date).where(i.incident_id.in_(sorted(others))))
+        changed |= {(commune, day) for commune, day in found}
+    await cells.bump_many(session, changed)
+    return []
+
+
+
+async def handle_event(session: AsyncSession, event: Event, envelope: Envelope, *, clock: Clock = utcnow) -> list[Envelope]:
+    """Fold one event (a batch of one)."""
+    return await handle_events(session, [(event, envelope)], clock=clock)

@@ -1,0 +1,252 @@
+"""Summaries: the read model grouped per commune (through the cached commune-month cells), for whoever may see them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+
+from shared.auth import Principal
+from shared.enums import AssignmentStatus, UnitType
+from shared.errors import Forbidden, Invalid, NotFound
+from shared.reference import Coverage, Hierarchy
+
+from . import aggregates, cells, periods, reports
+from .aggregates import AckTime, ChildGroup, ChildPlaceGroup, EscalationGroup, IncidentGroup, ResponseGroup, Tally
+from .models import AssignmentFact, ChildFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
+from .periods import Period, PlanConfig, as_utc, parse_period
+from .reports import ReportStatus
+
+
+
+def may_read_summaries(principal: Principal) -> bool:
+    """Reports are for admins, district offices and each commune's focal point (cp_officer)."""
+    return principal.kind in ("admin", "district") or principal.unit_type == UnitType.cp_officer
+
+
+
+def in_scope(principal: Principal, hierarchy: Hierarchy, code: str) -> bool:
+    """Admins see every unit; a district office its district and every commune it ever held; a cp_officer its commune."""
+    if principal.is_admin:
+        return True
+    if principal.kind == "district":
+        district = principal.district_code
+        return code == district or any(code in v.communes_under(district) for v in hierarchy.versions)
+    return code == principal.commune_code
+
+
+
+def _window(commune: ColumnElement, day: ColumnElement, coverages: Sequence[Coverage]) -> ColumnElement:
+    """Rows of a coverage's communes dated inside that coverage's [start, end)."""
+    return or_(*(and_(commune.in_(c.communes), day >= c.start, day < c.end) for c in coverages))
+
+
+
+def _is_closed() -> ColumnElement:
+    """The case is closed: closed, and not reopened since."""
+    x = IncidentClosure
+    return and_(x.closed_at.is_not(None), or_(x.reopened_at.is_(None), x.closed_at > x.reopened_at))
+
+
+
+def _supported(incident_id: ColumnElement) -> ColumnElement:
+    """A unit took the case up: some assignment of the incident was acknowledged and is not declined."""
+    a = AssignmentFact
+    return exists().where(
+        a.incident_id == incident_id, a.acknowledged_at.is_not(None), a.status != AssignmentStatus.declined.value
+    )
+
+
+
+async def tallies(session: AsyncSession, coverages: Sequence[Coverage]) -> dict[str, Tally]:
+    """Group the read model by commune for the coverages, then fold the rows into tallies."""
+    i, c, a, e, x = IncidentFact, ChildFact, AssignmentFact, EscalationFact, IncidentClosure
+    in_window = _window(i.commune_code, i.local_date, coverages)
+    closed = func.coalesce(_is_closed(), False)
+    incidents = await session.execute(
+        select(i.commune_code, i.category, i.urgency, i.channel, i.hamlet, closed, func.count())
+        .outerjoin(x, x.incident_id == i.incident_id)
+        .where(in_window)
+        .group_by(i.commune_code, i.category, i.urgency, i.channel, i.hamlet, closed)
+    )
+    # Whether each child's case was taken up, worked out per row first: a correlated subquery cannot be grouped on.
+    kids = (
+        select(c.commune_code, c.category, c.sex, c.age_band, c.special_circumstances, _supported(c.incident_id).label("supported"))
+        .where(_window(c.commune_code, c.local_date, coverages))
+        .subquery()
+    )
+    child_keys = (kids.c.commune_code, kids.c.category, kids.c.sex, kids.c.age_band, kids.c.special_circumstances, kids.c.supported)
+    children = await session.execute(select(*child_keys[:5], func.count(), child_keys[5]).group_by(*child_keys))
+    child_places = await session.execute(
+        select(i.commune_code, i.urgency, i.channel, i.hamlet, func.count())
+        .select_from(c)
+        .join(i, i.incident_id == c.incident_id)
+        .where(in_window)
+        .group_by(i.commune_code, i.urgency, i.channel, i.hamlet)
+    )
+    within = and_(a.acknowledged_at.is_not(None), a.due_at.is_not(None), a.acknowledged_at <= a.due_at)
+    responses = await session.execute(
+        select(
+            i.commune_code,
+            a.unit_type,
+            func.count(),
+            func.count(a.acknowledged_at),
+            func.sum(case((within, 1), else_=0)),
+            func.sum(case((a.overdue, 1), else_=0)),
+        )
+        .join(i, i.incident_id == a.incident_id)
+        .where(in_window)
+        .group_by(i.commune_code, a.unit_type)
+    )
+    # The median needs every wait, not a count: one row per acknowledged assignment.
+    waits = await session.execute(
+        select(i.commune_code, a.unit_type, a.assigned_at, a.acknowledged_at)
+        .join(i, i.incident_id == a.incident_id)
+        .where(in_window, a.assigned_at.is_not(None), a.acknowledged_at.is_not(None))
+    )
+    escalations = await session.execute(
+        select(i.commune_code, a.unit_type, func.count())
+        .select_from(e)
+        .join(a, a.assignment_id == e.assignment_id)
+        .join(i, i.incident_id == e.incident_id)
+        .where(in_window)
+        .group_by(i.commune_code, a.unit_type)
+    )
+    return aggregates.tally_by_commune(
+        [IncidentGroup(r[0], r[1], r[2], r[3], r[4], bool(r[5]), int(r[6])) for r in incidents],
+        [ChildGroup(r[0], r[1], r[2], r[3], r[4], int(r[5]), bool(r[6])) for r in children],
+        [ResponseGroup(r[0], r[1], int(r[2]), int(r[3]), int(r[4] or 0), int(r[5] or 0)) for r in responses],
+        [AckTime(r[0], r[1], (r[3] - r[2]).total_seconds()) for r in waits],
+        [EscalationGroup(r[0], r[1], int(r[2])) for r in escalations],
+        [ChildPlaceGroup(r[0], r[1], r[2], r[3], int(r[4])) for r in child_places],
+    )
+
+
+
+async def cached_tallies(session: AsyncSession, coverages: Sequence[Coverage]) -> dict[str, Tally]:
+    """`tallies` by way of the commune-month cells: cached ones whose version still matches, the rest recomputed and cached."""
+    parts = cells.split(coverages)
+    sums: dict[str, cells.Sum] = {}
+
+    def add(commune: str, stored: cells.Stored) -> None:
+        sums.setdefault(commune, cells.Sum()).add(stored)
+
+    if parts.partial:
+        for commune, tally in (await tallies(session, parts.partial)).items():
+            add(commune, cells.encode(tally))
+    current = await cells.versions(session, parts.cells)  # a cell without a version has no facts
+    stored = await cells.cached(session, [cell for cell in parts.cells if cell in current])
+    stale: dict[date, list[str]] = {}
+    for commune, month in parts.cells:
+        version = current.get((commune, month))
+        if version is None:
+            continue
+        hit = stored.get((commune, month))
+        if hit is not None and hit[0] == version and cells.readable(hit[1]):
+            add(commune, hit[1])
+        else:
+            stale.setdefault(month, []).append(commune)
+    fresh = []
+    for month, communes in stale.items():
+        window = Coverage(coverages[0].version, month, periods.add_months(month, 1), tuple(communes))
+        counted = await tallies(session, [window])
+        for commune in communes:
+            stored = cells.encode(counted.get(commune, Tally()))
+            fresh.append((commune, month, current[(commune, month)], stored))
+            add(commune, stored)
+    await cells.store(session, fresh)
+    return {commune: total.tally() for commune, total in sums.items()}
+
+
+
+async def one_snapshot(session: AsyncSession) -> None:
+    if session.bind.dialect.name == "postgresql":
+        # One snapshot for all the queries, so the breakdowns agree with each other while events keep arriving.
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+
+async def compute_summary(session: AsyncSession, hierarchy: Hierarchy, org_unit: str, period: Period, as_of: datetime) -> dict:
+    """The indicators of an org unit for a period as the read model holds them now (no access check)."""
+    coverages = hierarchy.coverage(org_unit, period.start, period.end)
+    counted = await cached_tallies(session, coverages) if coverages else {}
+    return aggregates.build_summary(hierarchy, org_unit, period, coverages, counted, as_of)
+
+
+
+def check_access(hierarchy: Hierarchy, org_unit: str, principal: Principal) -> None:
+    if not may_read_summaries(principal):
+        raise Forbidden(f"{principal.label} may not read summaries: they are for cp_officer, district offices and admins")
+    if hierarchy.unit(org_unit) is None:
+        raise NotFound(f"org unit {org_unit!r} is not in the administrative hierarchy")
+    if not in_scope(principal, hierarchy, org_unit):
+        # 404 rather than 403: outside its scope a token learns nothing, not even that data exists.
+        raise NotFound(f"org unit {org_unit!r} not found among the units this token may see")
+
+
+
+def period_of(period_id: str, plans: PlanConfig) -> Period:
+    try:
+        return parse_period(period_id, plans)
+    except ValueError as exc:
+        raise Invalid([{"loc": ["query", "period"], "msg": str(exc), "type": "value_error"}]) from None
+
+
+
+async def summary(
+    session: AsyncSession,
+    hierarchy: Hierarchy,
+    plans: PlanConfig,
+    org_unit: str,
+    period_id: str,
+    principal: Principal,
+    as_of: datetime,
+) -> dict:
+    """The indicators of an org unit for a period, as far as the principal may see them.
+
+    For a plan period it also says which revision of each commune's generated report exists, and when it was produced.
+    """
+    check_access(hierarchy, org_unit, principal)
+    period = period_of(period_id, plans)
+    await one_snapshot(session)
+    result = await compute_summary(session, hierarchy, org_unit, period, as_of)
+    if period.kind == "plan":
+        communes = aggregates.communes_of(hierarchy.coverage(org_unit, period.start, period.end))
+        reports.attach(result, await report_statuses(session, communes, period))
+    return result  # the cells cached on the way are committed with the caller's unit of work
+
+
+
+async def report_statuses(session: AsyncSession, communes: Sequence[str], period: Period) -> dict[str, ReportStatus]:
+    """Each commune's report for a plan period: how many revisions, when first and last produced."""
+    report = GeneratedReport
+    rows = (
+        await session.execute(
+            select(report.org_unit, func.count(), func.min(report.produced_at), func.max(report.produced_at), func.max(report.as_of))
+            .where(report.org_unit.in_(communes), report.period == period.id)
+            .group_by(report.org_unit)
+        )
+    ).all()
+    found = {r[0]: r for r in rows}
+    assert period.due is not None
+    statuses = {}
+    for commune in communes:
+        r = found.get(commune)
+        statuses[commune] = ReportStatus(
+            commune,
+            int(r[1]) if r else 0,
+            aware_or_none(r[2]) if r else None,
+            aware_or_none(r[3]) if r else None,
+            aware_or_none(r[4]) if r else None,
+            period.due,
+        )
+    return statuses
+
+
+
+def aware_or_none(value: datetime | None) -> datetime | None:
+    # Aggregates (min, max) bypass the column type on SQLite and come back naive: they are UTC.
+    return None if value is None else as_utc(value)
