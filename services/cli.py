@@ -290,9 +290,9 @@ def contract_documents() -> dict[str, str]:
     import json
     import tempfile
 
-    from faststream.specification import AsyncAPI
     from pydantic import TypeAdapter
 
+    from shared import asyncapi
     from shared.events import EVENT_TYPES, Envelope
 
     documents: dict[str, str] = {}
@@ -307,9 +307,7 @@ def contract_documents() -> dict[str, str]:
         }
         for name, runtime in runtimes.items():
             documents[f"openapi-{name}.json"] = json.dumps(runtime.api.openapi(), indent=2, ensure_ascii=False, sort_keys=True)
-        spec = AsyncAPI(*(r.broker for r in runtimes.values()), title="baove events", version="1",
-                        description="Consumers of the baove.events topic exchange; payloads in events.schema.json")
-        documents["asyncapi.json"] = json.dumps(json.loads(spec.to_specification().to_json()), indent=2, ensure_ascii=False, sort_keys=True)
+    documents["asyncapi.json"] = json.dumps(asyncapi.document(), indent=2, ensure_ascii=False, sort_keys=True)
     schemas = {"envelope": Envelope.model_json_schema()}
     schemas |= {key: TypeAdapter(model).json_schema() for key, model in sorted(EVENT_TYPES.items())}
     documents["events.schema.json"] = json.dumps(schemas, indent=2, ensure_ascii=False, sort_keys=True)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.responses import Response
-from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -25,7 +24,7 @@ class OutboxMetrics:
     oldest_age: Gauge
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "OutboxMetrics":
+    def create(cls, registry: CollectorRegistry) -> OutboxMetrics:
         return cls(
             published=Counter("baove_outbox_published", "Events confirmed by the broker from the outbox", registry=registry),
             backlog=Gauge("baove_outbox_backlog", "Events in the outbox not yet confirmed by the broker", registry=registry),
@@ -40,7 +39,7 @@ class ConsumerMetrics:
     duplicates: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "ConsumerMetrics":
+    def create(cls, registry: CollectorRegistry) -> ConsumerMetrics:
         return cls(
             duplicates=Counter(
                 "baove_events_duplicate", "Redelivered events skipped by the inbox", ["queue"], registry=registry
@@ -53,7 +52,7 @@ class IntakeMetrics:
     reported: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "IntakeMetrics":
+    def create(cls, registry: CollectorRegistry) -> IntakeMetrics:
         return cls(
             reported=Counter(
                 "baove_incidents_reported", "Incidents accepted by intake", ["category", "urgency", "channel"], registry=registry
@@ -74,7 +73,7 @@ class RoutingMetrics:
     decision_seconds: Histogram
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "RoutingMetrics":
+    def create(cls, registry: CollectorRegistry) -> RoutingMetrics:
         return cls(
             assignments=Counter("baove_assignments_created", "Assignments made", ["unit_type", "role"], registry=registry),
             ack_seconds=Histogram(
@@ -95,7 +94,7 @@ class ReportingMetrics:
     generation_seconds: Histogram
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> "ReportingMetrics":
+    def create(cls, registry: CollectorRegistry) -> ReportingMetrics:
         return cls(
             generation_seconds=Histogram(
                 "baove_report_generation_seconds", "Time to compute a summary or generate a report", ["level"],
@@ -123,7 +122,6 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = _route_template(scope)
         status = {"code": 500}
 
         async def send_wrapper(message) -> None:
@@ -135,19 +133,19 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            method = scope["method"]
+            method, route = scope["method"], route_template(scope)
             self.duration.labels(method, route).observe(time.perf_counter() - start)
             self.requests.labels(method, route, f"{status['code'] // 100}xx").inc()
 
 
-def _route_template(scope: Scope) -> str:
-    app = scope.get("app")
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", ()):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return getattr(route, "path", "other")
-    return "unmatched"
+def route_template(scope: Scope) -> str:
+    """The template of the route that answered (`/v1/agencies/{unit_id}/assignments`), once the router has run.
+
+    The router records the route it matched in the scope; included routers' routes are matched there
+    and nowhere else, so the app's own route list cannot tell them apart.
+    """
+    route = scope.get("route")
+    return getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
 
 
 def metrics_response(registry: CollectorRegistry) -> Response:

@@ -1,4 +1,4 @@
-"""A throwaway RabbitMQ node started the way the containers start it: deploy/rabbitmq/start.sh in front.
+"""A throwaway RabbitMQ node started the way the containers start it: deploy/k8s/rabbitmq/start.sh in front.
 
 It runs the machine's RabbitMQ (Debian's 3.10.8, the version of the rabbitmq:3.10-management
 image) under its own node name, ports, data folder and Erlang cookie, all on 127.0.0.1, with
@@ -7,6 +7,7 @@ the deploy configuration: only the listeners, the definitions' path and the disk
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -16,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.deploy.common import DEPLOY
+from tests.deploy.common import BROKER, DEPLOY
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 
@@ -47,7 +48,7 @@ class BrokerNode:
     # -- configuration -------------------------------------------------------------------
 
     def _conf(self) -> str:
-        source = DEPLOY / ("k8s/rabbitmq/rabbitmq.conf" if self.kubernetes else "rabbitmq/rabbitmq.conf")
+        source = DEPLOY / ("k8s/rabbitmq/rabbitmq.conf" if self.kubernetes else "compose/rabbitmq/rabbitmq.conf")
         replaced = {
             "load_definitions": str(self.workdir / "definitions.json"),
             "listeners.tcp.default": f"127.0.0.1:{self.amqp_port}",
@@ -99,11 +100,11 @@ class BrokerNode:
         (w / "conf.d").mkdir(parents=True, exist_ok=True)
         (w / "rabbitmq-env.conf").write_text("")
         (w / "rabbitmq.conf").write_text(self._conf())
-        plugins = DEPLOY / ("k8s/rabbitmq/enabled_plugins" if self.kubernetes else "rabbitmq/enabled_plugins")
+        plugins = DEPLOY / ("k8s/rabbitmq/enabled_plugins" if self.kubernetes else "compose/rabbitmq/enabled_plugins")
         shutil.copy(plugins, w / "enabled_plugins")
         env = {
             **self.env(),
-            "BAOVE_DEFINITIONS_TEMPLATE": str(DEPLOY / "rabbitmq" / "definitions.json"),
+            "BAOVE_DEFINITIONS_TEMPLATE": str(BROKER / "definitions.json"),
             "BAOVE_DEFINITIONS_FILE": str(w / "definitions.json"),
             **{f"BAOVE_RABBITMQ_PASSWORD_{user.upper()}": password for user, password in self.passwords.items()},
         }
@@ -111,7 +112,7 @@ class BrokerNode:
             env["BAOVE_RABBITMQ_GROW_QUORUM"] = "true"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                ["bash", str(DEPLOY / "rabbitmq" / "start.sh"), str(RABBITMQ_BIN / "rabbitmq-server")],
+                ["bash", str(BROKER / "start.sh"), str(RABBITMQ_BIN / "rabbitmq-server")],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
@@ -134,10 +135,8 @@ class BrokerNode:
                 self.process.kill()
                 self.process.wait(10)
         # start.sh's quorum-growing loop and the node's helpers run in the session start() made.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process = None
 
     def ctl(self, *args: str, check: bool = True, timeout: float = 60, tool: str = "rabbitmqctl") -> subprocess.CompletedProcess:

@@ -16,6 +16,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+# The broker's definitions and start script: Kubernetes' ConfigMap files, which compose mounts too.
+BROKER = DEPLOY / "k8s" / "rabbitmq"
 SERVICES = {"intake": 8001, "routing": 8002, "reporting": 8003}
 
 # Metrics the services are to expose but do not all expose yet (named in the team's brief).
@@ -95,7 +97,7 @@ def k8s_find(kind: str, name: str) -> dict:
 
 @functools.cache
 def definitions() -> dict:
-    return json.loads((DEPLOY / "rabbitmq" / "definitions.json").read_text())
+    return json.loads((BROKER / "definitions.json").read_text())
 
 
 @functools.cache

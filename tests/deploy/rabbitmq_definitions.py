@@ -1,9 +1,9 @@
-"""deploy/rabbitmq/definitions.json, generated from shared/topology.py.
+"""deploy/k8s/rabbitmq/definitions.json, generated from shared/topology.py.
 
     python -m tests.deploy.rabbitmq_definitions --write   # after changing shared/topology.py
 
-writes it and its copy in deploy/k8s/rabbitmq/. test_rabbitmq_definitions.py fails while the
-files differ from what this renders, and checks the permissions it renders on their own terms.
+writes it (compose mounts the same file). test_rabbitmq_definitions.py fails while the
+file differs from what this renders, and checks the permissions it renders on their own terms.
 Adding a binding is safe for a running broker; changing a queue's arguments is a migration
 (the broker refuses to redeclare a queue with other arguments).
 """
@@ -14,11 +14,11 @@ import json
 import sys
 
 from shared.topology import CONSUMER_QUEUES, DEAD_LETTERS, EVENTS
-from tests.deploy.common import DEPLOY
+from tests.deploy.common import BROKER
 
 VHOST = "baove"
 USERS = ("ops", "intake", "routing", "reporting")
-FILES = (DEPLOY / "rabbitmq" / "definitions.json", DEPLOY / "k8s" / "rabbitmq" / "definitions.json")
+FILES = (BROKER / "definitions.json",)
 
 
 def _alternatives(names) -> str:
@@ -94,4 +94,4 @@ if __name__ == "__main__":
         sys.exit("usage: python -m tests.deploy.rabbitmq_definitions --write")
     for path in FILES:
         path.write_text(render())
-        print(f"wrote {path.relative_to(DEPLOY.parent)}")
+        print(f"wrote {path.relative_to(BROKER.parents[2])}")

@@ -20,6 +20,7 @@ import pytest
 
 from tests.deploy.common import DEPLOY, ROOT
 
+# Within the deploy layer: needs a live PostgreSQL (scripts/validate-deploy --no-live leaves it out).
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 BIN = Path("/usr/lib/postgresql/15/bin")

@@ -1,4 +1,4 @@
-"""deploy/rabbitmq on a real RabbitMQ 3.10 node: the users, their permissions, the policies, the metrics.
+"""deploy/k8s/rabbitmq on a real RabbitMQ 3.10 node: the users, their permissions, the policies, the metrics.
 
 The node is started through start.sh with the deploy configuration (tests/deploy/broker_node.py),
 and each service connects as its own user and does what the service does at start.
@@ -21,8 +21,9 @@ from faststream.rabbit import RabbitBroker
 
 from shared.topology import CONSUMER_QUEUES, EVENTS, declare
 from tests.deploy import broker_node
-from tests.deploy.common import DEPLOY, RABBITMQ_METRICS, alert_rules, dashboard_exprs, load_yaml, metric_names
+from tests.deploy.common import BROKER, DEPLOY, RABBITMQ_METRICS, alert_rules, dashboard_exprs, load_yaml, metric_names
 
+# Within the deploy layer: needs a live RabbitMQ node (scripts/validate-deploy --no-live leaves it out).
 pytestmark = pytest.mark.integration
 
 SERVICES = ("intake", "routing", "reporting")
@@ -229,7 +230,7 @@ class TestMetrics:
 class TestCommittedDefinitions:
     def test_imported_as_committed_they_lock_every_user_out(self, node):
         # Last in this module: it removes the passwords start.sh gave the users.
-        node.ctl("import_definitions", str(DEPLOY / "rabbitmq" / "definitions.json"))
+        node.ctl("import_definitions", str(BROKER / "definitions.json"))
         for user, password in PASSWORDS.items():
             assert node.ctl("authenticate_user", user, password, check=False).returncode != 0, user
 

@@ -1,4 +1,4 @@
-"""deploy/rabbitmq: the definitions match shared/topology.py, and each service user gets only what it needs.
+"""deploy/k8s/rabbitmq: the definitions match shared/topology.py, and each service user gets only what it needs.
 
 RabbitMQ's access rules for what the services do (every service declares the whole topology):
 - exchange.declare and queue.declare need *configure* on the exchange or queue;
@@ -24,15 +24,13 @@ import pytest
 
 from shared.topology import CONSUMER_QUEUES, DEAD_LETTERS, EVENTS
 from tests.deploy import rabbitmq_definitions
-from tests.deploy.common import DEPLOY, definitions
-
-pytestmark = pytest.mark.unit
+from tests.deploy.common import BROKER, DEPLOY, compose, definitions, kustomization
 
 VHOST = "baove"
 SERVICE_USERS = sorted({q.service for q in CONSUMER_QUEUES} | {"intake", "routing", "reporting"})
 EXCHANGES = {EVENTS.name, DEAD_LETTERS.name}
 ALL_QUEUES = {name for q in CONSUMER_QUEUES for name in (q.name, q.dead_letter_name)}
-START = DEPLOY / "rabbitmq" / "start.sh"
+START = BROKER / "start.sh"
 
 
 def permission(user: str) -> dict:
@@ -67,7 +65,7 @@ class TestUsers:
         assert all(u["password_hash"] == "" for u in definitions()["users"])
 
     def test_each_user_is_on_one_line_as_start_sh_expects(self):
-        text = (DEPLOY / "rabbitmq" / "definitions.json").read_text()
+        text = (BROKER / "definitions.json").read_text()
         for user in definitions()["users"]:
             assert re.search(rf'"name": *"{user["name"]}", *"password_hash": *""', text), user["name"]
 
@@ -181,7 +179,7 @@ class TestPolicies:
 
 
 class TestConfiguration:
-    @pytest.mark.parametrize("conf", ["rabbitmq/rabbitmq.conf", "k8s/rabbitmq/rabbitmq.conf"])
+    @pytest.mark.parametrize("conf", ["compose/rabbitmq/rabbitmq.conf", "k8s/rabbitmq/rabbitmq.conf"])
     def test_the_broker_loads_the_definitions_start_sh_writes(self, conf):
         settings = dict(
             line.split(" = ", 1) for line in (DEPLOY / conf).read_text().splitlines()
@@ -192,12 +190,21 @@ class TestConfiguration:
         assert settings["prometheus.tcp.port"] == "15692"
         assert settings["listeners.tcp.default"] == "5672"
 
-    def test_the_kubernetes_copies_equal_the_compose_ones(self):
-        for name in ("definitions.json", "start.sh"):
-            assert (DEPLOY / "k8s" / "rabbitmq" / name).read_bytes() == (DEPLOY / "rabbitmq" / name).read_bytes(), name
+    def test_compose_and_kubernetes_take_the_definitions_and_start_script_from_one_place(self):
+        mounts = {
+            target: (DEPLOY / "compose" / source).resolve()
+            for source, target, *_ in (volume.split(":") for volume in compose()["services"]["rabbitmq"]["volumes"])
+            if source.startswith(".")
+        }
+        assert mounts["/etc/rabbitmq/baove/definitions.json"] == BROKER / "definitions.json"
+        assert mounts["/etc/rabbitmq/baove/start.sh"] == BROKER / "start.sh"
+        generated = {f for g in kustomization()["configMapGenerator"] for f in g["files"]}
+        assert {"rabbitmq/definitions.json", "rabbitmq/start.sh"} <= generated
+        copies = [p for p in DEPLOY.rglob("*") if p.name in ("definitions.json", "start.sh") and p.parent != BROKER]
+        assert not copies, f"copies of the broker files: {copies}"
 
     def test_the_plugins_include_prometheus_and_on_kubernetes_peer_discovery(self):
-        compose = (DEPLOY / "rabbitmq" / "enabled_plugins").read_text()
+        compose = (DEPLOY / "compose" / "rabbitmq" / "enabled_plugins").read_text()
         k8s = (DEPLOY / "k8s" / "rabbitmq" / "enabled_plugins").read_text()
         assert "rabbitmq_prometheus" in compose and "rabbitmq_management" in compose
         assert "rabbitmq_peer_discovery_k8s" in k8s and "rabbitmq_prometheus" in k8s
@@ -216,7 +223,7 @@ def run_start(tmp_path, command=("true",), **env):
     out = tmp_path / "definitions.json"
     environment = {
         "PATH": os.environ["PATH"], "HOME": str(tmp_path),
-        "BAOVE_DEFINITIONS_TEMPLATE": str(DEPLOY / "rabbitmq" / "definitions.json"),
+        "BAOVE_DEFINITIONS_TEMPLATE": str(BROKER / "definitions.json"),
         "BAOVE_DEFINITIONS_FILE": str(out), **env,
     }
     result = subprocess.run(["bash", str(START), *command], env=environment, capture_output=True, text=True)
