@@ -79,8 +79,24 @@ class System:
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cli("migrate")
-        out = self.cli("demo")
-        self.tokens = dict(re.findall(r"^\s+(\S+)\s+(bv_\S+)$", out, re.M))
+        self.cli("demo")
+        self.tokens = asyncio.run(self._machine_tokens())
+
+    async def _machine_tokens(self) -> dict[str, str]:
+        """A machine token named "bench" per demo principal (the demo itself mints none), by principal label."""
+        from shared import people
+        from shared.auth import principal_label
+        from shared.db import make_engine, make_sessionmaker
+        from shared.reference import load_demo_units
+
+        subjects = [("unit", u.id) for u in load_demo_units()] + [("district", "694"), ("admin", "admin")]
+        engine = make_engine(f"sqlite+aiosqlite:///{(self.data_dir / 'auth.db').resolve()}")
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                return {principal_label(kind, subject): (await people.issue_machine_token(session, kind, subject, "bench", 1))[0]
+                        for kind, subject in subjects}
+        finally:
+            await engine.dispose()
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
