@@ -308,17 +308,18 @@ def cmd_token(args) -> None:
 
 
 def cmd_audit(args) -> None:
-    from shared import audit
+    from shared import audit, people
     from shared.db import make_engine, make_sessionmaker
 
     _migrate_auth()
+    username = people.normalise_username(args.user) if args.user else None
 
     async def entries() -> list[dict]:
         engine = make_engine(CommonSettings().auth_url())
         try:
             async with make_sessionmaker(engine)() as session:
                 items, _ = await audit.query(
-                    session, incident_id=args.incident, principal=args.principal, username=args.user, action=args.action,
+                    session, incident_id=args.incident, principal=args.principal, username=username, action=args.action,
                     limit=args.limit,
                 )
         finally:

@@ -339,9 +339,11 @@ async def list_tokens(session: AsyncSession, username: str | None = None) -> lis
 
 
 async def revoke(session: AsyncSession, by: str = "cli", **which: str) -> list[str]:
-    """Revoke tokens (see auth.revoke_tokens) and audit each."""
+    """Revoke tokens (see auth.revoke_tokens) and audit each under its person or machine token."""
+    t = auth.api_token
     ids = await auth.revoke_tokens(session, **which)
-    for token_id in ids:
-        await audit.record_event(session, "token_revoked", principal="-", username=which.get("username"), token_id=token_id,
-                                 detail=f"by {by}")
+    rows = (await session.execute(select(t.c.id, t.c.kind, t.c.subject, t.c.username).where(t.c.id.in_(ids)))).all() if ids else []
+    for row in rows:
+        await audit.record_event(session, "token_revoked", principal=auth.principal_label(row.kind, row.subject),
+                                 username=row.username, token_id=row.id, detail=f"by {by}")
     return ids
