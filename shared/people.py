@@ -242,7 +242,7 @@ async def sign_in(
     await attempt("ok")
     if passwords.needs_rehash(row.password_hash):
         await _change(session, name, name, password_hash=await _hash(password))
-    token, token_row = await auth._insert_token(  # noqa: SLF001 - sessions are the one token kind minted here
+    token, token_row = await auth.mint_token(
         session, row.kind, row.subject, ttl=lifetime, label=None, username=name, purpose="session"
     )
     await event("sign_in", "session", token_row["id"])
@@ -294,7 +294,7 @@ async def issue_personal_token(session: AsyncSession, username: str, days: int |
         ttl = auth.token_lifetime(days)
     except ValueError as exc:
         raise errors.Invalid(str(exc)) from None
-    token, row = await auth._insert_token(  # noqa: SLF001
+    token, row = await auth.mint_token(
         session, found["kind"], found["subject"], ttl=ttl, label=None, username=found["username"], purpose="personal"
     )
     await audit.record_event(
@@ -315,7 +315,7 @@ async def issue_machine_token(
         ttl = auth.token_lifetime(days)
     except ValueError as exc:
         raise errors.Invalid(str(exc)) from None
-    token, row = await auth._insert_token(  # noqa: SLF001
+    token, row = await auth.mint_token(
         session, kind, subject, ttl=ttl, label=" ".join(name.split()), username=None, purpose="machine"
     )
     await audit.record_event(
@@ -339,9 +339,11 @@ async def list_tokens(session: AsyncSession, username: str | None = None) -> lis
 
 
 async def revoke(session: AsyncSession, by: str = "cli", **which: str) -> list[str]:
-    """Revoke tokens (see auth.revoke_tokens) and audit each."""
+    """Revoke tokens (see auth.revoke_tokens) and audit each under its person or machine token."""
+    t = auth.api_token
     ids = await auth.revoke_tokens(session, **which)
-    for token_id in ids:
-        await audit.record_event(session, "token_revoked", principal="-", username=which.get("username"), token_id=token_id,
-                                 detail=f"by {by}")
+    rows = (await session.execute(select(t.c.id, t.c.kind, t.c.subject, t.c.username).where(t.c.id.in_(ids)))).all() if ids else []
+    for row in rows:
+        await audit.record_event(session, "token_revoked", principal=auth.principal_label(row.kind, row.subject),
+                                 username=row.username, token_id=row.id, detail=f"by {by}")
     return ids

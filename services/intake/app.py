@@ -33,5 +33,6 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     runtime.api.state.sign_in_limiter = RateLimiter(settings.sign_in_per_minute, settings.sign_in_burst)
     runtime.api.include_router(api.router)
     runtime.api.include_router(people_api.router)
+    runtime.startup.append(people_api.warm_up)
     consumers.register(runtime)
     return runtime
