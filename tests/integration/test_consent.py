@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 
 from services.intake.schemas import IncidentCreate
-from services.intake.service import build_event
+from services.intake.incidents import build_event
 from shared.auth import Principal
 from shared.events import Consent, IncidentCase
 from tests.routing_support import reported, route, routing_runtime

@@ -5,7 +5,7 @@ from datetime import date, datetime, timezone
 import pytest
 from pydantic import ValidationError
 
-from services.intake import service
+from services.intake import incidents
 from services.intake.schemas import IncidentCreate
 from shared.auth import Principal
 from shared.enums import AgeBand
@@ -33,11 +33,11 @@ class TestAgeBand:
         ],
     )
     def test_band_is_the_age_on_the_incident_day(self, birth, age, band):
-        assert service.age_band(birth, age, date(2025, 3, 2)) == band
+        assert incidents.age_band(birth, age, date(2025, 3, 2)) == band
 
     def test_an_adult_is_not_a_child(self):
         with pytest.raises(ValueError, match="not a child"):
-            service.age_band(date(2000, 1, 1), None, date(2025, 3, 2))
+            incidents.age_band(date(2000, 1, 1), None, date(2025, 3, 2))
 
 
 class TestValidation:
@@ -86,23 +86,23 @@ class TestCommuneCheck:
 
     def test_a_merged_commune_is_refused_after_the_reform(self):
         body = IncidentCreate.model_validate(incident_payload(commune_code="25339", hamlet=None, occurred_at="2025-08-01T10:00:00+07:00"))
-        [error] = service.check_commune(load_hierarchy(), body, self.received)
+        [error] = incidents.check_commune(load_hierarchy(), body, self.received)
         assert error["loc"] == ["body", "commune_code"] and "did not exist on 2025-08-01" in error["msg"]
 
     def test_the_same_commune_before_the_reform_is_accepted(self):
         body = IncidentCreate.model_validate(incident_payload(commune_code="25339", hamlet=None, occurred_at="2025-06-30T23:30:00+07:00"))
-        assert service.check_commune(load_hierarchy(), body, self.received) == []
+        assert incidents.check_commune(load_hierarchy(), body, self.received) == []
 
     def test_an_unknown_commune_is_named(self):
         body = IncidentCreate.model_validate(incident_payload(commune_code="99999", hamlet=None))
-        [error] = service.check_commune(load_hierarchy(), body, self.received)
+        [error] = incidents.check_commune(load_hierarchy(), body, self.received)
         assert "99999 is not in the administrative hierarchy" in error["msg"]
 
 
 class TestTheEvent:
     def test_facts_hold_no_personal_data_and_case_holds_what_units_need(self):
         body = IncidentCreate.model_validate(incident_payload())
-        envelope = service.build_event("inc-1", body, POLICE, datetime(2025, 3, 2, 2, tzinfo=timezone.utc))
+        envelope = incidents.build_event("inc-1", body, POLICE, datetime(2025, 3, 2, 2, tzinfo=timezone.utc))
         event = IncidentReported.model_validate(envelope.payload)
         facts = event.facts.model_dump_json()
         assert "Nguyễn" not in facts and "0912" not in facts and "2013-05-01" not in facts and "th-minh-tam-a" not in facts
@@ -126,6 +126,6 @@ class TestTimeline:
                 ),
             ),
         )
-        incident_id, _, kind, principal, detail = service.timeline_entry(routed)
+        incident_id, _, kind, principal, detail = incidents.timeline_entry(routed)
         assert (incident_id, kind, principal) == ("inc-1", "routed", "routing")
         assert detail["rules_version"] == "v1" and detail["assignments"][0]["unit_id"] == "25349.cp_officer"

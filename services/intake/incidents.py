@@ -1,0 +1,227 @@
+"""An incident report worked out without I/O: the checks a commune's hierarchy makes, the facts and the event
+it becomes, who may report and read, and the timeline entry each later event makes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import NamedTuple
+
+from shared.auth import Principal
+from shared.enums import AgeBand
+from shared.events import (
+    AssignmentAcknowledged,
+    AssignmentOverdue,
+    AssignmentStatusChanged,
+    ChildCase,
+    ChildFacts,
+    Consent,
+    Envelope,
+    Event,
+    IncidentCase,
+    IncidentClosed,
+    IncidentEscalated,
+    IncidentFacts,
+    IncidentReopened,
+    IncidentReported,
+    IncidentRouted,
+    Reporter,
+)
+from shared.reference import Hierarchy
+
+from .models import Incident, TimelineEntry
+from .schemas import ChildIn, IncidentCreate
+
+VN = timezone(timedelta(hours=7))
+PRODUCER = "intake"
+CHILD_CONSENT_AGE = 7  # domain.md 7: disclosure needs the consent of a child of 7 or more
+
+
+
+def vn_date(moment: datetime) -> date:
+    return moment.astimezone(VN).date()
+
+
+
+def age_on(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+
+def age_band(birth_date: date | None, age_years: int | None, on: date) -> AgeBand:
+    """The report age band of a child on the day of the incident (Law on Children Art. 1: under 16)."""
+    age = age_on(birth_date, on) if birth_date is not None else age_years
+    if age is None or age < 0:
+        return AgeBand.unknown
+    if age <= 5:
+        return AgeBand.a0_5
+    if age <= 10:
+        return AgeBand.a6_10
+    if age <= 15:
+        return AgeBand.a11_15
+    if age <= 17:
+        return AgeBand.a16_17
+    raise ValueError(f"aged {age} on {on}: 18 or older is not a child")
+
+
+
+def child_age(child: ChildIn, on: date) -> int | None:
+    return age_on(child.birth_date, on) if child.birth_date is not None else child.age_years
+
+
+
+def child_facts(child: ChildIn, on: date) -> ChildFacts:
+    return ChildFacts(
+        sex=child.sex,
+        age_band=age_band(child.birth_date, child.age_years, on),
+        special_circumstances=tuple(sorted(c.value for c in child.special_circumstances)),
+    )
+
+
+
+def check_commune(hierarchy: Hierarchy, body: IncidentCreate, received_at: datetime) -> list[dict]:
+    """Errors (FastAPI's shape): no such commune on the incident's date, a child 18+, a child's consent where all are under 7."""
+    errors = []
+    day = vn_date(body.occurred_at or received_at)
+    if hierarchy.commune_on(body.commune_code, day) is None:
+        known = hierarchy.unit(body.commune_code)
+        msg = (
+            f"commune {body.commune_code} is not in the administrative hierarchy"
+            if known is None
+            else f"commune {body.commune_code} ({known.name}) did not exist on {day.isoformat()}"
+        )
+        errors.append({"loc": ["body", "commune_code"], "msg": msg, "type": "value_error"})
+    for i, child in enumerate(body.children):
+        if child.birth_date is not None and age_on(child.birth_date, day) >= 18:
+            errors.append(
+                {"loc": ["body", "children", i, "birth_date"], "msg": "18 or older on the incident date: not a child", "type": "value_error"}
+            )
+    ages = [child_age(child, day) for child in body.children]
+    if body.consent.child is not None and all(age is not None and age < CHILD_CONSENT_AGE for age in ages):
+        errors.append(
+            {
+                "loc": ["body", "consent", "child"],
+                "msg": f"a child's consent is asked only of a child aged {CHILD_CONSENT_AGE} or more: every child here is younger; leave it null",
+                "type": "value_error",
+            }
+        )
+    return errors
+
+
+
+def build_event(incident_id: str, body: IncidentCreate, principal: Principal, received_at: datetime) -> Envelope:
+    day = vn_date(body.occurred_at or received_at)
+    facts = IncidentFacts(
+        commune_code=body.commune_code,
+        hamlet=body.hamlet,
+        category=body.category,
+        urgency=body.urgency,
+        channel=body.channel,
+        occurred_at=body.occurred_at,
+        received_at=received_at,
+        children=tuple(child_facts(c, day) for c in body.children),
+    )
+    case = IncidentCase(
+        description=body.description,
+        children=tuple(
+            ChildCase(
+                full_name=c.full_name,
+                sex=c.sex,
+                birth_date=c.birth_date.isoformat() if c.birth_date else None,
+                age_years=c.age_years,
+                school=c.school,
+                special_circumstances=tuple(s.value for s in c.special_circumstances),
+            )
+            for c in body.children
+        ),
+        reporter=Reporter(**body.reporter.model_dump()) if body.reporter else None,
+        consent=Consent(**body.consent.model_dump()),
+    )
+    event = IncidentReported(incident_id=incident_id, reported_by=principal.label, facts=facts, case=case)
+    return event.envelope(correlation_id=incident_id, producer=PRODUCER)
+
+
+
+def timeline_order(entry: TimelineEntry) -> tuple[datetime, int, int]:
+    """By time; entries of one instant (one transaction in routing) in causal order, whatever order they arrived in:
+    the assignment changes, then what they did to the case, then the assignments made because of it."""
+    if entry.kind.startswith("assignment."):
+        rank = 1
+    elif entry.kind == "routed":
+        rank = 3
+    else:
+        rank = 0 if entry.kind == "reported" else 2
+    return entry.at, rank, entry.id
+
+
+
+def may_report(principal: Principal, commune_code: str) -> bool:
+    return principal.is_admin or (principal.kind == "unit" and principal.commune_code == commune_code)
+
+
+
+def may_read(principal: Principal, incident: Incident) -> bool:
+    return principal.is_admin or principal.label == incident.reported_by or principal.is_cp_officer_of(incident.commune_code)
+
+
+
+class TimelineFact(NamedTuple):
+    """What an event puts on its case's timeline; `at` None means the envelope's time."""
+
+    incident_id: str
+    at: datetime | None
+    kind: str
+    principal: str
+    detail: dict
+
+
+def timeline_entry(event: Event) -> TimelineFact | None:
+    """The timeline entry of an event that belongs on a case's timeline."""
+    if isinstance(event, IncidentRouted):
+        # The first is the routing decision (rule-table version and the rules matched); later ones tell of a
+        # lead handed back, an escalation or a reopened case (rules_version "handoff", "escalation", "reopen").
+        return TimelineFact(
+            event.incident_id,
+            None,
+            "routed",
+            "routing",
+            {
+                "rules_version": event.rules_version,
+                "rules": list(dict.fromkeys(a.rule for a in event.assignments)),
+                "assignments": [
+                    {"unit_id": a.unit_id, "role": a.role.value, "rule": a.rule, "reason": a.reason, "due_at": a.due_at.isoformat()}
+                    for a in event.assignments
+                ],
+                "notes": list(event.notes),
+            },
+        )
+    if isinstance(event, AssignmentAcknowledged):
+        return TimelineFact(event.incident_id, event.at, "assignment.acknowledged", event.by, {"unit_id": event.unit_id, "assignment_id": event.assignment_id})
+    if isinstance(event, AssignmentStatusChanged):
+        return TimelineFact(
+            event.incident_id,
+            event.at,
+            f"assignment.{event.to_status.value}",
+            event.by,
+            {"unit_id": event.unit_id, "assignment_id": event.assignment_id, "from": event.from_status.value},
+        )
+    if isinstance(event, AssignmentOverdue):
+        return TimelineFact(
+            event.incident_id,
+            event.at,
+            "assignment.overdue",
+            event.by,
+            {"unit_id": event.unit_id, "assignment_id": event.assignment_id, "due_at": event.due_at.isoformat()},
+        )
+    if isinstance(event, IncidentEscalated):
+        return TimelineFact(
+            event.incident_id,
+            event.at,
+            "escalated",
+            "routing",
+            {"to": list(event.escalated_to), "overdue_assignment_id": event.overdue_assignment_id},
+        )
+    if isinstance(event, IncidentClosed):
+        return TimelineFact(event.incident_id, event.at, "closed", event.by, {"risk_level": event.risk_level.value, "outcome": event.outcome})
+    if isinstance(event, IncidentReopened):
+        return TimelineFact(event.incident_id, event.at, "reopened", event.by, {})
+    return None
