@@ -19,6 +19,18 @@ AMQP_BASE = os.environ.get("BAOVE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:
 PG_BASE = os.environ.get("BAOVE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 
 
+# Each folder is a layer; its marker lets a run pick layers (`-m unit`, `-m "not chaos"`).
+LAYERS = ("unit", "integration", "e2e", "chaos", "deploy", "browser")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else None
+        if folder in LAYERS:
+            item.add_marker(folder)
+
+
 def unavailable(what: str, why: str) -> None:
     message = f"{what} is not available ({why})"
     if CI:

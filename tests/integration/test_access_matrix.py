@@ -3,21 +3,20 @@ outside the token's scope (contract.md, Authentication). A route without a rule 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from fastapi.routing import iter_route_contexts
+from sqlalchemy import select
 
 from services.routing.models import Assignment
 from shared import auth
 from shared.db import make_engine, make_sessionmaker
-from sqlalchemy import select
 from tests.routing_support import reported, route, routing_runtime
 from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
-
-pytestmark = pytest.mark.integration
 
 # Open by design: probes, metrics and the API's own documentation. Nothing else may be.
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
