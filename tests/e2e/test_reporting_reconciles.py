@@ -398,10 +398,7 @@ class Driver:
             problems[:] = await check()
             return not problems
 
-        try:
-            await eventually(settled, timeout=timeout, interval=1.0, what=what)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}: {problems[:10]}") from None
+        await eventually(settled, timeout=timeout, interval=1.0, what=lambda: f"{what} ({problems[:10]})")
         return time.monotonic() - started
 
     async def yearly(self) -> list[tuple[str, str, dict]]:

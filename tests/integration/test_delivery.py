@@ -43,15 +43,17 @@ async def read_queue(amqp_url, name, expect, timeout=10.0):
     channel = await connection.channel()
     queue = await channel.declare_queue(name, passive=True)
     got = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(got) < expect and asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(fail=False)
-        if message is None:
-            await asyncio.sleep(0.05)
-            continue
-        got.append(message)
-        await message.ack()
-    await connection.close()
+
+    async def all_read() -> bool:
+        while len(got) < expect and (message := await queue.get(fail=False)) is not None:
+            got.append(message)
+            await message.ack()
+        return len(got) >= expect
+
+    try:
+        await eventually(all_read, timeout=timeout, what=f"{expect} message(s) on {name}")
+    finally:
+        await connection.close()
     return got
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from services.routing.deadlines import DeadlineWatcher
 from services.routing.models import Assignment, outbox_message
 from tests.routing_support import reported, route, routing_runtime
-from tests.support import bearer, client, issue_token
+from tests.support import bearer, client, eventually, issue_token
 
 CP_OFFICER, CHAIRMAN = "25349.cp_officer", "25349.chairman"
 
@@ -212,10 +212,11 @@ class TestInterruptions:
         monkeypatch.setattr(running, "tick", flaky_tick)
         task = asyncio.create_task(running.run())
         try:
-            for _ in range(100):
-                if len(escalations(await assignments(routing, incident_id))) == 2:
-                    break
-                await asyncio.sleep(0.05)
+
+            async def escalated_twice() -> bool:
+                return len(escalations(await assignments(routing, incident_id))) == 2
+
+            await eventually(escalated_twice, timeout=5, what="the escalation to both units")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
