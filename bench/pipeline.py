@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.floor import run_floor
-from bench.harness import System, broker_pid, post_incidents_raw, process_cpu_seconds, vhost
+from tests.harness import System, broker_pid, paced, process_cpu_seconds, vhost
 
 PORTS = {"intake": 18101, "routing": 18102, "reporting": 18103}
 CATEGORIES = ["violence", "injury", "drowning", "neglect", "sexual_abuse", "online_abuse", "school_violence", "malnutrition"]
@@ -88,6 +88,56 @@ def _naive_utc_ts(epoch: float) -> float:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def post_incidents_raw(
+    system: System, payloads: list[dict], *, concurrency: int = 32, unit: str = "25349.police", rate: float | None = None
+) -> list[tuple[str | None, float, int]]:
+    """`post_incidents` with a bare keep-alive HTTP/1.1 client: the same requests and retries, a fraction of httpx's CPU.
+
+    The benchmark shares the machine with the system it measures, so its own client must cost little.
+    """
+    host, port = "127.0.0.1", system.ports["intake"]
+    head = (
+        f"POST /v1/incidents HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {system.tokens[unit]}\r\n"
+        "Content-Type: application/json\r\nContent-Length: "
+    ).encode()
+    requests = [head + str(len(b)).encode() + b"\r\n\r\n" + b for b in (json.dumps(p).encode() for p in payloads)]
+    results: list[tuple[str | None, float, int]] = [(None, 0.0, 0)] * len(payloads)
+    take = await paced(len(payloads), rate)
+
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, dict, bytes]:
+        writer.write(request)
+        header = await reader.readuntil(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        return status, headers, body
+
+    async def worker() -> None:
+        connection = None
+        while (i := await take()) is not None:
+            while True:
+                try:
+                    if connection is None:
+                        connection = await asyncio.open_connection(host, port)
+                    status, headers, body = await exchange(*connection, requests[i])
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    connection = None
+                    await asyncio.sleep(0.2)
+                    continue
+                if status == 503:
+                    await asyncio.sleep(float(headers.get("retry-after", "1")) / 5)
+                    continue
+                break
+            incident_id = json.loads(body).get("incident_id") if status == 202 else None
+            results[i] = (incident_id, time.time(), status)
+        if connection is not None:
+            connection[1].close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
 
 
 async def main(args) -> dict:

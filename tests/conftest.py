@@ -8,15 +8,28 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.harness import vhost
+
 CI = os.environ.get("CI", "").lower() == "true"
 AMQP_BASE = os.environ.get("BAOVE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_BASE = os.environ.get("BAOVE_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+
+
+# Each folder is a layer; its marker lets a run pick layers (`-m unit`, `-m "not chaos"`).
+LAYERS = ("unit", "integration", "e2e", "chaos", "deploy", "browser")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else None
+        if folder in LAYERS:
+            item.add_marker(folder)
 
 
 def unavailable(what: str, why: str) -> None:
@@ -43,14 +56,10 @@ def amqp_url() -> str:
     problem = asyncio.run(_amqp_ok(AMQP_BASE))
     if problem:
         unavailable("RabbitMQ", problem)
-    vhost = f"baove-test-{uuid.uuid4().hex[:8]}"
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
+    if shutil.which("rabbitmqctl") is None:
         unavailable("rabbitmqctl", "needed to create a test vhost")
-    subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run([ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True)
-    yield AMQP_BASE.rstrip("/") + "/" + vhost
-    subprocess.run([ctl, "delete_vhost", vhost], capture_output=True)
+    with vhost(AMQP_BASE) as url:
+        yield url
 
 
 async def _pg_execute(url: str, *statements: str) -> None:

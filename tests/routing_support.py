@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.routing.consumers import incident_work
@@ -33,7 +33,7 @@ def reported(
 ) -> IncidentReported:
     """An incident.reported payload with one child."""
     n = next(_seq)
-    received_at = received_at or datetime.now(timezone.utc)
+    received_at = received_at or datetime.now(UTC)
     return IncidentReported(
         incident_id=incident_id or str(uuid.uuid4()),
         reported_by=f"{commune_code}.police",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import itertools
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +78,35 @@ def client(runtime) -> httpx.AsyncClient:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def eventually(
+    check: Callable[[], Any], *, timeout: float = 10.0, what: str | Callable[[], str] = "condition", interval: float = 0.05
+) -> Any:
+    """Poll `check` until it returns something truthy and return that; fail naming `what` after `timeout` seconds.
+
+    When `check` returns an awaitable (an async check), this returns a coroutine to await instead. `what` may be
+    a function, called on failure, to tell what was still missing then.
+    """
+    deadline = time.monotonic() + timeout
+    result = check()
+    if inspect.isawaitable(result):
+        return _eventually_async(check, result, deadline, timeout, what, interval)
+    while not result:
+        assert time.monotonic() < deadline, _failure(what, timeout)
+        time.sleep(interval)
+        result = check()
+    return result
+
+
+def _failure(what: str | Callable[[], str], timeout: float) -> str:
+    return f"{what() if callable(what) else what} not reached in {timeout} s"
+
+
+async def _eventually_async(check, first, deadline: float, timeout: float, what, interval: float) -> Any:
+    result = await first
+    while not result:
+        assert time.monotonic() < deadline, _failure(what, timeout)
+        await asyncio.sleep(interval)
+        result = await check()
+    return result

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.harness import System, vhost
+from tests.harness import System, rabbitmqctl, vhost
+from tests.support import eventually
 
 PORTS = {"intake": 18201, "routing": 18202, "reporting": 18203}
 N = 2000
@@ -65,13 +66,14 @@ async def scalar_rows(url: str, sql: str) -> list:
 
 async def settle(system: System, accepted: set[str], db: dict[str, str], timeout: float = 120) -> Outcome:
     """Wait for the pipeline to drain, then count what reached routing and reporting."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def drained() -> bool:
         routed_ids = {r[0] for r in await scalar_rows(db["routing"], "SELECT incident_id FROM routed_incident")}
         counted_ids = {r[0] for r in await scalar_rows(db["reporting"], "SELECT incident_id FROM incident_fact")}
-        if (accepted <= routed_ids and accepted <= counted_ids) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.5)
+        return accepted <= routed_ids and accepted <= counted_ids
+
+    with contextlib.suppress(AssertionError):  # what has not arrived by then is counted as lost below
+        await eventually(drained, timeout=timeout, interval=0.5, what="the pipeline drained")
     await asyncio.sleep(1.0)  # anything still in flight would show up as a duplicate now
     intake_rows = await scalar_rows(db["intake"], "SELECT report_id, count(*) FROM incident GROUP BY report_id")
     doubled_reports = sum(n - 1 for _, n in intake_rows)
@@ -80,6 +82,7 @@ async def settle(system: System, accepted: set[str], db: dict[str, str], timeout
         "SELECT incident_id, unit_id, count(*) FROM assignment WHERE origin = 'routing' GROUP BY incident_id, unit_id HAVING count(*) > 1",
     )
     routed_ids = {r[0] for r in await scalar_rows(db["routing"], "SELECT incident_id FROM routed_incident")}
+    counted_ids = {r[0] for r in await scalar_rows(db["reporting"], "SELECT incident_id FROM incident_fact")}
     stray = routed_ids - accepted  # routed but never accepted: a phantom case
     return Outcome(
         submitted=0,
@@ -89,10 +92,6 @@ async def settle(system: System, accepted: set[str], db: dict[str, str], timeout
         lost=len(accepted - (routed_ids & counted_ids)),
         counted=len(accepted & counted_ids),
     )
-
-
-def rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl", *args], capture_output=True, text=True, check=check, timeout=180)
 
 
 def ensure_rabbitmq() -> None:

@@ -7,12 +7,9 @@ import time
 
 import aio_pika
 import httpx
-import pytest
 
-from bench.harness import post_incidents
-from tests.chaos.conftest import N, Outcome, ensure_rabbitmq, payloads, pg_ctl, rabbitmqctl, settle
-
-pytestmark = pytest.mark.chaos
+from tests.chaos.conftest import N, Outcome, ensure_rabbitmq, payloads, pg_ctl, settle
+from tests.harness import post_incidents, rabbitmqctl
 
 
 def db_urls(system) -> dict[str, str]:

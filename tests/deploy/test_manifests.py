@@ -13,8 +13,6 @@ import pytest
 
 from tests.deploy.common import DEPLOY, ROOT, SERVICES, compose, definitions, k8s_documents, k8s_find, kustomization
 
-pytestmark = pytest.mark.unit
-
 SECRET_REF = re.compile(r"\$\{([A-Z0-9_]+):\?[^}]+\}")
 
 

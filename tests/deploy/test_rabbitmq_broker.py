@@ -10,7 +10,6 @@ import asyncio
 import os
 import re
 import secrets
-import time
 import urllib.request
 
 import aio_pika
@@ -22,6 +21,7 @@ from faststream.rabbit import RabbitBroker
 from shared.topology import CONSUMER_QUEUES, EVENTS, declare
 from tests.deploy import broker_node
 from tests.deploy.common import BROKER, DEPLOY, RABBITMQ_METRICS, alert_rules, dashboard_exprs, load_yaml, metric_names
+from tests.support import eventually
 
 # Within the deploy layer: needs a live RabbitMQ node (scripts/validate-deploy --no-live leaves it out).
 pytestmark = pytest.mark.integration
@@ -159,13 +159,8 @@ class TestDeadLettering:
             deliveries += 1
             await message.nack(requeue=True)
         dlq = await channel.declare_queue("reporting.events.dlq", passive=True)
-        dead = None
-        for _ in range(50):  # at-least-once dead-lettering moves the message asynchronously, with confirms
-            dead = await dlq.get(timeout=5, fail=False)
-            if dead is not None:
-                break
-            await asyncio.sleep(0.2)
-        assert dead is not None, "nothing reached reporting.events.dlq"
+        # At-least-once dead-lettering moves the message asynchronously, with confirms.
+        dead = await eventually(lambda: dlq.get(timeout=5, fail=False), timeout=30, interval=0.2, what="the poison in reporting.events.dlq")
         assert dead.message_id == "poison-1"
         assert deliveries == 6, "x-delivery-limit 5: the first delivery and 5 redeliveries"
         await dead.ack()
@@ -216,15 +211,16 @@ class TestMetrics:
         query = "&".join(f"{k}={v}" for k, values in queues_job["params"].items() for v in values)
         base = f"http://127.0.0.1:{node.prometheus_port}"
         exposed: set[str] = set()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not read <= exposed:
-            # Queue metrics appear after the first statistics emission (a few seconds after boot).
+
+        def all_exposed() -> bool:
             for path in ("/metrics", f"{queues_job['metrics_path']}?{query}"):
                 with urllib.request.urlopen(base + path, timeout=5) as response:
                     text = response.read().decode()
-                exposed |= set(re.findall(r"^([a-z_]+)[{ ]", text, re.MULTILINE))
-            time.sleep(1)
-        assert read <= exposed, read - exposed
+                exposed.update(re.findall(r"^([a-z_]+)[{ ]", text, re.MULTILINE))
+            return read <= exposed
+
+        # Queue metrics appear after the first statistics emission (a few seconds after boot).
+        eventually(all_exposed, timeout=30, interval=1, what=lambda: f"every metric read exposed (missing: {read - exposed})")
 
 
 class TestCommittedDefinitions:
@@ -242,10 +238,8 @@ def test_the_kubernetes_configuration_boots_and_grows_the_quorum_queues(tmp_path
     k8s = broker_node.BrokerNode(tmp_path, PASSWORDS, kubernetes=True)
     try:
         k8s.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "holds a replica of every baove quorum queue" not in k8s.log.read_text():
-            time.sleep(2)
-        assert "holds a replica of every baove quorum queue" in k8s.log.read_text(), k8s.log_tail()
+        grown = "holds a replica of every baove quorum queue"
+        eventually(lambda: grown in k8s.log.read_text(), timeout=60, interval=2, what=f"'{grown}' in the log")
         plugins = k8s.ctl("eval", "application:which_applications().", timeout=30).stdout
         assert "rabbitmq_peer_discovery_k8s" in plugins
     finally:

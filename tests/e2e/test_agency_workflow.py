@@ -3,18 +3,14 @@ emergency escalates exactly once across crashes of routing, and the closed case'
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import datetime
 
 import pytest
 
 from shared.enums import Category
-from tests.e2e.conftest import ROOT, baove
-from tests.e2e.support import CHAIRMAN, CP_OFFICER, HAMLET, eventually, expected_units, inbox, post
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.support import CHAIRMAN, CP_OFFICER, HAMLET, expected_units, inbox, post
+from tests.support import eventually
 
 WATCH_INTERVAL = 0.3
 # Routing's clock a little over an hour ahead: every emergency (1 h to acknowledge) posted so far is overdue.
@@ -216,24 +212,22 @@ class TestClosingTheCase:
 
 class TestAnOfficerChangesTheRules:
     def test_a_loaded_rule_set_routes_the_next_incident_and_a_bad_one_is_refused_with_its_line(self, system, tmp_path):
-        shown = baove(system.env, "rules", "show")
+        shown = system.cli("rules", "show")
         assert shown.startswith("# rule set 2025.1: active") and 'version: "2025.1"' in shown
         table = shown.split("\n", 1)[1].replace('version: "2025.1"', 'version: "2025.1-b"')
         table = table.replace("  injury:\n    lead: health", "  injury:\n    lead: police")
         path = tmp_path / "rules.yaml"
         path.write_text(table, encoding="utf-8")
-        assert "rule set 2025.1-b is active (was 2025.1)" in baove(system.env, "rules", "load", str(path))
+        assert "rule set 2025.1-b is active (was 2025.1)" in system.cli("rules", "load", str(path))
 
         incident_id = post(system, category="injury", urgency="low", hamlet=None)
         [lead] = eventually(lambda: assignments_of(system, "25349.police", incident_id), what="the injury in the police inbox")
         assert (lead["role"], lead["rule"], lead["rules_version"]) == ("lead", "category.injury.lead", "2025.1-b")
 
         path.write_text(table.replace('"2025.1-b"', '"2025.1-c"').replace("    lead: police", "    lead: polis", 1), encoding="utf-8")
-        refused = subprocess.run(
-            [sys.executable, "-m", "services.cli", "rules", "load", str(path)], env=system.env, cwd=ROOT, capture_output=True, text=True, timeout=120
-        )
+        refused = system.run_cli("rules", "load", str(path))
         assert refused.returncode == 2 and "unknown unit type 'polis'" in refused.stderr and f"{path}:" in refused.stderr
-        assert baove(system.env, "rules", "show").startswith("# rule set 2025.1-b: active")
+        assert system.cli("rules", "show").startswith("# rule set 2025.1-b: active")
 
 
 class TestTheRoutingMetrics:

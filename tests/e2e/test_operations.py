@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import incident_payload
+from tests.support import eventually, incident_payload
 
-pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = "Hoàng Thị Mẫu Vật"
 REPORTER_PHONE = "0987654321"
@@ -37,15 +36,20 @@ def incident(system):
         answer = http.post("/v1/incidents", json=body)
     assert answer.status_code == 202
     incident_id = answer.json()["incident_id"]
-    deadline = time.monotonic() + 5
-    while True:
+
+    def followed() -> bool:
+        """Routing has routed it, intake's timeline says so and reporting has counted it: every log has its lines."""
         with system.http("routing", "25349.cp_officer") as http:
-            items = http.get("/v1/agencies/25349.cp_officer/assignments", params={"limit": 500}).json()["items"]
-        if any(i["incident_id"] == incident_id for i in items):
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(1)  # reporting and intake's timeline follow routing
+            inbox = http.get("/v1/agencies/25349.cp_officer/assignments", params={"limit": 500}).json()["items"]
+        if not any(item["incident_id"] == incident_id for item in inbox):
+            return False
+        with system.http("intake", "25349.cp_officer") as http:
+            timeline = http.get(f"/v1/incidents/{incident_id}").json()["timeline"]
+        with system.http("reporting", "25349.cp_officer") as http:
+            counted = http.get("/v1/summaries/25349", params={"period": "2025"}).json()["indicators"]["incidents_total"]
+        return any(entry["kind"] == "routed" for entry in timeline) and counted >= 1
+
+    eventually(followed, what="the incident routed, on intake's timeline and counted by reporting")
     return incident_id
 
 
@@ -58,6 +62,16 @@ class TestMetrics:
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "faststream_received_messages_total" in text or service == "intake"
         assert "baove_http_requests_total" in text and "baove_outbox_backlog" in text
+
+    @pytest.mark.parametrize(
+        ("service", "template"),
+        [("intake", "/v1/incidents/{incident_id}"), ("routing", "/v1/agencies/{unit_id}/assignments"), ("reporting", "/v1/summaries/{org_unit}")],
+    )
+    def test_each_v1_request_is_counted_under_its_route_template(self, system, incident, service, template):
+        with system.http(service) as http:
+            text = http.get("/metrics").text
+        routes = set(re.findall(r'baove_http_requests_total\{method="\w+",route="([^"]*)"', text))
+        assert template in routes and 'route="other"' not in text, routes
 
     def test_intake_counts_incidents_by_codes_only(self, system, incident):
         with system.http("intake") as http:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import ROOT, baove
+from tests.harness import ROOT
 from tests.e2e.support import post
 
 pytestmark = pytest.mark.e2e
@@ -29,10 +29,10 @@ def test_a_person_signs_in_reads_a_case_is_audited_by_name_and_once_disabled_is_
         with system.http(service) as http:
             assert http.get(path, headers=token).status_code == 200, service
 
-    line = baove(system.env, "audit", "--incident", incident_id, "--user", "hoa.le").strip()
+    line = system.cli("audit", "--incident", incident_id, "--user", "hoa.le").strip()
     assert "hoa.le" in line and session["token_id"] in line and "25349.cp_officer" in line
 
-    baove(system.env, "user", "disable", "hoa.le")
+    system.cli("user", "disable", "hoa.le")
     disabled_at = time.monotonic()
     refused: dict[str, float] = {}
     while len(refused) < len(calls) and time.monotonic() - disabled_at < 3:

@@ -17,17 +17,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import random
 import re
-import socket
 import sqlite3
 import statistics
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import aio_pika
@@ -36,14 +33,13 @@ import pytest
 import pytest_asyncio
 from openpyxl import load_workbook
 
-from bench.harness import System, post_incidents, vhost
-from shared.enums import AgeBand, Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
-
-pytestmark = pytest.mark.e2e
+from shared.enums import Category, Channel, Sex, SpecialCircumstance, Urgency
+from tests.harness import System, free_ports, post_incidents, vhost
+from tests.support import eventually
 
 SERVICES = ("intake", "routing", "reporting")
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
-UTC = timezone.utc
+UTC = UTC
 
 MAIN = 10_000  # incidents posted first
 LATE = 300  # posted after their plan periods' reports exist
@@ -397,12 +393,13 @@ class Driver:
         """Seconds until `check()` (async) returns no problems; fails naming them after `timeout`."""
         started = time.monotonic()
         problems: list[str] = []
-        while time.monotonic() - started < timeout:
-            problems = await check()
-            if not problems:
-                return time.monotonic() - started
-            await asyncio.sleep(1.0)
-        raise AssertionError(f"{what} not within {timeout:.0f}s: {problems[:10]}")
+
+        async def settled() -> bool:
+            problems[:] = await check()
+            return not problems
+
+        await eventually(settled, timeout=timeout, interval=1.0, what=lambda: f"{what} ({problems[:10]})")
+        return time.monotonic() - started
 
     async def yearly(self) -> list[tuple[str, str, dict]]:
         pairs = [(c, y) for c in OLD_COMMUNES for y in ("2024", "2025", "2026")]
@@ -574,10 +571,10 @@ async def drive(system: System, driver: Driver, amqp_url: str, timings: dict[str
 
     timings["post_main_s"] = await driver.post(main)
     timings["post_main_per_s"] = len(main) / timings["post_main_s"]
-    timings.update({f"cpu_at_posted_{k}_s": v for k, v in cpu_seconds(system).items()})
+    timings.update({f"cpu_at_posted_{k}_s": v for k, v in {s: system.cpu_seconds(s) for s in system.processes}.items()})
     await driver.date_undated(main)
     timings["drain_main_s"] = await driver.wait_until("main incidents routed and counted", lambda: driver.counted(main), 600)
-    timings.update({f"cpu_at_drained_{k}_s": v for k, v in cpu_seconds(system).items()})
+    timings.update({f"cpu_at_drained_{k}_s": v for k, v in {s: system.cpu_seconds(s) for s in system.processes}.items()})
 
     started = time.monotonic()
     await driver.read_inboxes(main)
@@ -599,27 +596,6 @@ async def drive(system: System, driver: Driver, amqp_url: str, timings: dict[str
     timings["reconcile_late_s"] = await driver.wait_until("late incidents reconciled", lambda: driver.reconciled(everything), 120)
     timings["late_reports_current_s"], after = await wait_reports_current(driver, 120)
     return Run(system, driver, amqp_url, main, late, timings, before, after)
-
-
-def cpu_seconds(system: System) -> dict[str, float]:
-    """CPU time (user and system) each service has used so far: where the pipeline's time goes."""
-    out = {}
-    for service, process in system.processes.items():
-        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        out[service] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
-
-
-def free_ports() -> dict[str, int]:
-    """Ports nothing listens on, so this module may run beside another run of the suite."""
-    sockets = [socket.socket() for _ in SERVICES]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return {service: sock.getsockname()[1] for service, sock in zip(SERVICES, sockets)}
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -784,10 +760,12 @@ class TestGeneratedReports:
                 if not (cursor := page["next_cursor"]):
                     break
         events: list[dict] = []
-        deadline = time.monotonic() + 30
-        while len(events) < len(listed) and time.monotonic() < deadline:
-            events += await drain_report_queue(run.amqp_url)
-            await asyncio.sleep(0.5)
+
+        async def all_read() -> bool:
+            events.extend(await drain_report_queue(run.amqp_url))
+            return len(events) >= len(listed)
+
+        await eventually(all_read, timeout=30, interval=0.5, what="every report.generated read")
         published = [(e["payload"]["org_unit"], e["payload"]["period"], e["payload"]["revision"]) for e in events]
         print(f"\n{len(listed)} revisions generated for {len(REPORT_PAIRS)} reports")
         assert sorted(published) == sorted(listed)

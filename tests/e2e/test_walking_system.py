@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from shared.enums import Category
 from tests.e2e.support import COMMUNE, HAMLET, expected_units, inbox, post
-
-pytestmark = pytest.mark.e2e
+from tests.support import eventually
 
 
 class TestEveryCategoryReachesItsInboxes:
@@ -21,9 +18,10 @@ class TestEveryCategoryReachesItsInboxes:
             posted[category.value] = incident_id
             lead = next(u for u, role in expected_units(category.value).items() if role == "lead")
             start = time.monotonic()
-            while not any(a["incident_id"] == incident_id for a in inbox(system, lead)):
-                assert time.monotonic() - start < 2.0, f"{category} not in {lead}'s inbox within 2 s"
-                time.sleep(0.02)
+            eventually(
+                lambda: any(a["incident_id"] == incident_id for a in inbox(system, lead)),
+                timeout=2.0, interval=0.02, what=f"{category} in {lead}'s inbox",
+            )
             latencies.append(time.monotonic() - start)
 
         time.sleep(0.5)  # let any stray assignment arrive before we look for it
@@ -40,21 +38,19 @@ class TestEveryCategoryReachesItsInboxes:
 
     def test_an_emergency_also_reaches_the_chairman(self, system):
         incident_id = post(system, category="injury", urgency="emergency", hamlet=None)
-        deadline = time.monotonic() + 2
-        while not any(a["incident_id"] == incident_id for a in inbox(system, f"{COMMUNE}.chairman")):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        [assignment] = [a for a in inbox(system, f"{COMMUNE}.chairman") if a["incident_id"] == incident_id]
+        [assignment] = eventually(
+            lambda: [a for a in inbox(system, f"{COMMUNE}.chairman") if a["incident_id"] == incident_id],
+            timeout=2.0, interval=0.02, what="the emergency in the chairman's inbox",
+        )
         assert assignment["role"] == "support" and assignment["status"] == "pending"
 
     def test_a_missing_school_falls_back_to_the_cp_officer_with_the_reason(self, system):
         children = [{"sex": "male", "age_years": 12}]
         incident_id = post(system, category="school_violence", urgency="medium", children=children)
-        deadline = time.monotonic() + 2
-        while not (mine := [a for a in inbox(system, f"{COMMUNE}.cp_officer") if a["incident_id"] == incident_id]):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        [assignment] = mine
+        [assignment] = eventually(
+            lambda: [a for a in inbox(system, f"{COMMUNE}.cp_officer") if a["incident_id"] == incident_id],
+            timeout=2.0, interval=0.02, what="the school case in the cp_officer's inbox",
+        )
         assert assignment["role"] == "lead" and "school" in assignment["reason"].lower()
 
 
@@ -74,15 +70,14 @@ class TestSummariesCountIt:
             return commune.json(), district.json()
 
         # Every incident of this module happened on 2 March 2025 (the payload's default), in 2025.
-        deadline = time.monotonic() + 10
-        while True:
+        def counted():
             commune, district = summaries()
             rows = {row["code"]: row for row in district["communes"]}
             counts = {code: rows[code]["indicators"]["incidents_total"] for code in rows}
-            if commune["indicators"]["incidents_total"] == system.posted[COMMUNE] and counts["25348"] == system.posted["25348"]:
-                break
-            assert time.monotonic() < deadline, (commune["indicators"]["incidents_total"], counts, dict(system.posted))
-            time.sleep(0.1)
+            done = commune["indicators"]["incidents_total"] == system.posted[COMMUNE] and counts["25348"] == system.posted["25348"]
+            return (commune, district, counts) if done else None
+
+        commune, district, counts = eventually(counted, interval=0.1, what=f"every posted incident counted ({dict(system.posted)})")
         assert counts == {"25339": 0, "25348": 1, "25349": system.posted[COMMUNE]}
         assert district["indicators"]["incidents_total"] == system.posted[COMMUNE] + 1
         assert district["indicators"]["by_age_band"]["0-5"] >= 1

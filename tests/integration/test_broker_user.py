@@ -1,12 +1,9 @@
 """A service with its own broker URL connects with it, not with the common one."""
 
-import pytest
 from pydantic import SecretStr
 
 from services.intake.app import create_runtime
 from shared.settings import CommonSettings, IntakeSettings
-
-pytestmark = pytest.mark.integration
 
 
 async def test_the_runtime_connects_with_the_services_own_url(tmp_path, amqp_url):

@@ -1,6 +1,6 @@
 """Consent recorded on the case (domain.md 7) from intake to the inbox; and the inbox shows each unit only what it needs."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,8 +10,6 @@ from shared.auth import Principal
 from shared.events import Consent, IncidentCase
 from tests.routing_support import reported, route, routing_runtime
 from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
-
-pytestmark = pytest.mark.integration
 
 TODDLER = {"full_name": "Lê Văn Bé", "sex": "male", "birth_date": "2022-01-01", "special_circumstances": []}
 
@@ -93,7 +91,7 @@ class TestInboxMinimisation:
         routing = await routing_runtime(tmp_path)
         school, police = "25349.school.th-minh-tam-a", "25349.police"
         tokens = {unit: await issue_token(routing, "unit", unit) for unit in (school, police)}
-        event = reported(category="sexual_abuse", received_at=datetime(2025, 3, 2, 8, tzinfo=timezone.utc))
+        event = reported(category="sexual_abuse", received_at=datetime(2025, 3, 2, 8, tzinfo=UTC))
         await route(routing, event)
         async with client(routing) as http:
             pages = {unit: (await http.get(f"/v1/agencies/{unit}/assignments", headers=bearer(tokens[unit]))).json() for unit in tokens}

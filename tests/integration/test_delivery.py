@@ -2,7 +2,7 @@
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aio_pika
 import pytest
@@ -11,20 +11,7 @@ from sqlalchemy import select
 from services.intake.models import TimelineEntry, inbox_message, outbox_message
 from shared import deadletters, topology
 from shared.events import IncidentClosed, IncidentRouted
-from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
-
-pytestmark = pytest.mark.integration
-
-
-async def wait_for(predicate, timeout=10.0, interval=0.05):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {timeout}s")
-        await asyncio.sleep(interval)
+from tests.support import bearer, client, eventually, incident_payload, issue_token, make_runtime, migrate
 
 
 @pytest.fixture
@@ -56,15 +43,17 @@ async def read_queue(amqp_url, name, expect, timeout=10.0):
     channel = await connection.channel()
     queue = await channel.declare_queue(name, passive=True)
     got = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    while len(got) < expect and asyncio.get_running_loop().time() < deadline:
-        message = await queue.get(fail=False)
-        if message is None:
-            await asyncio.sleep(0.05)
-            continue
-        got.append(message)
-        await message.ack()
-    await connection.close()
+
+    async def all_read() -> bool:
+        while len(got) < expect and (message := await queue.get(fail=False)) is not None:
+            got.append(message)
+            await message.ack()
+        return len(got) >= expect
+
+    try:
+        await eventually(all_read, timeout=timeout, what=f"{expect} message(s) on {name}")
+    finally:
+        await connection.close()
     return got
 
 
@@ -84,7 +73,7 @@ class TestOutboxRelay:
                 row = (await session.execute(select(outbox_message))).one()
             return row.published_at is not None and row.event_id == message.message_id
 
-        await wait_for(marked)
+        await eventually(marked)
 
     async def test_an_event_nothing_is_bound_to_stays_in_the_outbox(self, intake):
         await intake.broker.connect()
@@ -119,7 +108,7 @@ class TestInbox:
                 rows = (await session.execute(select(TimelineEntry).where(TimelineEntry.kind == "routed"))).scalars().all()
             return rows
 
-        await wait_for(routed_entries)
+        await eventually(routed_entries)
         await asyncio.sleep(0.5)  # give the duplicates their chance to be (wrongly) processed
         assert len(await routed_entries()) == 1
         assert intake.consumer_metrics.duplicates.labels("intake.timeline")._value.get() == 2
@@ -149,7 +138,7 @@ class TestDeadLetters:
         await intake.broker.start()
         # A valid envelope whose work fails: redelivered until the limit, then dead-lettered.
         closed = IncidentClosed(
-            incident_id="x", commune_code="25349", risk_level="low", outcome="ok", by="t", at=datetime.now(timezone.utc)
+            incident_id="x", commune_code="25349", risk_level="low", outcome="ok", by="t", at=datetime.now(UTC)
         ).envelope(correlation_id="x", producer="test")
         await intake.broker.publish(closed.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="incident.closed", persist=True)
         [dead] = await read_queue(vhost, spec.dead_letter_name, 1, timeout=20)
@@ -174,7 +163,7 @@ class TestGroupCommit:
         await topology.declare(intake.broker, (spec,))
         ids = [f"incident-{i}" for i in range(300)]
         ids.insert(150, poison)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         connection = await aio_pika.connect(vhost)
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(topology.EVENTS.name)
@@ -201,7 +190,7 @@ class TestGroupCommit:
                 rows = await session.execute(select(inbox_message.c.event_id).where(inbox_message.c.consumer == spec.name))
                 return len(rows.all())
 
-        assert await wait_for(lambda: _equals(processed, 300), timeout=20)
+        assert await eventually(lambda: _equals(processed, 300), timeout=20)
         await asyncio.sleep(0.3)
         assert await processed() == 300  # each good event committed once, the poison never
         # Far fewer transactions than events: deliveries were folded together.
@@ -233,7 +222,7 @@ class TestDeadLetterTools:
         await topology.declare(intake.broker, (spec,))
         await intake.broker.start()
         closed = IncidentClosed(
-            incident_id="inc-9", commune_code="25349", risk_level="low", outcome="ok", by="t", at=datetime.now(timezone.utc)
+            incident_id="inc-9", commune_code="25349", risk_level="low", outcome="ok", by="t", at=datetime.now(UTC)
         ).envelope(correlation_id="inc-9", producer="test")
         await intake.broker.publish(
             closed.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="incident.closed", persist=True,
@@ -245,13 +234,13 @@ class TestDeadLetterTools:
         async def listed():
             return await deadletters.list_dead_letters(vhost, spec.name)
 
-        [letter] = await wait_for(listed, timeout=15)
+        [letter] = await eventually(listed, timeout=15)
         assert (letter.reason, letter.event_type, letter.correlation_id) == ("delivery_limit", "incident.closed", "inc-9")
         assert len(await deadletters.list_dead_letters(vhost, spec.name)) == 1  # listing does not consume
 
         fixed.set()
         assert await deadletters.replay(vhost, spec.name) == {spec.name: 1}
-        await wait_for(lambda: asyncio.sleep(0, result=handled == [closed.event_id]))
+        await eventually(lambda: asyncio.sleep(0, result=handled == [closed.event_id]))
         assert await deadletters.list_dead_letters(vhost, spec.name) == []
 
 
@@ -261,7 +250,7 @@ class TestNotifications:
 
         await intake.broker.connect()
         await intake.broker.declare_exchange(topology.EVENTS)  # no queue bound to report.generated
-        envelope = ReportGenerated(org_unit="25349", period="2025-6M", revision=1, as_of=datetime.now(timezone.utc)).envelope(
+        envelope = ReportGenerated(org_unit="25349", period="2025-6M", revision=1, as_of=datetime.now(UTC)).envelope(
             correlation_id="25349:2025-6M", producer="reporting"
         )
         async with intake.unit_of_work() as uow:

@@ -18,8 +18,6 @@ from services.routing.registry import load_units_into
 from shared.reference import load_demo_units
 from tests.support import issue_token, make_runtime, migrate
 
-pytestmark = pytest.mark.integration
-
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, status_code_conformance]
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 

@@ -12,8 +12,6 @@ from shared.migrate import upgrade
 from shared.runtime import AUTH_MIGRATIONS
 from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 async def intake(tmp_path, database_url):

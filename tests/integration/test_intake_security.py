@@ -6,8 +6,6 @@ from services.intake.app import create_runtime
 from shared.settings import CommonSettings, IntakeSettings
 from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 async def intake(tmp_path, database_url):

@@ -11,11 +11,10 @@ import io
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
-import pytest
 import pytest_asyncio
 from openpyxl import load_workbook
 from sqlalchemy import func, select, update
@@ -43,9 +42,7 @@ from shared.migrate import upgrade
 from shared.runtime import AUTH_MIGRATIONS
 from shared.settings import CommonSettings, ReportingSettings
 
-pytestmark = pytest.mark.integration
-
-UTC = timezone.utc
+UTC = UTC
 VN = timezone(timedelta(hours=7))
 
 

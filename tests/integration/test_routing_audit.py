@@ -9,8 +9,6 @@ from shared import audit
 from tests.routing_support import reported, route, routing_runtime
 from tests.support import bearer, client, issue_token
 
-pytestmark = pytest.mark.integration
-
 INBOX = "GET /v1/agencies/{unit_id}/assignments"
 
 

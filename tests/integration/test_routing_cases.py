@@ -11,8 +11,6 @@ from services.routing.models import IncidentChange, RoutedIncident, outbox_messa
 from tests.routing_support import reported, route, routing_runtime
 from tests.support import bearer, client, issue_token
 
-pytestmark = pytest.mark.integration
-
 CP_OFFICER = "25349.cp_officer"
 TOKENS = (CP_OFFICER, "25349.health", "25349.police", "25339.cp_officer")
 

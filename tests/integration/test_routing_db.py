@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -15,8 +15,6 @@ from shared.events import IncidentRouted
 from shared.reference import load_demo_units
 from tests.routing_support import SCHOOL, reported, route, routing_runtime
 from tests.support import bearer, client, issue_token
-
-pytestmark = pytest.mark.integration
 
 UNITS = ("25349.police", "25349.cp_officer", "25349.justice", "25349.health", "25339.cp_officer")
 
@@ -117,7 +115,7 @@ class TestTheInbox:
             assert (await http.get("/v1/agencies/25349.police/assignments")).status_code == 401
 
     async def test_overdue_comes_first_then_urgency_then_due_time(self, routing):
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         late = reported(category="injury", urgency="low", received_at=now - timedelta(days=4))
         emergency = reported(category="injury", urgency="emergency")
         medium = reported(category="injury", urgency="medium", received_at=now - timedelta(hours=1))
@@ -154,7 +152,7 @@ class TestTheInbox:
         assert (await inbox(routing, "25349.police", cursor="not-a-cursor")).status_code == 422
 
     async def test_filters_by_status_overdue_and_urgency_keep_the_order_and_the_pages(self, routing):
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         late = reported(category="injury", urgency="low", received_at=now - timedelta(days=4))
         others = [reported(category="injury", urgency=u) for u in ("emergency", "high", "medium", "low", "emergency")]
         for event in (late, *others):
@@ -267,7 +265,7 @@ class TestTheLifecycle:
         [lead] = [i for i in cp_items if i["role"] == "lead"]
         assert lead["assignment_id"] == handoff["assignment_id"] and lead["status"] == "pending"
         assert lead["rules_version"] == "handoff" and "25349.police" in lead["reason"]
-        assert datetime.fromisoformat(lead["due_at"]) > datetime.now(timezone.utc) + timedelta(hours=23)
+        assert datetime.fromisoformat(lead["due_at"]) > datetime.now(UTC) + timedelta(hours=23)
         [declined] = await outbox(routing, "assignment.status_changed")
         assert declined["payload"]["to_status"] == "declined" and declined["payload"]["has_note"] is True
         handoffs = [r for r in await outbox(routing, "incident.routed") if r["payload"]["rules_version"] == "handoff"]

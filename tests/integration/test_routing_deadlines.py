@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -14,9 +14,7 @@ from services.routing.deadlines import DeadlineWatcher
 from services.routing.models import Assignment, outbox_message
 from shared.uow import UnitOfWork
 from tests.routing_support import reported, route, routing_runtime
-from tests.support import bearer, client, issue_token
-
-pytestmark = pytest.mark.integration
+from tests.support import bearer, client, eventually, issue_token
 
 CP_OFFICER, CHAIRMAN = "25349.cp_officer", "25349.chairman"
 
@@ -191,7 +189,7 @@ class TestInterruptions:
             await session.execute(
                 update(Assignment).where(Assignment.incident_id == first, Assignment.origin.startswith("escalation:")).values(status="done")
             )
-        clock.now = datetime.now(timezone.utc) + timedelta(hours=1, minutes=1)
+        clock.now = datetime.now(UTC) + timedelta(hours=1, minutes=1)
         await watcher(routing, clock).tick()
         rows = await assignments(routing, first)
         assert len(escalations(rows)) == 2 and all(a.overdue_at is None for a in rows if a.origin == "routing")
@@ -215,10 +213,11 @@ class TestInterruptions:
         monkeypatch.setattr(running, "tick", flaky_tick)
         task = asyncio.create_task(running.run())
         try:
-            for _ in range(100):
-                if len(escalations(await assignments(routing, incident_id))) == 2:
-                    break
-                await asyncio.sleep(0.05)
+
+            async def escalated_twice() -> bool:
+                return len(escalations(await assignments(routing, incident_id))) == 2
+
+            await eventually(escalated_twice, timeout=5, what="the escalation to both units")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -3,7 +3,7 @@ changed by an officer with `baove rules load` and shown with `baove rules show`.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -14,10 +14,8 @@ from services.routing.models import Assignment, RuleSet
 from services.routing.rules import DEFAULT_RULES, RulesError
 from tests.routing_support import reported, route, routing_runtime
 
-pytestmark = pytest.mark.integration
-
 DEFAULT_TEXT = DEFAULT_RULES.read_text(encoding="utf-8")
-NOW = datetime(2025, 3, 2, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 2, 1, tzinfo=UTC)
 
 
 def changed(version: str, *, injury_lead: str = "police") -> str:

@@ -3,11 +3,7 @@
 import asyncio
 import contextvars
 
-import pytest
-
 from shared.groupcommit import GroupCommit
-
-pytestmark = pytest.mark.unit
 
 who = contextvars.ContextVar("who", default=None)
 

@@ -1,6 +1,6 @@
 """Intake's timeline subscriber, in memory (faststream's TestRabbitBroker) over a SQLite file."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from faststream.rabbit import TestRabbitBroker
@@ -22,8 +22,6 @@ from shared.events import (
 )
 from tests.support import make_runtime, migrate
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture
 async def intake(tmp_path):
@@ -33,7 +31,7 @@ async def intake(tmp_path):
         session.add(
             Incident(
                 id="inc-1", reported_by="25349.police", commune_code="25349", category="violence", urgency="high",
-                channel="phone", received_at=datetime(2025, 3, 2, tzinfo=timezone.utc), status="received",
+                channel="phone", received_at=datetime(2025, 3, 2, tzinfo=UTC), status="received",
                 description="d", children=[{"sex": "female"}],
             )
         )
@@ -56,7 +54,7 @@ async def timeline(runtime):
 
 class TestTimelineHandler:
     async def test_routing_and_acknowledgement_are_recorded_and_the_status_moves(self, intake):
-        at = datetime(2025, 3, 2, 1, tzinfo=timezone.utc)
+        at = datetime(2025, 3, 2, 1, tzinfo=UTC)
         routed = IncidentRouted(
             incident_id="inc-1", commune_code="25349", category="violence", urgency="high", rules_version="v1", assignments=()
         ).envelope(correlation_id="inc-1", producer="routing")
@@ -82,7 +80,7 @@ class TestTimelineHandler:
         assert await timeline(intake) == []
 
 
-T0 = datetime(2025, 3, 2, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 2, 1, tzinfo=UTC)
 CP_OFFICER = Principal("unit", "25349.cp_officer", "t")
 
 

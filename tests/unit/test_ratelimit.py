@@ -4,8 +4,6 @@ import pytest
 
 from shared.ratelimit import RateLimiter
 
-pytestmark = pytest.mark.unit
-
 
 class Clock:
     def __init__(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -27,9 +27,7 @@ from services.reporting.periods import parse_period
 from shared.enums import AgeBand, Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
 from shared.reference import load_hierarchy
 
-pytestmark = pytest.mark.unit
-
-AS_OF = datetime(2026, 1, 5, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def sample() -> dict[str, Tally]:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-import pytest
 from openpyxl import load_workbook
 
 from services.reporting.aggregates import IncidentGroup, build_summary, tally_by_commune
 from services.reporting.exports import flatten, hamlet_names, table, to_csv, to_xlsx
 from services.reporting.periods import parse_period
 from shared.reference import load_hierarchy
-
-pytestmark = pytest.mark.unit
 
 HIERARCHY = load_hierarchy()
 NAMES = hamlet_names(HIERARCHY)
@@ -29,7 +26,7 @@ def summary(code: str, period_id: str) -> dict:
             IncidentGroup("25339", "drowning", "emergency", "phone", None, True, 1),
         ]
     )
-    return build_summary(HIERARCHY, code, period, coverages, tallies, datetime(2025, 7, 1, tzinfo=timezone.utc))
+    return build_summary(HIERARCHY, code, period, coverages, tallies, datetime(2025, 7, 1, tzinfo=UTC))
 
 
 def csv_rows(data: bytes) -> list[list[str]]:

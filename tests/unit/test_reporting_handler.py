@@ -1,6 +1,6 @@
 """Reporting's read-model subscriber, in memory (faststream's TestRabbitBroker) over a SQLite file."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from faststream.rabbit import TestRabbitBroker
@@ -19,9 +19,7 @@ from shared.events import (
 )
 from tests.support import make_runtime, migrate
 
-pytestmark = pytest.mark.unit
-
-AT = datetime(2025, 3, 2, 1, tzinfo=timezone.utc)
+AT = datetime(2025, 3, 2, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -47,7 +45,7 @@ def reported():
         category="violence",
         urgency="high",
         channel="phone",
-        occurred_at=datetime(2025, 4, 30, 16, 30, tzinfo=timezone.utc),
+        occurred_at=datetime(2025, 4, 30, 16, 30, tzinfo=UTC),
         received_at=AT,
         children=(ChildFacts(sex="female", age_band="11-15", special_circumstances=("orphan",)),),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -15,8 +15,6 @@ from services.reporting.periods import (
     local_midnight_utc,
     parse_period,
 )
-
-pytestmark = pytest.mark.unit
 
 
 class TestCalendarPeriods:
@@ -94,7 +92,7 @@ class TestPlanPeriods:
 
 class TestVietnamTime:
     def test_23_30_local_on_30_april_belongs_to_april(self):
-        moment = datetime(2025, 4, 30, 16, 30, tzinfo=timezone.utc)  # 23:30 in Vietnam
+        moment = datetime(2025, 4, 30, 16, 30, tzinfo=UTC)  # 23:30 in Vietnam
         day = local_date(moment)
         assert day == date(2025, 4, 30)
         assert parse_period("202504").contains(day)
@@ -102,7 +100,7 @@ class TestVietnamTime:
         assert parse_period("2025-6M").contains(day)
 
     def test_00_30_local_on_1_may_belongs_to_may_though_it_is_still_april_in_utc(self):
-        day = local_date(datetime(2025, 4, 30, 17, 30, tzinfo=timezone.utc))
+        day = local_date(datetime(2025, 4, 30, 17, 30, tzinfo=UTC))
         assert day == date(2025, 5, 1)
         assert parse_period("202505").contains(day)
         assert not parse_period("2025-6M").contains(day)
@@ -112,9 +110,9 @@ class TestVietnamTime:
 
     def test_a_period_starts_at_local_midnight_which_is_17_00_utc_the_day_before(self):
         start, end = parse_period("202505").utc_window()
-        assert start == datetime(2025, 4, 30, 17, 0, tzinfo=timezone.utc)
-        assert end == datetime(2025, 5, 31, 17, 0, tzinfo=timezone.utc)
-        assert local_midnight_utc(date(2025, 1, 1)) == datetime(2024, 12, 31, 17, 0, tzinfo=timezone.utc)
+        assert start == datetime(2025, 4, 30, 17, 0, tzinfo=UTC)
+        assert end == datetime(2025, 5, 31, 17, 0, tzinfo=UTC)
+        assert local_midnight_utc(date(2025, 1, 1)) == datetime(2024, 12, 31, 17, 0, tzinfo=UTC)
 
     def test_months_are_added_across_years(self):
         assert add_months(date(2025, 5, 10), -6) == date(2024, 11, 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -23,10 +23,8 @@ from services.reporting.reports import (
 )
 from shared.reference import load_hierarchy
 
-pytestmark = pytest.mark.unit
-
 HIERARCHY = load_hierarchy()
-UTC = timezone.utc
+UTC = UTC
 SETTLE = timedelta(minutes=2)
 
 

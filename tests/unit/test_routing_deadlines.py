@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -15,9 +15,7 @@ from shared.db import utcnow
 from shared.enums import Role, UnitType, Urgency
 from shared.settings import CommonSettings, RoutingSettings
 
-pytestmark = pytest.mark.unit
-
-RECEIVED = datetime(2025, 3, 2, 1, 0, tzinfo=timezone.utc)
+RECEIVED = datetime(2025, 3, 2, 1, 0, tzinfo=UTC)
 TABLE = load_rules()
 COMMUNE = "25349"
 CP_OFFICER, CHAIRMAN = "25349.cp_officer", "25349.chairman"

@@ -1,6 +1,6 @@
 """The disclosure table: every unit type decided; support units that do not meet the child see sex and age only."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from services.routing.disclosure import SUPPORT_VIEW, disclosed, view_of
 from shared.enums import UnitType
@@ -28,8 +28,8 @@ def test_a_lead_and_the_units_that_meet_the_child_see_the_whole_case():
 
 def test_the_minimal_view_keeps_sex_and_age_on_the_incident_day_and_nothing_that_names_anyone():
     # 1 May 2025 00:30 in Vietnam is still 30 April in UTC: the age is taken on Vietnam's day.
-    cut = disclosed(CASE, "minimal", datetime(2025, 4, 30, 17, 30, tzinfo=timezone.utc))
+    cut = disclosed(CASE, "minimal", datetime(2025, 4, 30, 17, 30, tzinfo=UTC))
     assert cut["children"] == [{"sex": "female", "age_years": 12}, {"sex": "male", "age_years": 9}]
     assert cut["reporter"] is None and cut["description"] == "what happened" and cut["consent"] == CASE["consent"]
     assert not any(secret in str(cut) for secret in ("Nguyễn", "2013-05-01", "th-a", "Trần", "0912"))
-    assert disclosed(CASE, "full", datetime(2025, 4, 30, tzinfo=timezone.utc)) is CASE
+    assert disclosed(CASE, "full", datetime(2025, 4, 30, tzinfo=UTC)) is CASE

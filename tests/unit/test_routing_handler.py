@@ -17,8 +17,6 @@ from shared.events import IncidentRouted
 from shared.settings import CommonSettings, RoutingSettings
 from tests.routing_support import HAMLET, SCHOOL, reported, route, routing_runtime
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture
 async def routing(tmp_path):

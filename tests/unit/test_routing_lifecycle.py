@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import product
 
 import pytest
 
 from services.routing import lifecycle
 from shared.enums import AssignmentStatus as S
-
-pytestmark = pytest.mark.unit
 
 LEGAL = {
     (S.pending, S.acknowledged),
@@ -21,7 +19,7 @@ LEGAL = {
     (S.in_progress, S.declined),
 }
 ALL_PAIRS = list(product(S, S))
-NOW = datetime(2025, 3, 2, 8, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 2, 8, tzinfo=UTC)
 
 
 class TestTransitions:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,13 +10,11 @@ import pytest
 from services.routing.rules import DEFAULT_RULES, RoutingInput, RulesError, decide, due_at, load_rules, parse_rules
 from shared.enums import Category, Role, UnitType, Urgency
 
-pytestmark = pytest.mark.unit
-
 COMMUNE = "25349"
 SCHOOL = "25349.school.th-minh-tam-a"
 OTHER_SCHOOL = "25349.school.thcs-minh-tam"
 HAMLET = "25349.hamlet.ap-2"
-RECEIVED = datetime(2025, 3, 2, 1, 0, tzinfo=timezone.utc)
+RECEIVED = datetime(2025, 3, 2, 1, 0, tzinfo=UTC)
 HIGH = ("emergency", "high")
 
 # domain.md section 4, written out by hand: category -> (lead, [(support, urgencies or None for all)]).

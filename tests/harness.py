@@ -1,4 +1,7 @@
-"""Run the three services as processes on their own vhost and data folder (for benchmarks and chaos tests)."""
+"""The three services as processes on their own vhost and data folder: for the e2e and chaos tests and the benchmark.
+
+The benchmark imports this module; nothing here imports from bench/.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,9 +25,11 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("intake", "routing", "reporting")
+AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -33,12 +40,13 @@ def broker_pid() -> int | None:
     return int(found[0]) if found else None
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run([shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl", *args], check=True, capture_output=True)
+def rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    return subprocess.run([ctl, *args], capture_output=True, text=True, check=check, timeout=180)
 
 
 @contextmanager
-def vhost(base_url: str = "amqp://guest:guest@127.0.0.1:5672/") -> Iterator[str]:
+def vhost(base_url: str = AMQP_BASE) -> Iterator[str]:
     """A throw-away vhost, so a run never touches a live system's queues."""
     name = f"baove-run-{uuid.uuid4().hex[:8]}"
     rabbitmqctl("add_vhost", name)
@@ -46,38 +54,62 @@ def vhost(base_url: str = "amqp://guest:guest@127.0.0.1:5672/") -> Iterator[str]
     try:
         yield base_url.rstrip("/") + "/" + name
     finally:
-        subprocess.run([shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl", "delete_vhost", name], capture_output=True)
+        rabbitmqctl("delete_vhost", name, check=False)
+
+
+def free_ports() -> dict[str, int]:
+    """Ports nothing listens on, so a run may go on beside another run of the suite."""
+    sockets = [socket.socket() for _ in SERVICES]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return {service: sock.getsockname()[1] for service, sock in zip(SERVICES, sockets, strict=True)}
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class System:
-    """The three services as child processes, with their tokens."""
+    """The three services as child processes, with the demo units' tokens."""
 
-    def __init__(self, data_dir: Path, amqp_url: str, ports: dict[str, int], extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, amqp_url: str, ports: dict[str, int], extra_env: dict[str, str] | None = None, log_level: str = "WARNING"
+    ) -> None:
         self.data_dir = data_dir
         self.ports = ports
         self.env = {
             **os.environ,
             "BAOVE_DATA_DIR": str(data_dir),
             "BAOVE_AMQP_URL": amqp_url,
-            "BAOVE_LOG_LEVEL": os.environ.get("BAOVE_LOG_LEVEL", "WARNING"),
-            # One token posts thousands of reports here: lift the per-principal limit.
+            # Load runs keep their logs short; the e2e tests read the services' INFO lines.
+            "BAOVE_LOG_LEVEL": os.environ.get("BAOVE_LOG_LEVEL", log_level),
+            # One token posts thousands of reports here; the limit itself is tested in tests/integration.
             "BAOVE_INTAKE_RATE_LIMIT_PER_MINUTE": "0",
+            # The e2e tests sign every demo person in at once; the sign-in limits are tested in tests/integration.
+            "BAOVE_INTAKE_SIGN_IN_PER_MINUTE": "0",
             **{f"BAOVE_{s.upper()}_PORT": str(p) for s, p in ports.items()},
             **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen] = {}
+        self.overrides: dict[str, dict[str, str]] = {}  # a service's own environment, kept across restarts
         self.tokens: dict[str, str] = {}
+        self.posted: Counter[str] = Counter()  # incidents accepted per commune, for the summaries
 
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "services.cli", *args], env={**self.env, **(env or {})}, cwd=ROOT,
-            capture_output=True, text=True, timeout=300,
+    def run_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`baove ARGS` in this system's environment, whatever its exit code."""
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
         )
+
+    def cli(self, *args: str) -> str:
+        """The output of `baove ARGS`, which must succeed."""
+        done = self.run_cli(*args)
         if done.returncode != 0:
-            raise RuntimeError(f"baove {' '.join(args)} failed: {done.stderr[-2000:]}")
+            raise RuntimeError(f"baove {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
         return done.stdout
 
     def prepare(self) -> None:
+        """Migrate the databases and register the demo units, keeping their tokens."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cli("migrate")
         self.cli("demo")
@@ -91,7 +123,6 @@ class System:
         from shared.auth import principal_label
         from shared.db import make_engine, make_sessionmaker
         from shared.reference import load_demo_units
-
         from shared.settings import normalise_url
 
         subjects = [("unit", u.id) for u in load_demo_units()] + [("district", "694"), ("admin", "admin")]
@@ -99,20 +130,38 @@ class System:
         engine = make_engine(normalise_url(url) if url else f"sqlite+aiosqlite:///{(self.data_dir / 'auth.db').resolve()}")
         try:
             async with make_sessionmaker(engine)() as session, session.begin():
-                return {principal_label(kind, subject): (await people.issue_machine_token(session, kind, subject, "bench", 1))[0]
-                        for kind, subject in subjects}
+                return {
+                    principal_label(kind, subject): (await people.issue_machine_token(session, kind, subject, "bench", 1))[0]
+                    for kind, subject in subjects
+                }
         finally:
             await engine.dispose()
+
+    def sign_in_demo_people(self) -> dict[str, str]:
+        """A session per demo person, signed in as an official would (POST /v1/sessions), by the principal they act as."""
+        tokens = {}
+        with httpx.Client(base_url=self.url("intake"), timeout=30) as http:
+            for line in (self.data_dir / "demo-people.txt").read_text(encoding="utf-8").splitlines():
+                username, password, label = line.split("\t")
+                answer = http.post("/v1/sessions", json={"username": username, "password": password})
+                assert answer.status_code == 201, answer.text
+                tokens[label] = answer.json()["token"]
+        return tokens
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def start(self, service: str, env: dict[str, str] | None = None) -> None:
-        log = open(self.data_dir / f"{service}.log", "ab")
-        self.processes[service] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", service, "--no-migrate"],
-            env={**self.env, **(env or {})}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
+    def http(self, service: str, token_of: str | None = None) -> httpx.Client:
+        """A client for one service, with the bearer token of `token_of` when given."""
+        headers = {"Authorization": f"Bearer {self.tokens[token_of]}"} if token_of else {}
+        return httpx.Client(base_url=self.url(service), headers=headers, timeout=10)
+
+    def start(self, service: str) -> None:
+        with open(self.data_dir / f"{service}.log", "ab") as log:
+            self.processes[service] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "run", service, "--no-migrate"],
+                env={**self.env, **self.overrides.get(service, {})}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            )
 
     def start_all(self) -> None:
         for service in SERVICES:
@@ -136,11 +185,19 @@ class System:
             time.sleep(0.1)
         raise RuntimeError(f"{service} not ready within {timeout}s: {getattr(last, 'text', last)}")
 
+    def restart(self, service: str, **env_overrides: str) -> None:
+        """Stop the service, start it again with these variables (kept for later starts) and wait until ready."""
+        if service in self.processes:
+            self.stop(service)
+        self.overrides[service] = env_overrides
+        self.start(service)
+        self.wait_ready(service)
+
     def kill(self, service: str) -> None:
-        """SIGKILL: no shutdown, no draining, as a crash."""
+        """SIGKILL: no shutdown, no draining, as a crash or an OOM kill would end it."""
         process = self.processes.pop(service)
         process.send_signal(signal.SIGKILL)
-        process.wait()
+        process.wait(10)
 
     def stop(self, service: str) -> None:
         process = self.processes.pop(service)
@@ -170,6 +227,18 @@ class System:
 
     def db(self, service: str) -> str:
         return f"sqlite+aiosqlite:///{self.data_dir / f'{service}.db'}"
+
+
+@contextmanager
+def running(data_dir: Path, amqp_url: str, ports: dict[str, int], **options) -> Iterator[System]:
+    """A prepared system with its three services ready (`options` as for `System`); stopped on leaving."""
+    system = System(data_dir, amqp_url, ports, **options)
+    system.prepare()
+    try:
+        system.start_all()
+        yield system
+    finally:
+        system.stop_all()
 
 
 async def paced(n: int, rate: float | None):
@@ -223,56 +292,4 @@ async def post_incidents(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=system.url("intake"), limits=limits, timeout=30) as http:
         await asyncio.gather(*(worker(http) for _ in range(concurrency)))
-    return results
-
-
-async def post_incidents_raw(
-    system: System, payloads: list[dict], *, concurrency: int = 32, unit: str = "25349.police", rate: float | None = None
-) -> list[tuple[str | None, float, int]]:
-    """`post_incidents` with a bare keep-alive HTTP/1.1 client: the same requests and retries, a fraction of httpx's CPU.
-
-    The benchmark shares the machine with the system it measures, so its own client must cost little.
-    """
-    import json
-
-    host, port = "127.0.0.1", system.ports["intake"]
-    head = (
-        f"POST /v1/incidents HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {system.tokens[unit]}\r\n"
-        "Content-Type: application/json\r\nContent-Length: "
-    ).encode()
-    requests = [head + str(len(b)).encode() + b"\r\n\r\n" + b for b in (json.dumps(p).encode() for p in payloads)]
-    results: list[tuple[str | None, float, int]] = [(None, 0.0, 0)] * len(payloads)
-    take = await paced(len(payloads), rate)
-
-    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, dict, bytes]:
-        writer.write(request)
-        header = await reader.readuntil(b"\r\n\r\n")
-        lines = header.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        return status, headers, body
-
-    async def worker() -> None:
-        connection = None
-        while (i := await take()) is not None:
-            while True:
-                try:
-                    if connection is None:
-                        connection = await asyncio.open_connection(host, port)
-                    status, headers, body = await exchange(*connection, requests[i])
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    connection = None
-                    await asyncio.sleep(0.2)
-                    continue
-                if status == 503:
-                    await asyncio.sleep(float(headers.get("retry-after", "1")) / 5)
-                    continue
-                break
-            incident_id = json.loads(body).get("incident_id") if status == 202 else None
-            results[i] = (incident_id, time.time(), status)
-        if connection is not None:
-            connection[1].close()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return results
