@@ -50,12 +50,16 @@ class UtcDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def dialect_insert(session):
+def on_postgresql(session: AsyncSession) -> bool:
+    return session.bind.dialect.name == "postgresql"
+
+
+def dialect_insert(session: AsyncSession):
     """`insert` of the session's dialect, for ON CONFLICT clauses (PostgreSQL and SQLite both have them)."""
     from sqlalchemy.dialects.postgresql import insert as pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    return pg_insert if on_postgresql(session) else sqlite_insert
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
