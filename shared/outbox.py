@@ -16,8 +16,9 @@ from faststream.rabbit import RabbitBroker
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import UtcDateTime, on_postgresql, utcnow
+from shared.db import UtcDateTime, new_metadata, on_postgresql, utcnow
 from shared.events import Envelope
+from shared.inbox import inbox_table
 from shared.loops import Backoff, repeat
 from shared.metrics import OutboxMetrics
 from shared.topology import EVENTS, NOTIFICATIONS
@@ -41,6 +42,12 @@ def outbox_table(metadata: MetaData) -> Table:
     )
     Index("ix_outbox_message_unsent", table.c.published_at, table.c.id)
     return table
+
+
+def service_metadata() -> tuple[MetaData, Table, Table]:
+    """A service's own metadata, with its outbox and inbox tables already on it: (metadata, outbox, inbox)."""
+    metadata = new_metadata()
+    return metadata, outbox_table(metadata), inbox_table(metadata)
 
 
 async def stage(session: AsyncSession, table: Table, *envelopes: Envelope) -> None:

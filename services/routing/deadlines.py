@@ -275,7 +275,7 @@ class DeadlineWatcher:
                     at=now,
                 )
                 events.append(to_envelope(escalated, incident_id, now))
-                events.append(routed_event(incident, created, ESCALATION_RULES_VERSION, plan.notes, now))
+                events.append(routed_event(incident_id, incident, created, ESCALATION_RULES_VERSION, plan.notes, now))
             await uow.stage(*events)
         if plan is not None:
             self.metrics.escalations.inc()
