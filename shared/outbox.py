@@ -8,6 +8,7 @@ A crash between confirm and mark republishes the event: consumers dedupe on `eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -131,10 +132,8 @@ class OutboxRelay:
 
     async def _sleep(self) -> None:
         """Until a commit staged events (`notify`) or the poll interval passes."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
-        except asyncio.TimeoutError:
-            pass
         self._wake.clear()
 
     async def publish_batch(self) -> int:

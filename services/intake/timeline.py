@@ -5,11 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from shared.events import AssignmentAcknowledged, AssignmentOverdue, AssignmentStatusChanged, Event
-from shared.events import IncidentClosed, IncidentEscalated, IncidentReopened, IncidentRouted
+from shared.events import (
+    AssignmentAcknowledged,
+    AssignmentOverdue,
+    AssignmentStatusChanged,
+    Event,
+    IncidentClosed,
+    IncidentEscalated,
+    IncidentReopened,
+    IncidentRouted,
+)
 
 from .models import TimelineEntry
-
 
 
 class TimelineFact(NamedTuple):

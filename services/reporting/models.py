@@ -9,7 +9,6 @@ report scheduler can tell which communes and dates changed after a report was ge
 from __future__ import annotations
 
 from datetime import date, datetime
-
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
@@ -17,7 +16,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import IncidentFactColumns, UtcDateTime
 from shared.outbox import service_metadata
-
 
 metadata, outbox_message, inbox_message = service_metadata()
 

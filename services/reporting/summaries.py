@@ -22,7 +22,6 @@ from .periods import Period, PlanConfig, as_utc, parse_period
 from .reports import ReportStatus
 
 
-
 def may_read_summaries(principal: Principal) -> bool:
     """Reports are for admins, district offices and each commune's focal point (cp_officer)."""
     return principal.kind in ("admin", "district") or principal.unit_type == UnitType.cp_officer

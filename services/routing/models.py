@@ -10,7 +10,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shared.db import IncidentFactColumns, UtcDateTime
 from shared.outbox import service_metadata
 
-
 metadata, outbox_message, inbox_message = service_metadata()
 
 
