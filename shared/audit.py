@@ -7,8 +7,6 @@ machine token), the principal they acted as and incident ids, never a child's da
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -16,6 +14,7 @@ from sqlalchemy import Column, Index, Integer, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal, api_token, metadata
+from shared.cursor import decode_cursor, encode_cursor
 from shared.db import UtcDateTime, utcnow
 
 audit_entry = Table(
@@ -74,16 +73,12 @@ async def record_event(
 
 
 def _cursor(entry_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"id": entry_id}).encode()).decode()
+    return encode_cursor({"id": entry_id})
 
 
 def _after(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["id"])
-    except (ValueError, KeyError, TypeError):
-        raise ValueError("cursor is not valid: pass next_cursor unchanged") from None
+    """The id the page starts after; InvalidCursor when the cursor is not one of ours."""
+    return None if cursor is None else decode_cursor(cursor, id=int)["id"]
 
 
 async def query(

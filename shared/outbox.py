@@ -8,6 +8,7 @@ A crash between confirm and mark republishes the event: consumers dedupe on `eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -16,8 +17,10 @@ from faststream.rabbit import RabbitBroker
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import UtcDateTime, utcnow
+from shared.db import UtcDateTime, new_metadata, on_postgresql, utcnow
 from shared.events import Envelope
+from shared.inbox import inbox_table
+from shared.loops import Backoff, repeat
 from shared.metrics import OutboxMetrics
 from shared.topology import EVENTS, NOTIFICATIONS
 
@@ -40,6 +43,12 @@ def outbox_table(metadata: MetaData) -> Table:
     )
     Index("ix_outbox_message_unsent", table.c.published_at, table.c.id)
     return table
+
+
+def service_metadata() -> tuple[MetaData, Table, Table]:
+    """A service's own metadata, with its outbox and inbox tables already on it: (metadata, outbox, inbox)."""
+    metadata = new_metadata()
+    return metadata, outbox_table(metadata), inbox_table(metadata)
 
 
 async def stage(session: AsyncSession, table: Table, *envelopes: Envelope) -> None:
@@ -105,26 +114,27 @@ class OutboxRelay:
             await self._task
 
     async def run(self) -> None:
-        backoff = 0.5
-        while not self._stopping:
-            try:
-                published = await self.publish_batch()
-                await self._housekeeping()
-                self.healthy = True
-                backoff = 0.5
-                if published >= self._batch_size:
-                    continue
-            except Exception as exc:  # broker or database away: keep the rows, try again
-                self.healthy = False
-                log.warning("outbox relay cannot publish yet: %s", type(exc).__name__, extra={"error": str(exc)[:200]})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+        await repeat(self._drain, pause=self._sleep, failed=self._failed, backoff=Backoff(0.5, 10.0), stopped=lambda: self._stopping)
+
+    async def _drain(self) -> None:
+        """Publish until a batch comes back short: a backlog goes out without waiting between batches."""
+        while True:
+            published = await self.publish_batch()
+            await self._housekeeping()
+            self.healthy = True
+            if published < self._batch_size:
+                return
+
+    def _failed(self, exc: Exception) -> None:
+        # Broker or database away: the rows stay; the loop tries again after its backoff.
+        self.healthy = False
+        log.warning("outbox relay cannot publish yet: %s", type(exc).__name__, extra={"error": str(exc)[:200]})
+
+    async def _sleep(self) -> None:
+        """Until a commit staged events (`notify`) or the poll interval passes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
+        self._wake.clear()
 
     async def publish_batch(self) -> int:
         """Publish one batch of unsent events; returns how many were confirmed."""
@@ -136,7 +146,7 @@ class OutboxRelay:
             .limit(self._batch_size)
         )
         async with self._sessionmaker() as session:
-            if session.bind.dialect.name == "postgresql":
+            if on_postgresql(session):
                 # Rows stay locked while they are published, so replicas' relays never send the same batch.
                 async with session.begin():
                     rows = (await session.execute(query.with_for_update(skip_locked=True))).all()

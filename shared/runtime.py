@@ -36,6 +36,7 @@ from shared.db import make_engine, make_sessionmaker, ping
 from shared.deadletters import dead_letter_counts
 from shared.events import Envelope, Event, parse_payload
 from shared.groupcommit import GroupCommit
+from shared.loops import Backoff, repeat
 from shared.metrics import ConsumerMetrics, HttpMetricsMiddleware, OutboxMetrics, metrics_response, new_registry
 from shared.settings import ServiceSettings
 from shared.topology import ConsumerQueue, declare, queues_of
@@ -289,19 +290,19 @@ class Runtime:
 
     async def _watch_dead_letters(self, interval: float = 15.0) -> None:
         """Keep the dead-letter gauge fresh; an alert fires on any message there."""
-        while True:
+
+        async def count() -> None:
+            channel = await self.broker._connection.channel()  # noqa: SLF001 - passive declares only
             try:
-                channel = await self.broker._connection.channel()  # noqa: SLF001 - passive declares only
-                try:
-                    for queue, count in (await dead_letter_counts(channel, self.queues)).items():
-                        self.dead_letters.labels(queue).set(count)
-                finally:
-                    await channel.close()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker away: readiness reports it; try again later
-                log.debug("dead-letter count unavailable", extra={"error": type(exc).__name__})
-            await asyncio.sleep(interval)
+                for queue, n in (await dead_letter_counts(channel, self.queues)).items():
+                    self.dead_letters.labels(queue).set(n)
+            finally:
+                await channel.close()
+
+        def failed(exc: Exception) -> None:  # broker away: readiness reports it; try again later
+            log.debug("dead-letter count unavailable", extra={"error": type(exc).__name__})
+
+        await repeat(count, pause=interval, failed=failed)
 
     async def _consumer_state(self, queue_name: str) -> str:
         try:
@@ -375,14 +376,13 @@ class Runtime:
     async def _while_database_away(self, attempt: Callable[[], Awaitable[None]]) -> None:
         """Run a consumer transaction; while the database is away, wait and try again (about 40 s) rather than
         burn the delivery limit on healthy messages, then give up: the broker redelivers."""
-        delay = 0.5
+        backoff = Backoff(0.5, 8.0)
         for n in range(8):
             try:
                 return await attempt()
             except (OperationalError, ConnectionError, OSError) as exc:
                 log.warning("database unavailable, retrying", extra={"attempt": n, "error": type(exc).__name__})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 8.0)
+                await asyncio.sleep(backoff.delay())
         raise DatabaseUnavailable("database unavailable after retries; the broker will redeliver")
 
     async def _consume_batch(

@@ -39,6 +39,7 @@ class UnitOfWork:
                 await self.session.rollback()
         finally:
             await self.session.close()
+            del self.session  # a unit of work is used once; its session goes with its end
 
     async def stage(self, *events: Envelope) -> None:
         """Write events to the outbox in this transaction; they leave only if it commits."""

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
 
 from shared import audit
 from shared.deps import AppHierarchy, AppRuntime, AuthSession, Caller, Uow, from_state
@@ -90,10 +88,7 @@ async def read_audit(
     """Who read which incident's details, newest first: for admins only."""
     if not principal.is_admin:
         raise Forbidden("the read audit is for admins")
-    try:
-        items, next_cursor = await audit.query(
-            session, incident_id=incident_id, principal=principal_id, since=since, limit=limit, cursor=cursor
-        )
-    except ValueError as exc:
-        return JSONResponse({"detail": [{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]}, status_code=422)
+    items, next_cursor = await audit.query(
+        session, incident_id=incident_id, principal=principal_id, since=since, limit=limit, cursor=cursor
+    )
     return AuditPage(items=items, next_cursor=next_cursor)

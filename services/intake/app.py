@@ -18,14 +18,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     settings = settings or IntakeSettings()
-    runtime = Runtime(
-        "intake",
-        settings,
-        metadata,
-        MIGRATIONS,
-        description="Accepts reports of children harmed or at risk and publishes incident.reported.",
-        max_body_bytes=settings.max_body_bytes,
-    )
+    description = "Accepts reports of children harmed or at risk and publishes incident.reported."
+    runtime = Runtime("intake", settings, metadata, MIGRATIONS, description=description, max_body_bytes=settings.max_body_bytes)
     runtime.api.state.hierarchy = load_hierarchy()
     runtime.api.state.metrics = IntakeMetrics.create(runtime.registry)
     runtime.api.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)

@@ -1,34 +1,16 @@
 """An incident report worked out without I/O: the checks a commune's hierarchy makes, the facts and the event
-it becomes, who may report and read, and the timeline entry each later event makes."""
+it becomes, who may report and read."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
-from typing import NamedTuple
 
 from shared.auth import Principal
 from shared.enums import AgeBand
-from shared.events import (
-    AssignmentAcknowledged,
-    AssignmentOverdue,
-    AssignmentStatusChanged,
-    ChildCase,
-    ChildFacts,
-    Consent,
-    Envelope,
-    Event,
-    IncidentCase,
-    IncidentClosed,
-    IncidentEscalated,
-    IncidentFacts,
-    IncidentReopened,
-    IncidentReported,
-    IncidentRouted,
-    Reporter,
-)
+from shared.events import ChildCase, ChildFacts, Consent, Envelope, IncidentCase, IncidentFacts, IncidentReported, Reporter
 from shared.reference import Hierarchy
 
-from .models import Incident, TimelineEntry
+from .models import Incident
 from .schemas import ChildIn, IncidentCreate
 
 VN = timezone(timedelta(hours=7))
@@ -141,19 +123,6 @@ def build_event(incident_id: str, body: IncidentCreate, principal: Principal, re
 
 
 
-def timeline_order(entry: TimelineEntry) -> tuple[datetime, int, int]:
-    """By time; entries of one instant (one transaction in routing) in causal order, whatever order they arrived in:
-    the assignment changes, then what they did to the case, then the assignments made because of it."""
-    if entry.kind.startswith("assignment."):
-        rank = 1
-    elif entry.kind == "routed":
-        rank = 3
-    else:
-        rank = 0 if entry.kind == "reported" else 2
-    return entry.at, rank, entry.id
-
-
-
 def may_report(principal: Principal, commune_code: str) -> bool:
     return principal.is_admin or (principal.kind == "unit" and principal.commune_code == commune_code)
 
@@ -161,67 +130,3 @@ def may_report(principal: Principal, commune_code: str) -> bool:
 
 def may_read(principal: Principal, incident: Incident) -> bool:
     return principal.is_admin or principal.label == incident.reported_by or principal.is_cp_officer_of(incident.commune_code)
-
-
-
-class TimelineFact(NamedTuple):
-    """What an event puts on its case's timeline; `at` None means the envelope's time."""
-
-    incident_id: str
-    at: datetime | None
-    kind: str
-    principal: str
-    detail: dict
-
-
-def timeline_entry(event: Event) -> TimelineFact | None:
-    """The timeline entry of an event that belongs on a case's timeline."""
-    if isinstance(event, IncidentRouted):
-        # The first is the routing decision (rule-table version and the rules matched); later ones tell of a
-        # lead handed back, an escalation or a reopened case (rules_version "handoff", "escalation", "reopen").
-        return TimelineFact(
-            event.incident_id,
-            None,
-            "routed",
-            "routing",
-            {
-                "rules_version": event.rules_version,
-                "rules": list(dict.fromkeys(a.rule for a in event.assignments)),
-                "assignments": [
-                    {"unit_id": a.unit_id, "role": a.role.value, "rule": a.rule, "reason": a.reason, "due_at": a.due_at.isoformat()}
-                    for a in event.assignments
-                ],
-                "notes": list(event.notes),
-            },
-        )
-    if isinstance(event, AssignmentAcknowledged):
-        return TimelineFact(event.incident_id, event.at, "assignment.acknowledged", event.by, {"unit_id": event.unit_id, "assignment_id": event.assignment_id})
-    if isinstance(event, AssignmentStatusChanged):
-        return TimelineFact(
-            event.incident_id,
-            event.at,
-            f"assignment.{event.to_status.value}",
-            event.by,
-            {"unit_id": event.unit_id, "assignment_id": event.assignment_id, "from": event.from_status.value},
-        )
-    if isinstance(event, AssignmentOverdue):
-        return TimelineFact(
-            event.incident_id,
-            event.at,
-            "assignment.overdue",
-            event.by,
-            {"unit_id": event.unit_id, "assignment_id": event.assignment_id, "due_at": event.due_at.isoformat()},
-        )
-    if isinstance(event, IncidentEscalated):
-        return TimelineFact(
-            event.incident_id,
-            event.at,
-            "escalated",
-            "routing",
-            {"to": list(event.escalated_to), "overdue_assignment_id": event.overdue_assignment_id},
-        )
-    if isinstance(event, IncidentClosed):
-        return TimelineFact(event.incident_id, event.at, "closed", event.by, {"risk_level": event.risk_level.value, "outcome": event.outcome})
-    if isinstance(event, IncidentReopened):
-        return TimelineFact(event.incident_id, event.at, "reopened", event.by, {})
-    return None

@@ -7,21 +7,17 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import UtcDateTime, new_metadata
-from shared.inbox import inbox_table
-from shared.outbox import outbox_table
+from shared.db import IncidentFactColumns, UtcDateTime
+from shared.outbox import service_metadata
+
+metadata, outbox_message, inbox_message = service_metadata()
 
 
 class Base(DeclarativeBase):
-    metadata = new_metadata()
+    metadata = metadata
 
 
-metadata = Base.metadata
-outbox_message = outbox_table(metadata)
-inbox_message = inbox_table(metadata)
-
-
-class Incident(Base):
+class Incident(IncidentFactColumns, Base):
     __tablename__ = "incident"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -29,11 +25,6 @@ class Incident(Base):
     reported_by: Mapped[str] = mapped_column(String(120))
     commune_code: Mapped[str] = mapped_column(String(5), index=True)
     hamlet: Mapped[str | None] = mapped_column(String(80))
-    category: Mapped[str] = mapped_column(String(32))
-    urgency: Mapped[str] = mapped_column(String(16))
-    channel: Mapped[str] = mapped_column(String(16))
-    occurred_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     status: Mapped[str] = mapped_column(String(16), default="received")
     description: Mapped[str] = mapped_column(Text)
     children: Mapped[list] = mapped_column(JSON)

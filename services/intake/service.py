@@ -19,10 +19,10 @@ from shared.reference import Hierarchy
 from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
-from .incidents import build_event, check_commune, may_read, may_report, timeline_entry, timeline_order
+from .incidents import build_event, check_commune, may_read, may_report
 from .models import Incident, TimelineEntry
 from .schemas import IncidentCreate
-
+from .timeline import timeline_entry, timeline_order
 
 
 @dataclass

@@ -56,11 +56,12 @@ async def read_summary(org_unit: str, reads: Reads, principal: Caller, period: s
     return Response(SummaryRead.model_validate(summary).model_dump_json(by_alias=True), media_type="application/json")
 
 
-@router.get(
-    "/summaries/{org_unit}/export",
-    responses={**ERRORS, 200: {"description": "the summary as a table with Vietnamese headings"}},
-    response_class=Response,
-)
+def _as_table(what: str) -> dict:
+    """How an export route is documented: `what` as CSV or XLSX."""
+    return {"responses": {**ERRORS, 200: {"description": f"{what} as a table with Vietnamese headings"}}, "response_class": Response}
+
+
+@router.get("/summaries/{org_unit}/export", **_as_table("the summary"))
 async def export_summary(
     org_unit: str,
     reads: Reads,
@@ -120,11 +121,7 @@ async def read_report(org_unit: str, period: str, reads: Reads, principal: Calle
     return await _stored(reads, org_unit, period, revision, principal)
 
 
-@reports_router.get(
-    "/reports/{org_unit}/{period}/{revision}/export",
-    responses={**ERRORS, 200: {"description": "the revision as a table with Vietnamese headings"}},
-    response_class=Response,
-)
+@reports_router.get("/reports/{org_unit}/{period}/{revision}/export", **_as_table("the revision"))
 async def export_report(
     org_unit: str,
     period: str,

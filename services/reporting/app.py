@@ -12,7 +12,7 @@ from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import ReportingSettings
 
-from . import api, consumers, scheduler
+from . import api, consumers, revisions, scheduler
 from .models import metadata
 from .periods import DEFAULT_PLANS, PlanConfig, PlanReport
 
@@ -47,14 +47,16 @@ def create_runtime(settings: ReportingSettings | None = None, *, plans: PlanConf
     runtime.api.include_router(api.router)
     runtime.api.include_router(api.reports_router)
     consumers.register(runtime, state.clock)
-    runtime.background["report-scheduler"] = partial(
-        scheduler.run_scheduler,
+    generate = partial(
+        revisions.generate_due_reports,
         runtime,
         state.hierarchy,
         state.plans,
-        interval=settings.schedule_interval_seconds,
         clock=state.clock,
         settle=timedelta(seconds=settings.revision_settle_seconds),
         metrics=state.metrics,
+    )
+    runtime.background["report-scheduler"] = partial(
+        scheduler.run_scheduler, generate, runtime.unit_of_work, state.hierarchy, interval=settings.schedule_interval_seconds
     )
     return runtime

@@ -13,7 +13,7 @@ from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from shared.auth import parse_unit_id
 from shared.clock import Clock
-from shared.db import dialect_insert, utcnow
+from shared.db import dialect_insert, on_postgresql, utcnow
 from shared.enums import AssignmentStatus, UnitType
 from shared.events import (
     AssignmentAcknowledged,
@@ -281,7 +281,7 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
         log.debug("event folded", extra={"event_type": envelope.event_type, "event_id": str(envelope.event_id)})
     if not touched:
         return []
-    if session.bind.dialect.name == "postgresql":
+    if on_postgresql(session):
         await _lock_incidents(session, touched)
     changed: set[tuple[str, date]] = set()
     inserted: dict[str, tuple[str, date]] = {}

@@ -9,27 +9,22 @@ report scheduler can tell which communes and dates changed after a report was ge
 from __future__ import annotations
 
 from datetime import date, datetime
-
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import UtcDateTime, new_metadata
-from shared.inbox import inbox_table
-from shared.outbox import outbox_table
+from shared.db import IncidentFactColumns, UtcDateTime
+from shared.outbox import service_metadata
+
+metadata, outbox_message, inbox_message = service_metadata()
 
 
 class Base(DeclarativeBase):
-    metadata = new_metadata()
+    metadata = metadata
 
 
-metadata = Base.metadata
-outbox_message = outbox_table(metadata)
-inbox_message = inbox_table(metadata)
-
-
-class IncidentFact(Base):
+class IncidentFact(IncidentFactColumns, Base):
     """`incident.reported` facts; `local_date` is the Vietnam date of occurred_at (else received_at)."""
 
     __tablename__ = "incident_fact"
@@ -39,11 +34,6 @@ class IncidentFact(Base):
     incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     commune_code: Mapped[str] = mapped_column(String(5))
     hamlet: Mapped[str | None] = mapped_column(String(80))
-    category: Mapped[str] = mapped_column(String(32))
-    urgency: Mapped[str] = mapped_column(String(16))
-    channel: Mapped[str] = mapped_column(String(16))
-    occurred_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     effective_at: Mapped[datetime] = mapped_column(UtcDateTime())
     local_date: Mapped[date] = mapped_column(Date)
     ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)

@@ -3,46 +3,33 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import date, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import date
 
 from sqlalchemy import and_, or_, select
 
-from shared.clock import Clock
-from shared.db import utcnow
 from shared.loops import repeat
-from shared.metrics import ReportingMetrics
 from shared.reference import Coverage, Hierarchy
-from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
 from . import periods
 from .models import TallyCache, TallyCell
-from .periods import PlanConfig
-from .revisions import generate_due_reports
 from .summaries import cached_tallies, one_snapshot
 
 log = logging.getLogger("baove.reporting")
 
 
-
 async def run_scheduler(
-    runtime: Runtime,
-    hierarchy: Hierarchy,
-    plans: PlanConfig,
-    *,
-    interval: float,
-    clock: Clock = utcnow,
-    settle: timedelta = timedelta(minutes=2),
-    metrics: ReportingMetrics | None = None,
+    generate: Callable[[], Awaitable[object]], unit_of_work: Callable[[], UnitOfWork], hierarchy: Hierarchy, *, interval: float
 ) -> None:
-    """Generate due reports every `interval` seconds until cancelled; a failed pass is retried on the next."""
+    """Every `interval` seconds until cancelled: `generate` the due reports (revisions.generate_due_reports), then warm the
+    cells; a failed pass is retried on the next."""
 
     async def one_pass() -> None:
-        await generate_due_reports(runtime, hierarchy, plans, clock=clock, settle=settle, metrics=metrics)
+        await generate()
         # Then the cells no report needed: so that a district's or a province's first read is not the one
         # that groups the facts (a cold province-year over a million incidents takes seconds).
-        await warm_cells(runtime.unit_of_work, hierarchy)
+        await warm_cells(unit_of_work, hierarchy)
 
     def failed(exc: Exception) -> None:  # database away or a bug: say so, keep the loop alive
         log.warning("report generation failed; retrying next pass", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from shared.auth import Principal
+from shared.db import on_postgresql
 from shared.enums import AssignmentStatus, UnitType
 from shared.errors import Forbidden, Invalid, NotFound
 from shared.reference import Coverage, Hierarchy
@@ -19,7 +20,6 @@ from .aggregates import AckTime, ChildGroup, ChildPlaceGroup, EscalationGroup, I
 from .models import AssignmentFact, ChildFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
 from .periods import Period, PlanConfig, as_utc, parse_period
 from .reports import ReportStatus
-
 
 
 def may_read_summaries(principal: Principal) -> bool:
@@ -163,7 +163,7 @@ async def cached_tallies(session: AsyncSession, coverages: Sequence[Coverage]) -
 
 
 async def one_snapshot(session: AsyncSession) -> None:
-    if session.bind.dialect.name == "postgresql":
+    if on_postgresql(session):
         # One snapshot for all the queries, so the breakdowns agree with each other while events keep arriving.
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 

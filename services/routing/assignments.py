@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -86,21 +86,28 @@ def follow_up_assignment(
 
 
 
-def routed_event(incident: RoutedIncident, assignments: Sequence[Assignment], rules_version: str, notes: Sequence[str], now: datetime) -> Envelope:
-    """`incident.routed` telling of assignments made after the routing decision."""
-    return to_envelope(
-        IncidentRouted(
-            incident_id=incident.incident_id,
-            commune_code=incident.commune_code,
-            category=incident.category,
-            urgency=incident.urgency,
-            rules_version=rules_version,
-            assignments=tuple(routed_assignment(a) for a in assignments),
-            notes=tuple(notes),
-        ),
-        incident.incident_id,
-        now,
+class CaseFacts(Protocol):
+    """What `incident.routed` repeats of the case: a stored RoutedIncident or a report's IncidentFacts."""
+
+    commune_code: str
+    category: Any
+    urgency: Any
+
+
+def routed_event(
+    incident_id: str, case: CaseFacts, assignments: Sequence[Assignment], rules_version: str, notes: Sequence[str], now: datetime
+) -> Envelope:
+    """`incident.routed` telling of assignments: the routing decision's, or those made after it."""
+    event = IncidentRouted(
+        incident_id=incident_id,
+        commune_code=case.commune_code,
+        category=case.category,
+        urgency=case.urgency,
+        rules_version=rules_version,
+        assignments=tuple(routed_assignment(a) for a in assignments),
+        notes=tuple(notes),
     )
+    return to_envelope(event, incident_id, now)
 
 
 
@@ -248,7 +255,7 @@ async def change_status(
     handoff = None
     if target is AssignmentStatus.declined and a.role == Role.lead.value:
         handoff = await _hand_off(session, await rule_sets.active(session), a, incident, now)
-        events.append(routed_event(incident, [handoff], HANDOFF_RULES_VERSION, [f"lead declined by {a.unit_id}: handed to {handoff.unit_id}"], now))
+        events.append(routed_event(incident.incident_id, incident, [handoff], HANDOFF_RULES_VERSION, [f"lead declined by {a.unit_id}: handed to {handoff.unit_id}"], now))
     await uow.stage(*events)
     log.info(
         "assignment status changed",
@@ -258,21 +265,27 @@ async def change_status(
 
 
 
+async def add_lead(
+    session: AsyncSession, incident: RoutedIncident, unit_id: str, table: RuleTable, now: datetime, why: tuple[str, str, str, str]
+) -> Assignment:
+    """A new lead for the case, its deadline counted from now (the new lead needs its own time to take the case up).
+
+    `why` is (rule, reason, rules_version, origin)."""
+    rule, reason, rules_version, origin = why
+    due_at = rules.due_at(now, Urgency(incident.urgency), table)
+    lead = follow_up_assignment(
+        incident, unit_id, Role.lead, rule=rule, reason=reason, rules_version=rules_version, origin=origin, due_at=due_at, now=now
+    )
+    await add_assignments(session, [lead], now)
+    return lead
+
+
 async def _hand_off(session: AsyncSession, table: RuleTable, declined: Assignment, incident: RoutedIncident, now: datetime) -> Assignment:
     unit_id = lifecycle.handoff_unit(declined.commune_code, declined.unit_id)
-    handoff = follow_up_assignment(
-        incident,
-        unit_id,
-        Role.lead,
-        rule="handoff.decline",
-        # The decline note stays out: it is free text and this reason travels in events.
-        reason=f"Nhận lại vai trò chủ trì: {declined.unit_id} từ chối (lead handed back: {declined.unit_id} declined)",
-        rules_version=HANDOFF_RULES_VERSION,
-        origin=lifecycle.handoff_origin(declined.id),
-        # A new deadline from now: the new lead needs its own time to take the case up.
-        due_at=rules.due_at(now, Urgency(incident.urgency), table),
-        now=now,
+    # The decline note stays out of the reason: it is free text and the reason travels in events.
+    reason = f"Nhận lại vai trò chủ trì: {declined.unit_id} từ chối (lead handed back: {declined.unit_id} declined)"
+    handoff = await add_lead(
+        session, incident, unit_id, table, now, ("handoff.decline", reason, HANDOFF_RULES_VERSION, lifecycle.handoff_origin(declined.id))
     )
-    await add_assignments(session, [handoff], now)
     log.info("lead handed off", extra={"incident_id": declined.incident_id, "declined": declined.id, "assignment_id": handoff.id, "unit_id": unit_id})
     return handoff

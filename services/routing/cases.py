@@ -9,18 +9,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal
-from shared.enums import AssignmentStatus, RiskLevel, Role, UnitType, Urgency
+from shared.enums import AssignmentStatus, RiskLevel, UnitType
 from shared.errors import Forbidden, NotFound
 from shared.events import IncidentClosed, IncidentReopened
 from shared.uow import UnitOfWork
 
-from . import lifecycle, rules
-from .assignments import (
-    add_assignments,
-    follow_up_assignment,
-    routed_event,
-    to_envelope,
-)
+from . import lifecycle
+from .assignments import add_lead, routed_event, to_envelope
 from .lifecycle import CaseStatus
 from .models import Assignment, IncidentChange, RoutedIncident
 from .rulesets import RuleSets
@@ -104,23 +99,15 @@ async def reopen_incident(
     await session.flush()
     # Someone must hold the reopened case, or nothing would show it in an inbox (domain.md section 3, step 6).
     cp_officer = f"{incident.commune_code}.{UnitType.cp_officer.value}"
-    lead = follow_up_assignment(
-        incident,
-        cp_officer,
-        Role.lead,
-        rule="reopen",
-        # The reason stays in routing: it is free text and this one travels in events.
-        reason=f"Mở lại vụ việc: lập lại kế hoạch hỗ trợ (case reopened by {principal.label}: back to planning)",
-        rules_version=REOPEN_RULES_VERSION,
-        origin=lifecycle.reopen_origin(change.id),
-        due_at=rules.due_at(now, Urgency(incident.urgency), await rule_sets.active(session)),
-        now=now,
+    # The reopening's own reason stays in routing: it is free text and this one travels in events.
+    why = f"Mở lại vụ việc: lập lại kế hoạch hỗ trợ (case reopened by {principal.label}: back to planning)"
+    lead = await add_lead(
+        session, incident, cp_officer, await rule_sets.active(session), now, ("reopen", why, REOPEN_RULES_VERSION, lifecycle.reopen_origin(change.id))
     )
-    await add_assignments(session, [lead], now)
     reopened = IncidentReopened(incident_id=incident_id, commune_code=incident.commune_code, by=principal.label, at=now)
     await uow.stage(
         to_envelope(reopened, incident_id, now),
-        routed_event(incident, [lead], REOPEN_RULES_VERSION, [f"reopened by {principal.label}: {cp_officer} leads"], now),
+        routed_event(incident_id, incident, [lead], REOPEN_RULES_VERSION, [f"reopened by {principal.label}: {cp_officer} leads"], now),
     )
     log.info("incident reopened", extra={"incident_id": incident_id, "by": principal.label, "assignment_id": lead.id})
     return incident, lead

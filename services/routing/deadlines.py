@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
+from shared.db import on_postgresql
 from shared.enums import AssignmentStatus, Role, UnitType, Urgency
 from shared.events import AssignmentOverdue, IncidentEscalated
 from shared.loops import repeat
@@ -217,7 +218,7 @@ class DeadlineWatcher:
             # Over PostgreSQL several replicas may watch: each claims an incident with FOR UPDATE SKIP LOCKED (closing
             # a case locks the same row), and the UNIQUE dedupe key of an escalation is the second line of defence.
             claim = select(RoutedIncident).where(RoutedIncident.incident_id == incident_id)
-            if session.bind.dialect.name == "postgresql":
+            if on_postgresql(session):
                 claim = claim.with_for_update(skip_locked=True)
             incident = (await session.execute(claim)).scalar_one_or_none()
             if incident is None:
@@ -274,7 +275,7 @@ class DeadlineWatcher:
                     at=now,
                 )
                 events.append(to_envelope(escalated, incident_id, now))
-                events.append(routed_event(incident, created, ESCALATION_RULES_VERSION, plan.notes, now))
+                events.append(routed_event(incident_id, incident, created, ESCALATION_RULES_VERSION, plan.notes, now))
             await uow.stage(*events)
         if plan is not None:
             self.metrics.escalations.inc()

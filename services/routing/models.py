@@ -7,18 +7,14 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import UtcDateTime, new_metadata
-from shared.inbox import inbox_table
-from shared.outbox import outbox_table
+from shared.db import IncidentFactColumns, UtcDateTime
+from shared.outbox import service_metadata
+
+metadata, outbox_message, inbox_message = service_metadata()
 
 
 class Base(DeclarativeBase):
-    metadata = new_metadata()
-
-
-metadata = Base.metadata
-outbox_message = outbox_table(metadata)
-inbox_message = inbox_table(metadata)
+    metadata = metadata
 
 
 class Unit(Base):
@@ -34,7 +30,7 @@ class Unit(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
-class RoutedIncident(Base):
+class RoutedIncident(IncidentFactColumns, Base):
     """An incident as routing received it; `case` holds what the units need to act (personal data)."""
 
     __tablename__ = "routed_incident"
@@ -42,11 +38,6 @@ class RoutedIncident(Base):
     incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     commune_code: Mapped[str] = mapped_column(String(5))
     hamlet: Mapped[str | None] = mapped_column(String(120))
-    category: Mapped[str] = mapped_column(String(32))
-    urgency: Mapped[str] = mapped_column(String(16))
-    channel: Mapped[str] = mapped_column(String(16))
-    occurred_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     routed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     rules_version: Mapped[str] = mapped_column(String(40))
     case: Mapped[dict] = mapped_column(JSON)

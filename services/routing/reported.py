@@ -12,23 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.clock import Clock
 from shared.db import dialect_insert, new_id
 from shared.enums import AssignmentStatus
-from shared.events import (
-    Envelope,
-    Event,
-    IncidentCase,
-    IncidentReported,
-    IncidentRouted,
-)
+from shared.events import Envelope, Event, IncidentCase, IncidentReported
 from shared.metrics import RoutingMetrics
 
 from . import rules
-from .assignments import (
-    after_commit,
-    bulk_insert_assignments,
-    count_created,
-    routed_assignment,
-    to_envelope,
-)
+from .assignments import after_commit, bulk_insert_assignments, count_created, routed_event
 from .lifecycle import CaseStatus
 from .models import Assignment, RoutedIncident, Unit, dedupe_key
 from .rules import Decision, RoutingInput
@@ -137,13 +125,4 @@ async def handle_reported(
             "rules_version": decision.rules_version,
         },
     )
-    routed = IncidentRouted(
-        incident_id=event.incident_id,
-        commune_code=facts.commune_code,
-        category=facts.category,
-        urgency=facts.urgency,
-        rules_version=decision.rules_version,
-        assignments=tuple(routed_assignment(a) for a in assignments),
-        notes=decision.notes,
-    )
-    return [to_envelope(routed, event.incident_id, now)]
+    return [routed_event(event.incident_id, facts, assignments, decision.rules_version, decision.notes, now)]

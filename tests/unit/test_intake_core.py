@@ -5,7 +5,7 @@ from datetime import date, datetime, timezone
 import pytest
 from pydantic import ValidationError
 
-from services.intake import incidents
+from services.intake import incidents, timeline
 from services.intake.schemas import IncidentCreate
 from shared.auth import Principal
 from shared.enums import AgeBand
@@ -126,6 +126,6 @@ class TestTimeline:
                 ),
             ),
         )
-        incident_id, _, kind, principal, detail = incidents.timeline_entry(routed)
+        incident_id, _, kind, principal, detail = timeline.timeline_entry(routed)
         assert (incident_id, kind, principal) == ("inc-1", "routed", "routing")
         assert detail["rules_version"] == "v1" and detail["assignments"][0]["unit_id"] == "25349.cp_officer"

@@ -1,0 +1,96 @@
+"""A case's timeline, without I/O: the entry each of routing's events makes, and the order entries are read in."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+from shared.events import (
+    AssignmentAcknowledged,
+    AssignmentOverdue,
+    AssignmentStatusChanged,
+    Event,
+    IncidentClosed,
+    IncidentEscalated,
+    IncidentReopened,
+    IncidentRouted,
+)
+
+from .models import TimelineEntry
+
+
+class TimelineFact(NamedTuple):
+    """What an event puts on its case's timeline; `at` None means the envelope's time."""
+
+    incident_id: str
+    at: datetime | None
+    kind: str
+    principal: str
+    detail: dict
+
+
+
+def timeline_entry(event: Event) -> TimelineFact | None:
+    """The timeline entry of an event that belongs on a case's timeline."""
+    if isinstance(event, IncidentRouted):
+        # The first is the routing decision (rule-table version and the rules matched); later ones tell of a
+        # lead handed back, an escalation or a reopened case (rules_version "handoff", "escalation", "reopen").
+        return TimelineFact(
+            event.incident_id,
+            None,
+            "routed",
+            "routing",
+            {
+                "rules_version": event.rules_version,
+                "rules": list(dict.fromkeys(a.rule for a in event.assignments)),
+                "assignments": [
+                    {"unit_id": a.unit_id, "role": a.role.value, "rule": a.rule, "reason": a.reason, "due_at": a.due_at.isoformat()}
+                    for a in event.assignments
+                ],
+                "notes": list(event.notes),
+            },
+        )
+    if isinstance(event, AssignmentAcknowledged):
+        return TimelineFact(event.incident_id, event.at, "assignment.acknowledged", event.by, {"unit_id": event.unit_id, "assignment_id": event.assignment_id})
+    if isinstance(event, AssignmentStatusChanged):
+        return TimelineFact(
+            event.incident_id,
+            event.at,
+            f"assignment.{event.to_status.value}",
+            event.by,
+            {"unit_id": event.unit_id, "assignment_id": event.assignment_id, "from": event.from_status.value},
+        )
+    if isinstance(event, AssignmentOverdue):
+        return TimelineFact(
+            event.incident_id,
+            event.at,
+            "assignment.overdue",
+            event.by,
+            {"unit_id": event.unit_id, "assignment_id": event.assignment_id, "due_at": event.due_at.isoformat()},
+        )
+    if isinstance(event, IncidentEscalated):
+        return TimelineFact(
+            event.incident_id,
+            event.at,
+            "escalated",
+            "routing",
+            {"to": list(event.escalated_to), "overdue_assignment_id": event.overdue_assignment_id},
+        )
+    if isinstance(event, IncidentClosed):
+        return TimelineFact(event.incident_id, event.at, "closed", event.by, {"risk_level": event.risk_level.value, "outcome": event.outcome})
+    if isinstance(event, IncidentReopened):
+        return TimelineFact(event.incident_id, event.at, "reopened", event.by, {})
+    return None
+
+
+
+def timeline_order(entry: TimelineEntry) -> tuple[datetime, int, int]:
+    """By time; entries of one instant (one transaction in routing) in causal order, whatever order they arrived in:
+    the assignment changes, then what they did to the case, then the assignments made because of it."""
+    if entry.kind.startswith("assignment."):
+        rank = 1
+    elif entry.kind == "routed":
+        rank = 3
+    else:
+        rank = 0 if entry.kind == "reported" else 2
+    return entry.at, rank, entry.id
