@@ -3,13 +3,17 @@ emergency escalates exactly once across crashes of routing, and the closed case'
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
+from contextlib import closing
 from datetime import datetime
 
 import pytest
 
 from shared.enums import Category
 from tests.e2e.support import CHAIRMAN, CP_OFFICER, HAMLET, expected_units, inbox, post
+from tests.harness import ROOT, SERVICES
 from tests.support import eventually
 
 WATCH_INTERVAL = 0.3
@@ -240,3 +244,16 @@ class TestTheRoutingMetrics:
         assert float(lines['baove_assignment_ack_seconds_count{unit_type="health"}']) >= 1
         assert float(lines["baove_routing_decision_seconds_count"]) >= 1
         assert float(lines['baove_assignments_created_total{role="lead",unit_type="police"}']) >= 1
+
+
+class TestTheEventContract:
+    def test_each_service_publishes_only_the_events_the_asyncapi_document_says_it_sends(self, system, escalated):
+        document = json.loads((ROOT / "docs" / "contracts" / "asyncapi.json").read_text(encoding="utf-8"))
+        sender = {key.split(".send.")[1]: key.split(".send.")[0] for key, op in document["operations"].items() if op["action"] == "send"}
+        published = {}
+        for service in SERVICES:
+            with closing(sqlite3.connect(f"file:{system.data_dir / f'{service}.db'}?mode=ro", uri=True)) as db:
+                published[service] = {row[0] for row in db.execute("SELECT DISTINCT event_type FROM outbox_message")}
+        assert published["intake"] == {"incident.reported"}
+        assert {"incident.routed", "assignment.acknowledged", "assignment.status_changed", "incident.escalated"} <= published["routing"]
+        assert {(e, s) for s, events in published.items() for e in events} <= {(e, s) for e, s in sender.items()}
