@@ -183,7 +183,7 @@ def check_access(hierarchy: Hierarchy, org_unit: str, principal: Principal) -> N
     if hierarchy.unit(org_unit) is None:
         raise NotFound(f"org unit {org_unit!r} is not in the administrative hierarchy")
     if not in_scope(principal, hierarchy, org_unit):
-        # 404 rather than 403: outside its scope a token learns nothing, not even that data exists.
+        # NotFound rather than Forbidden: outside its scope a token learns nothing, not even that data exists.
         raise NotFound(f"org unit {org_unit!r} not found among the units this token may see")
 
 

@@ -97,7 +97,7 @@ async def list_assignments(
 ) -> InboxPage:
     """One unit's assignments, filtered: overdue first, then by urgency, due time and id (keyset pages)."""
     if not may_use_inbox(principal, unit_id):
-        # Another unit's inbox answers as if it did not exist: a 404 reveals nothing.
+        # Another unit's inbox answers as if it did not exist: NotFound reveals nothing.
         raise NotFound(f"no inbox {unit_id} for this token")
     after = _inbox_position(decode_cursor(cursor, as_of=str, overdue=int, urgency=int, due_at=str, id=str)) if cursor else None
     # Later pages order and filter by the first page's clock, so nothing moves between pages.
