@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,8 +80,29 @@ class System:
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cli("migrate")
-        out = self.cli("demo")
-        self.tokens = dict(re.findall(r"^\s+(\S+)\s+(bv_\S+)$", out, re.M))
+        self.cli("demo")
+        # In a thread of its own: prepare() is also called from async tests, inside a running loop.
+        with ThreadPoolExecutor(1) as pool:
+            self.tokens = pool.submit(asyncio.run, self._machine_tokens()).result()
+
+    async def _machine_tokens(self) -> dict[str, str]:
+        """A machine token named "bench" per demo principal (the demo itself mints none), by principal label."""
+        from shared import people
+        from shared.auth import principal_label
+        from shared.db import make_engine, make_sessionmaker
+        from shared.reference import load_demo_units
+
+        from shared.settings import normalise_url
+
+        subjects = [("unit", u.id) for u in load_demo_units()] + [("district", "694"), ("admin", "admin")]
+        url = self.env.get("BAOVE_AUTH_DATABASE_URL")
+        engine = make_engine(normalise_url(url) if url else f"sqlite+aiosqlite:///{(self.data_dir / 'auth.db').resolve()}")
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                return {principal_label(kind, subject): (await people.issue_machine_token(session, kind, subject, "bench", 1))[0]
+                        for kind, subject in subjects}
+        finally:
+            await engine.dispose()
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"

@@ -204,7 +204,7 @@ async def time_summaries(url: str, hierarchy: Hierarchy, year: int, repeat: int,
     runtime = create_runtime(ReportingSettings(database_url=url, common=common))
     runtime.api.state.hierarchy = hierarchy
     async with make_sessionmaker(runtime.auth_engine)() as session, session.begin():
-        token = await issue_token(session, "admin", "admin")
+        token = await issue_token(session, "admin", "admin", label="bench")
     period = parse_period(str(year))
     targets = {"commune": "90000", "district": "900", "province": PROVINCE}
     out = {}

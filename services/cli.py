@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 from shared.settings import CommonSettings, ConsoleSettings, IntakeSettings, ReportingSettings, RoutingSettings
@@ -85,6 +84,8 @@ def cmd_run(args) -> None:
 
 
 def cmd_up(args) -> None:
+    if args.demo:
+        _refuse_in_prod("baove up --demo")
     for url in dict.fromkeys(_checked_broker_url(name) for name in SERVICES):
         require_broker(url)
     cmd_migrate(args)
@@ -99,7 +100,7 @@ def cmd_up(args) -> None:
     console = ConsoleSettings()
     print(f"baove is up: {ports}. Ctrl-C stops it.", flush=True)
     print(f"Console: http://{console.host}:{console.port}/ (sign in with a person from `baove user add`, or the demo's "
-          f"{CommonSettings().data_dir / 'demo-people.txt'})", flush=True)
+          f"{CommonSettings().data_dir / DEMO_PEOPLE_FILE})", flush=True)
 
     stopping = False
 
@@ -129,33 +130,94 @@ def cmd_up(args) -> None:
     sys.exit(exit_code)
 
 
+DEMO_PEOPLE_FILE = "demo-people.txt"
+# Plausible officials' names for the demo people, in turn (NFC).
+DEMO_NAMES = (
+    "Nguyễn Thị Lan", "Trần Văn Hùng", "Lê Thị Hương", "Phạm Văn Dũng", "Hoàng Thị Mai", "Vũ Văn Nam", "Đặng Thị Thu",
+    "Bùi Văn Long", "Đỗ Thị Ngọc", "Hồ Văn Tuấn", "Ngô Thị Trang", "Dương Văn Sơn", "Lý Thị Phương", "Phan Văn Quang",
+    "Võ Thị Thảo", "Trương Văn Hải", "Đinh Thị Linh", "Lâm Văn Minh", "Mai Thị Yến", "Cao Văn Thành",
+)
+
+
+def _refuse_in_prod(what: str) -> None:
+    if CommonSettings().env == "prod":
+        sys.exit(f"baove: {what} refused: BAOVE_ENV=prod. The demo creates people with printed passwords; "
+                 "in production add people with `baove user add`.")
+
+
+def demo_people(units) -> list[tuple[str, str, str, str]]:
+    """(username, full name, kind, subject): one person per demo unit, district 694's officer and an admin."""
+    subjects = [("unit", u.id) for u in units] + [("district", "694"), ("admin", "admin")]
+    out = []
+    for n, (kind, subject) in enumerate(subjects):
+        username = {"unit": subject.replace(".", "-"), "district": f"district-{subject}", "admin": "admin"}[kind]
+        out.append((username, DEMO_NAMES[n % len(DEMO_NAMES)], kind, subject))
+    return out
+
+
 def cmd_demo(_args) -> None:
     from services.routing.service import load_units_into
     from shared.reference import load_demo_units
 
+    _refuse_in_prod("the demo")
     units = load_demo_units()
     runtime = _runtime("routing")
     runtime.migrate()
     count = asyncio.run(load_units_into(runtime, units))
     print(f"demo: {count} units in communes 25339, 25348, 25349")
-    tokens = asyncio.run(_issue_many([("unit", u.id) for u in units] + [("district", "694"), ("admin", "admin")]))
-    print("demo tokens (shown once; keep them safe):")
-    for (kind, subject), token in tokens:
-        print(f"  {subject if kind != 'district' else 'district:' + subject:<40} {token}")
+    created = asyncio.run(_add_demo_people(demo_people(units)))
+    path = CommonSettings().data_dir / DEMO_PEOPLE_FILE
+    if not created:
+        print(f"demo people exist already (their passwords were printed once and are in {path})")
+        return
+    lines = [f"{username}\t{password}\t{label}" for username, password, label in created]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+    os.chmod(path, 0o600)
+    print(f"demo people (passwords shown once, also in {path}; sign in with POST /v1/sessions or the console):")
+    for username, password, label in created:
+        print(f"  {username:<34} {password}  ({label})")
 
 
-async def _issue_many(subjects: list[tuple[str, str]], ttl: timedelta | None = None) -> list[tuple[tuple[str, str], str]]:
-    from shared import auth
-    from shared.db import make_engine, make_sessionmaker
+async def _add_demo_people(wanted) -> list[tuple[str, str, str]]:
+    """Create the demo people not there yet; (username, password, principal label) of those created."""
+    import secrets
 
-    common = CommonSettings()
-    engine = make_engine(common.auth_url())
-    out = []
-    async with make_sessionmaker(engine)() as session, session.begin():
-        for kind, subject in subjects:
-            out.append(((kind, subject), await auth.issue_token(session, kind, subject, ttl=ttl)))
-    await engine.dispose()
-    return out
+    from shared import auth, people
+
+    created = []
+    async with _auth_session() as session:
+        for username, full_name, kind, subject in wanted:
+            if await people.get_person(session, username) is not None:
+                continue
+            # Readable and strong; the demo's passwords need no change so the journey can be walked at once.
+            password = "-".join(secrets.token_hex(3) for _ in range(3))
+            await people.add_person(session, username, full_name, kind, subject, password, created_by="demo")
+            created.append((username, password, auth.principal_label(kind, subject)))
+    return created
+
+
+class _auth_session:
+    """`async with _auth_session() as session:` one transaction on the token store, its engine disposed after."""
+
+    async def __aenter__(self):
+        from shared.db import make_engine, make_sessionmaker
+
+        self._engine = make_engine(CommonSettings().auth_url())
+        self._session = make_sessionmaker(self._engine)()
+        await self._session.begin()
+        return self._session
+
+    async def __aexit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                await self._session.commit()
+            else:
+                await self._session.rollback()
+            await self._session.close()
+        finally:
+            await self._engine.dispose()
 
 
 def _migrate_auth() -> None:
@@ -165,43 +227,106 @@ def _migrate_auth() -> None:
     migrate.upgrade(AUTH_MIGRATIONS, CommonSettings().auth_url())
 
 
-def cmd_token(args) -> None:
-    from shared import auth
+def _refused(exc) -> None:
+    detail = exc.detail["message"] if isinstance(exc.detail, dict) else exc.detail
+    print(f"baove: {detail}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _principal_of(args) -> tuple[str, str]:
+    return ("unit", args.unit) if args.unit else ("district", args.district) if args.district else ("admin", "admin")
+
+
+def cmd_user(args) -> None:
+    from shared import errors, people
 
     _migrate_auth()
+    by = _login()
+
+    async def run():
+        async with _auth_session() as session:
+            if args.user_command == "add":
+                kind, subject = _principal_of(args)
+                password = None
+                if args.password_stdin:
+                    password = sys.stdin.readline().rstrip("\r\n")
+                one_time = await people.add_person(session, args.username, args.name, kind, subject, password, created_by=by)
+                return await people.get_person(session, args.username), one_time
+            if args.user_command == "list":
+                return await people.list_people(session, args.commune), None
+            if args.user_command in ("disable", "enable"):
+                return await people.set_state(session, args.username, "disabled" if args.user_command == "disable" else "active", by), None
+            return await people.reset_password(session, args.username, by)
+
+    try:
+        result, one_time = asyncio.run(run())
+    except errors.DomainError as exc:
+        _refused(exc)
+    if args.user_command == "list":
+        if not result:
+            print("no people")
+        for p in result:
+            print(f"{p['username']:<32} {p['state']:<9} {p['label']:<34} {p['full_name']}")
+        return
+    print(f"{result['username']}: {result['state']}, acts as {result['label']} ({result['full_name']})")
+    if one_time:
+        print(f"one-time password (shown once; to be changed at first sign-in): {one_time}")
+
+
+def cmd_token(args) -> None:
+    from shared import errors, people
+
+    _migrate_auth()
+    by = _login()
+
+    async def run():
+        async with _auth_session() as session:
+            if args.token_command == "issue":
+                if args.user:
+                    return await people.issue_personal_token(session, args.user, args.days, by)
+                if not args.name:
+                    raise errors.Invalid('a machine token needs a name: --name "hotline gateway" (or --user USERNAME for a person\'s token)')
+                kind, subject = _principal_of(args)
+                return await people.issue_machine_token(session, kind, subject, args.name, args.days, by)
+            if args.token_command == "list":
+                return await people.list_tokens(session, args.user)
+            which = {"token": args.token} if args.token else {"token_id": args.id} if args.id else \
+                {"username": people.normalise_username(args.user)} if args.user else {"subject": args.subject}
+            return await people.revoke(session, by, **which)
+
+    try:
+        result = asyncio.run(run())
+    except errors.DomainError as exc:
+        _refused(exc)
     if args.token_command == "issue":
-        kind, subject = ("unit", args.unit) if args.unit else ("district", args.district) if args.district else ("admin", "admin")
-        ttl = timedelta(days=args.days) if args.days else None
-        try:
-            [(_, token)] = asyncio.run(_issue_many([(kind, subject)], ttl))
-        except ValueError as exc:
-            sys.exit(f"baove: {exc}")
+        token, token_id = result
         print(token)
-    elif args.token_command == "revoke":
-
-        async def revoke() -> int:
-            from shared.db import make_engine, make_sessionmaker
-
-            engine = make_engine(CommonSettings().auth_url())
-            async with make_sessionmaker(engine)() as session, session.begin():
-                n = await auth.revoke_tokens(session, token=args.token, subject=args.subject)
-            await engine.dispose()
-            return n
-
-        print(f"revoked {asyncio.run(revoke())} token(s)")
+        print(f"token id {token_id}", file=sys.stderr)
+    elif args.token_command == "list":
+        if not result:
+            print("no tokens")
+        for t in result:
+            owner = t["username"] or f"machine {t['label']!r}"
+            print(f"{t['id']}  {t['purpose']:<8} {owner:<32} {t['kind']}:{t['subject']:<30} expires {t['expires_at'].isoformat()}")
+    else:
+        print(f"revoked {len(result)} token(s)")
 
 
 def cmd_audit(args) -> None:
-    from shared import audit
+    from shared import audit, people
     from shared.db import make_engine, make_sessionmaker
 
     _migrate_auth()
+    username = people.normalise_username(args.user) if args.user else None
 
     async def entries() -> list[dict]:
         engine = make_engine(CommonSettings().auth_url())
         try:
             async with make_sessionmaker(engine)() as session:
-                items, _ = await audit.query(session, incident_id=args.incident, principal=args.principal, limit=args.limit)
+                items, _ = await audit.query(
+                    session, incident_id=args.incident, principal=args.principal, username=username, action=args.action,
+                    limit=args.limit,
+                )
         finally:
             await engine.dispose()
         return items
@@ -210,7 +335,10 @@ def cmd_audit(args) -> None:
     if not items:
         print("no audit entries")
     for e in items:
-        print(f"{e['at'].isoformat()}  {e['principal']:<32} {e['action']:<6} incident {e['incident_id']}  {e['service']:<9} {e['endpoint']}")
+        who = e["username"] or (f"machine:{e['token_name']}" if e["token_name"] else "-")
+        what = f"incident {e['incident_id']}" if e["incident_id"] else (e["detail"] or "")
+        print(f"{e['at'].isoformat()}  {e['principal']:<28} {who:<26} {e['action']:<14} {what}  "
+              f"{e['service']:<9} {e['endpoint']}  token {e['token_id'] or '-'}")
 
 
 def cmd_dlq(args) -> None:
@@ -344,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run intake, routing, reporting and the console as child processes (Ctrl-C stops them)")
-    up.add_argument("--demo", action="store_true", help="also load the demo units and print a token per unit")
+    up.add_argument("--demo", action="store_true", help="also load the demo units and people (refused when BAOVE_ENV=prod)")
     up.set_defaults(func=cmd_up)
 
     run = sub.add_parser("run", help="run one service in the foreground")
@@ -357,26 +485,52 @@ def build_parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="bring every service's database to the newest schema")
     mig.set_defaults(func=cmd_migrate)
 
-    demo = sub.add_parser("demo", help="load the demo units and print a token for each")
+    demo = sub.add_parser("demo", help=f"load the demo units and one person per unit (passwords printed once, kept in "
+                                       f"$BAOVE_DATA_DIR/{DEMO_PEOPLE_FILE}); refused when BAOVE_ENV=prod")
     demo.set_defaults(func=cmd_demo)
 
-    token = sub.add_parser("token", help="issue or revoke API tokens")
+    user = sub.add_parser("user", help="add, list, disable, enable people; reset a password")
+    usub = user.add_subparsers(dest="user_command", required=True)
+    uadd = usub.add_parser("add", help="add a person; prints a one-time password to be changed at first sign-in")
+    uadd.add_argument("username", help="unique whatever the case, e.g. lan.nguyen")
+    as_who = uadd.add_mutually_exclusive_group(required=True)
+    as_who.add_argument("--unit", help="the unit they act as, e.g. 25349.police")
+    as_who.add_argument("--district", help="the district they act for, e.g. 694")
+    as_who.add_argument("--admin", action="store_true")
+    uadd.add_argument("--name", required=True, help='full name, e.g. "Nguyễn Thị Lan"')
+    uadd.add_argument("--password-stdin", action="store_true", help="read their password from standard input (no change needed)")
+    ulist = usub.add_parser("list", help="everyone, by username")
+    ulist.add_argument("--commune", help="only people of this commune's units")
+    for name, text in (("disable", "refuse their sessions and tokens at once (all revoked)"), ("enable", "let them sign in again"),
+                       ("reset-password", "print a new one-time password; their sessions end")):
+        usub.add_parser(name, help=text).add_argument("username")
+    user.set_defaults(func=cmd_user)
+
+    token = sub.add_parser("token", help="issue, list or revoke API tokens (each a person's, or a named machine token)")
     tsub = token.add_subparsers(dest="token_command", required=True)
-    issue = tsub.add_parser("issue", help="print a new token once")
+    issue = tsub.add_parser("issue", help="print a new token once (its id on stderr)")
     who = issue.add_mutually_exclusive_group(required=True)
-    who.add_argument("--unit", help="a unit id, e.g. 25349.police")
-    who.add_argument("--district", help="a district code, e.g. 694")
-    who.add_argument("--admin", action="store_true")
-    issue.add_argument("--days", type=int, help="expire after this many days")
-    revoke = tsub.add_parser("revoke", help="revoke a token, or every token of a subject")
+    who.add_argument("--user", help="a person's own API token, acting as their unit, district or admin")
+    who.add_argument("--unit", help="a machine token of a unit, e.g. 25349.police (with --name)")
+    who.add_argument("--district", help="a machine token of a district, e.g. 694 (with --name)")
+    who.add_argument("--admin", action="store_true", help="an admin machine token (with --name)")
+    issue.add_argument("--name", help='a machine token\'s name, e.g. "hotline gateway"')
+    issue.add_argument("--days", type=int, help="expire after this many days (default 90, at most 365)")
+    tlist = tsub.add_parser("list", help="tokens in force (never the tokens themselves)")
+    tlist.add_argument("--user", help="only this person's")
+    revoke = tsub.add_parser("revoke", help="revoke a token, or every token of a person or a subject")
     what = revoke.add_mutually_exclusive_group(required=True)
-    what.add_argument("--token")
+    what.add_argument("--token", help="the token itself")
+    what.add_argument("--id", help="the token's id (from `baove token list` or the audit)")
+    what.add_argument("--user", help="every token of this person")
     what.add_argument("--subject", help="e.g. 25349.police, 694 or admin")
     token.set_defaults(func=cmd_token)
 
-    aud = sub.add_parser("audit", help="print the read audit, newest first: who read which incident, when, how")
+    aud = sub.add_parser("audit", help="print the audit, newest first: who read which incident, who signed in, who changed people")
     aud.add_argument("--incident", help="only reads of this incident id")
-    aud.add_argument("--principal", help="only reads by this principal, e.g. 25349.police, district:694 or admin")
+    aud.add_argument("--principal", help="only entries of this principal, e.g. 25349.police, district:694 or admin")
+    aud.add_argument("--user", help="only entries of this person")
+    aud.add_argument("--action", help="only this action: read, sign_in, sign_in_failed, lockout, sign_out, user_added, ...")
     aud.add_argument("--limit", type=int, default=50, help="at most this many entries (default 50)")
     aud.set_defaults(func=cmd_audit)
 

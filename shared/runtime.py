@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -119,7 +120,7 @@ class Runtime:
         self.sessionmaker = make_sessionmaker(self.engine)
         self.auth_engine = make_engine(self.common.auth_url(), pool_size=2)
         self.auth_sessionmaker = make_sessionmaker(self.auth_engine)
-        self.verifier = auth.TokenVerifier(self.auth_sessionmaker)
+        self.verifier = auth.TokenVerifier(self.auth_sessionmaker, idle_timeout=timedelta(minutes=self.common.session_idle_minutes))
         self.outbox_table = metadata.tables["outbox_message"]
         self.inbox_table = metadata.tables["inbox_message"]
         self.registry = new_registry()

@@ -19,6 +19,11 @@ class CommonSettings(BaseSettings):
     amqp_url: SecretStr = SecretStr(DEV_AMQP_URL)
     auth_database_url: SecretStr | None = None
     log_level: str = "INFO"
+    session_hours: float = Field(12.0, gt=0, description="a sign-in session's lifetime (BAOVE_SESSION_HOURS)")
+    session_idle_minutes: float = Field(30.0, gt=0, description="a session unused this long is refused")
+    trusted_proxies: str = Field(
+        "", description="comma-separated addresses whose X-Baove-Client-Address header intake believes (loopback always)"
+    )
 
     def database_url(self, name: str, override: SecretStr | None) -> str:
         """The service's database: its own URL when given, else a SQLite file under the data folder."""
@@ -85,6 +90,9 @@ class IntakeSettings(ServiceSettings):
     max_body_bytes: int = 64 * 1024
     rate_limit_per_minute: float = Field(600.0, ge=0, description="reports a principal may post per minute (0: no limit)")
     rate_limit_burst: int = Field(100, ge=1, description="reports a principal may post at once before the rate applies")
+    sign_in_per_minute: float = Field(20.0, ge=0, description="sign-in attempts one address may make per minute (0: no limit)")
+    sign_in_burst: int = Field(10, ge=1, description="sign-in attempts one address may make at once")
+    sign_in_failure_delay_seconds: float = Field(1.0, ge=0, description="every failed sign-in answers after this delay")
 
 
 class RoutingSettings(ServiceSettings):

@@ -59,6 +59,8 @@ async def migrate(runtime) -> None:
 
 
 async def issue_token(runtime, kind: str, subject: str, **kwargs) -> str:
+    """A named machine token for `subject` (a person's token: pass `username=`)."""
+    kwargs.setdefault("label", "test")
     engine = make_engine(runtime.common.auth_url())
     async with make_sessionmaker(engine)() as session, session.begin():
         token = await auth.issue_token(session, kind, subject, **kwargs)

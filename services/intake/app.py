@@ -10,7 +10,7 @@ from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import IntakeSettings
 
-from . import api, consumers, service
+from . import api, consumers, people_api, service
 from .models import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -30,6 +30,9 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     runtime.api.state.metrics = IntakeMetrics.create(runtime.registry)
     runtime.api.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     runtime.api.state.reports = service.report_writer(runtime)
+    runtime.api.state.sign_in_limiter = RateLimiter(settings.sign_in_per_minute, settings.sign_in_burst)
     runtime.api.include_router(api.router)
+    runtime.api.include_router(people_api.router)
+    runtime.startup.append(people_api.warm_up)
     consumers.register(runtime)
     return runtime

@@ -129,10 +129,14 @@ class IncidentRead(BaseModel):
 class AuditEntryRead(BaseModel):
     at: datetime
     principal: str
-    action: str
-    incident_id: str
+    action: str = Field(description="read, or a people event: sign_in, sign_in_failed, lockout, sign_out, user_added, ...")
+    incident_id: str | None
     endpoint: str
     service: str
+    username: str | None = Field(description="the person (for people events: the person the event is about)")
+    token_id: str | None
+    token_name: str | None = Field(description="a machine token's name")
+    detail: str | None
 
 
 class AuditPage(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -82,6 +81,18 @@ class System:
         return (self.data_dir / f"{service}.log").read_text(errors="replace")
 
 
+def sign_in_demo_people(system: System) -> dict[str, str]:
+    """A session per demo person, signed in as an official would (POST /v1/sessions), by the principal they act as."""
+    tokens = {}
+    with httpx.Client(base_url=system.url("intake"), timeout=30) as http:
+        for line in (system.data_dir / "demo-people.txt").read_text(encoding="utf-8").splitlines():
+            username, password, label = line.split("\t")
+            answer = http.post("/v1/sessions", json={"username": username, "password": password})
+            assert answer.status_code == 201, answer.text
+            tokens[label] = answer.json()["token"]
+    return tokens
+
+
 def baove(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -95,20 +106,21 @@ def system(amqp_url, tmp_path_factory):
         **os.environ,
         "BAOVE_DATA_DIR": str(data_dir),
         "BAOVE_AMQP_URL": amqp_url,
-        # Tests post many reports with one token; the limit itself is tested in tests/integration.
+        # Tests post many reports with one token and sign every demo person in at once; the limits are tested in tests/integration.
         "BAOVE_INTAKE_RATE_LIMIT_PER_MINUTE": "0",
+        "BAOVE_INTAKE_SIGN_IN_PER_MINUTE": "0",
         **{f"BAOVE_{s.upper()}_PORT": str(p) for s, p in PORTS.items()},
     }
     baove(env, "migrate")
-    out = baove(env, "demo")
-    tokens = dict(re.findall(r"^\s+(\S+)\s+(bv_\S+)$", out, re.M))
-    assert "25349.police" in tokens and "district:694" in tokens and "admin" in tokens
-    running = System(data_dir, env, tokens)
+    baove(env, "demo")
+    running = System(data_dir, env, {})
     for service in PORTS:
         running.start(service)
     try:
         for service in PORTS:
             running.wait_ready(service)
+        running.tokens.update(sign_in_demo_people(running))
+        assert {"25349.police", "district:694", "admin"} <= set(running.tokens)
         yield running
     finally:
         for service in list(running.processes):

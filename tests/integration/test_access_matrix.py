@@ -1,27 +1,36 @@
-"""Every route of every service, called by every kind of principal: 401 without a good token, 403/404 and no data
-outside the token's scope (contract.md, Authentication). A route without a rule here fails the test."""
+"""Every route of every service, called by people of every kind: 401 without a good token (none, malformed, unknown,
+expired, revoked, a disabled person's, an idle session's), 403/404 and no data outside the token's scope
+(contract.md, Authentication), 403 everywhere but the password change while a one-time password is unchanged.
+Every read of case details is audited under the person who made it. A route without a rule here fails the test."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
+import itertools
 from typing import Any, Callable
 
 import pytest
 from fastapi.routing import iter_route_contexts
 
 from services.routing.models import Assignment
-from shared import auth
-from shared.db import make_engine, make_sessionmaker
-from sqlalchemy import select
+from shared import audit, auth, people
+from shared.db import make_engine, make_sessionmaker, utcnow
+from sqlalchemy import select, update
 from tests.routing_support import reported, route, routing_runtime
 from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
 
 pytestmark = pytest.mark.integration
 
-# Open by design: probes, metrics and the API's own documentation. Nothing else may be.
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-UNAUTHENTICATED = ("none", "malformed", "unknown", "expired", "revoked")
+# Open by design: probes, metrics, the API's own documentation and signing in. Nothing else may be.
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/v1/sessions"}
+UNAUTHENTICATED = ("none", "malformed", "unknown", "expired", "revoked", "disabled", "idle_session")
+# What a person with an unchanged one-time password may still do.
+BEFORE_PASSWORD_CHANGE = {("GET", "/v1/me"), ("POST", "/v1/sessions/password"), ("DELETE", "/v1/sessions/current")}
+PASSWORD = "sông Hồng chảy mãi về xuôi"
+EVERYONE = frozenset({"same_commune", "other_commune", "other_district"})
+_seq = itertools.count(1)
 OUT_OF_SCOPE = ("same_commune", "other_commune", "other_district")
 
 
@@ -34,6 +43,7 @@ class World:
     pending_assignment: str = ""
     acknowledged_assignment: str = ""
     secrets: list[str] = field(default_factory=list)
+    target: str = "matrix-target"
 
 
 Call = Callable[[World], tuple[str, dict[str, Any] | None, dict[str, Any] | None]]
@@ -47,6 +57,7 @@ class Rule:
     ok: int
     call: Call
     also_allowed: frozenset[str] = frozenset()
+    fresh_token: bool = False  # the call spends the caller's token (sign-out): each caller gets a new one
 
 
 CLOSE = {"risk_level": "low", "outcome": "reviewed"}
@@ -58,6 +69,26 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/v1/incidents/{incident_id}"): Rule("25349.police", 200, lambda w: (f"/v1/incidents/{w.incident_id}", None, None)),
     ("GET", "/v1/audit"): Rule("admin", 200, lambda w: ("/v1/audit", None, None)),
+    # people: anyone signed in reads themselves, changes their password (here: a wrong current one), signs out
+    ("GET", "/v1/me"): Rule("25349.police", 200, lambda w: ("/v1/me", None, None), also_allowed=EVERYONE),
+    ("POST", "/v1/sessions/password"): Rule(
+        "25349.police", 422, lambda w: ("/v1/sessions/password", None, {"current_password": "not it at all", "new_password": PASSWORD}),
+        also_allowed=EVERYONE,
+    ),
+    ("DELETE", "/v1/sessions/current"): Rule(
+        "25349.police", 204, lambda w: ("/v1/sessions/current", None, None), also_allowed=EVERYONE, fresh_token=True
+    ),
+    # people administration: admins, and a commune's cp_officer for its own commune's units
+    ("GET", "/v1/users"): Rule("25349.cp_officer", 200, lambda w: ("/v1/users", {"commune": "25349"}, None)),
+    ("POST", "/v1/users"): Rule(
+        "25349.cp_officer", 201,
+        lambda w: ("/v1/users", None, {"username": "matrix-new", "full_name": "Lê Văn Mới", "kind": "unit", "subject": "25349.justice"}),
+    ),
+    ("POST", "/v1/users/{username}/disable"): Rule("25349.cp_officer", 200, lambda w: (f"/v1/users/{w.target}/disable", None, None)),
+    ("POST", "/v1/users/{username}/enable"): Rule("25349.cp_officer", 200, lambda w: (f"/v1/users/{w.target}/enable", None, None)),
+    ("POST", "/v1/users/{username}/reset-password"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/users/{w.target}/reset-password", None, None)
+    ),
     # routing
     ("GET", "/v1/agencies/{unit_id}/assignments"): Rule(
         "25349.police", 200, lambda w: ("/v1/agencies/25349.police/assignments", None, None)
@@ -162,24 +193,54 @@ async def _seed(services, tokens: dict) -> World:
     return world
 
 
+async def _person_token(session, kind: str, subject: str, *, must_change: bool = False) -> tuple[str, str]:
+    """A new person acting as (kind, subject) and their personal token: (username, token)."""
+    username = f"matrix-{next(_seq)}"
+    await people.add_person(session, username, "Phạm Thị Kiểm", kind, subject, PASSWORD, created_by="test",
+                            must_change_password=must_change)
+    token, _ = await people.issue_personal_token(session, username, 30, by="test")
+    return username, token
+
+
 async def _tokens(runtime) -> dict[str, str]:
-    """A good token per subject, and the right principal's tokens gone bad (expired, revoked)."""
+    """A person per subject with a good token, and the right person's tokens gone bad (expired, revoked, disabled, idle)."""
     tokens = {}
-    for rule in RULES.values():
-        for kind, subject in subjects(rule.right).values():
-            key = subject if kind != "district" else f"district:{subject}"
-            if key not in tokens:
-                tokens[key] = await issue_token(runtime, kind, subject)
-    for rule in RULES.values():
-        kind, subject = subjects(rule.right)["right"]
-        tokens[f"expired:{subject}"] = await issue_token(runtime, kind, subject, ttl=timedelta(seconds=-1))
-        revoked = await issue_token(runtime, kind, subject)
-        engine = make_engine(runtime.common.auth_url())
-        async with make_sessionmaker(engine)() as session, session.begin():
+    engine = make_engine(runtime.common.auth_url())
+    async with make_sessionmaker(engine)() as session, session.begin():
+        await people.add_person(session, "matrix-target", "Võ Văn Đích", "unit", "25349.justice", PASSWORD, created_by="test")
+        for rule in RULES.values():
+            for kind, subject in subjects(rule.right).values():
+                key = subject if kind != "district" else f"district:{subject}"
+                if key not in tokens:
+                    tokens[f"user:{key}"], tokens[key] = await _person_token(session, kind, subject)
+        for rule in RULES.values():
+            kind, subject = subjects(rule.right)["right"]
+            username = tokens[f"user:{subject}"]
+            tokens[f"expired:{subject}"] = await auth.issue_token(session, kind, subject, username=username, ttl=timedelta(seconds=-1))
+            tokens[f"revoked:{subject}"] = revoked = await auth.issue_token(session, kind, subject, username=username)
             await auth.revoke_tokens(session, token=revoked)
-        await engine.dispose()
-        tokens[f"revoked:{subject}"] = revoked
+            disabled_user, tokens[f"disabled:{subject}"] = await _person_token(session, kind, subject)
+            await people.set_state(session, disabled_user, "disabled", "test")
+            tokens[f"idle_session:{subject}"] = idle = await auth.issue_token(
+                session, kind, subject, username=username, purpose="session", ttl=timedelta(hours=12)
+            )
+            await session.execute(
+                update(auth.api_token).where(auth.api_token.c.token_hash == auth.hash_token(idle))
+                .values(last_used_at=utcnow() - timedelta(minutes=31))
+            )
+        tokens["user:must_change"], tokens["must_change"] = await _person_token(session, "unit", "25349.police", must_change=True)
+    await engine.dispose()
     return tokens
+
+
+async def _fresh(runtime, who: str, rule: Rule, tokens: dict[str, str]) -> str:
+    """Another token of the person the matrix calls `who` for this rule."""
+    kind, name = subjects(rule.right)[who]
+    engine = make_engine(runtime.common.auth_url())
+    async with make_sessionmaker(engine)() as session, session.begin():
+        token, _ = await people.issue_personal_token(session, tokens[f"user:{name if kind != 'district' else 'district:' + name}"], 1)
+    await engine.dispose()
+    return token
 
 
 def _headers(who: str, rule: Rule, tokens: dict[str, str]) -> dict[str, str]:
@@ -190,7 +251,7 @@ def _headers(who: str, rule: Rule, tokens: dict[str, str]) -> dict[str, str]:
         return {"Authorization": f"Token {tokens[subject]}"}
     if who == "unknown":
         return bearer("bv_" + "x" * 43)
-    if who in ("expired", "revoked"):
+    if who in ("expired", "revoked", "disabled", "idle_session"):
         return bearer(tokens[f"{who}:{subject}"])
     kind, name = subjects(rule.right)[who]
     return bearer(tokens[name if kind != "district" else f"district:{name}"])
@@ -226,7 +287,10 @@ async def test_every_route_refuses_bad_tokens_and_other_scopes_and_serves_its_pr
                 url, params, body = rule.call(world)
                 # The right principal last: its call may change the state the others are refused.
                 for who in (*UNAUTHENTICATED, *OUT_OF_SCOPE, "right"):
-                    answer = await http.request(method, url, params=params, json=body, headers=_headers(who, rule, tokens))
+                    headers = _headers(who, rule, tokens)
+                    if rule.fresh_token and who not in UNAUTHENTICATED:
+                        headers = bearer(await _fresh(runtime, who, rule, tokens))
+                    answer = await http.request(method, url, params=params, json=body, headers=headers)
                     where = f"{name} {method} {path} as {who}: {answer.status_code}"
                     if who in UNAUTHENTICATED:
                         if answer.status_code != 401 or answer.headers.get("www-authenticate") != "Bearer":
@@ -250,3 +314,43 @@ async def test_the_right_principal_does_see_the_case_so_the_leak_check_can_fail(
     async with client(services["routing"]) as http:
         inbox = await http.get("/v1/agencies/25349.police/assignments", headers=bearer(tokens["25349.police"]))
     assert _leaks(mine, world) and "items" in _leaks(inbox, world)
+
+
+async def test_every_read_of_case_details_names_a_person(services):
+    tokens = await _tokens(services["intake"])
+    world = await _seed(services, tokens)
+    async with client(services["intake"]) as http:
+        assert (await http.get(f"/v1/incidents/{world.incident_id}", headers=bearer(tokens["25349.police"]))).status_code == 200
+    engine = make_engine(services["intake"].common.auth_url())
+    async with make_sessionmaker(engine)() as session:
+        reads, _ = await audit.query(session, action="read", limit=500)
+    await engine.dispose()
+    assert {e["service"] for e in reads} == {"intake", "routing"}
+    assert all(e["username"] and e["token_id"] for e in reads), reads
+    mine = [e for e in reads if e["incident_id"] == world.incident_id]
+    assert [(e["username"], e["principal"]) for e in mine] == [(tokens["user:25349.police"], "25349.police")]
+
+
+async def test_a_one_time_password_must_be_changed_before_anything_else(services):
+    tokens = await _tokens(services["intake"])
+    world = World(incident_id="0" * 36, routed_incident_id="0" * 36, pending_assignment="0", acknowledged_assignment="0")
+    failures = []
+    for name, runtime in services.items():
+        async with client(runtime) as http:
+            for method, path in routes(runtime):
+                if (method, path) in BEFORE_PASSWORD_CHANGE:
+                    continue
+                url, params, body = RULES[(method, path)].call(world)
+                answer = await http.request(method, url, params=params, json=body, headers=bearer(tokens["must_change"]))
+                if (answer.status_code, answer.json()) != (403, {"detail": "password must be changed first"}):
+                    failures.append(f"{name} {method} {path}: {answer.status_code}")
+    assert failures == []
+    async with client(services["intake"]) as http:
+        me = await http.get("/v1/me", headers=bearer(tokens["must_change"]))
+        changed = await http.post("/v1/sessions/password", headers=bearer(tokens["must_change"]),
+                                  json={"current_password": PASSWORD, "new_password": "gió mùa đông bắc về rồi"})
+    assert me.json()["must_change_password"] is True and changed.status_code == 204
+    await asyncio.sleep(1.0)  # every service learns of the change within a second
+    async with client(services["reporting"]) as http:
+        answer = await http.get("/v1/summaries/25349", params={"period": "2025"}, headers=bearer(tokens["must_change"]))
+    assert answer.status_code == 403 and "password" not in answer.text  # the unit's scope now, not the password rule

@@ -308,7 +308,7 @@ async def world(database_url: str, tmp_path: Path):
         "25349.police": ("unit", "25349.police"),
     }
     async with make_sessionmaker(runtime.auth_engine)() as session, session.begin():
-        tokens = {name: await issue_token(session, kind, subject) for name, (kind, subject) in subjects.items()}
+        tokens = {name: await issue_token(session, kind, subject, label="test") for name, (kind, subject) in subjects.items()}
     incidents = generate()
     target = next(g for g in incidents if g.commune == "25349" and date(2025, 3, 1) <= g.local_day < date(2025, 4, 1))
     # incident.reported delivered twice under different event ids (a producer retry) counts once.

@@ -128,7 +128,7 @@ async def world(database_url: str, tmp_path: Path):
     subjects = {"admin": ("admin", "admin"), "district:694": ("district", "694"), "district:695": ("district", "695"),
                 "25349.cp_officer": ("unit", "25349.cp_officer")}
     async with make_sessionmaker(runtime.auth_engine)() as session, session.begin():
-        tokens = {name: await issue_token(session, kind, subject) for name, (kind, subject) in subjects.items()}
+        tokens = {name: await issue_token(session, kind, subject, label="test") for name, (kind, subject) in subjects.items()}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.api), base_url="http://reporting") as client:
         yield World(runtime, clock, client, tokens, database_url)
     await runtime.engine.dispose()
