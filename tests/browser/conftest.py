@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -42,7 +41,12 @@ class ConsoleSystem(System):
         return f"http://127.0.0.1:{PORTS[service]}"
 
 
-async def _add_people(env: dict[str, str]) -> None:
+# Machine tokens for the steps the test does over the API (other units finishing their part).
+TOKEN_UNITS = ("25349.health", "25349.chairman", "25349.school.th-minh-tam-a", "25349.hamlet.ap-2", "25349.cp_officer", "25349.police")
+
+
+async def _add_people(env: dict[str, str]) -> dict[str, str]:
+    from shared import auth
     from shared.db import make_engine, make_sessionmaker
     from shared.people import add_person
     from shared.settings import CommonSettings
@@ -52,6 +56,7 @@ async def _add_people(env: dict[str, str]) -> None:
         async with make_sessionmaker(engine)() as session, session.begin():
             for username, (kind, subject) in PEOPLE.items():
                 await add_person(session, username, "Nguyễn Thị Lan", kind, subject, password=PASSWORD, created_by="test")
+            return {unit: await auth.issue_token(session, "unit", unit, label=f"browser-test-{unit}") for unit in TOKEN_UNITS}
     finally:
         await engine.dispose()
 
@@ -74,9 +79,8 @@ def console_system(amqp_url, tmp_path_factory):
         **{f"BAOVE_{s.upper()}_PORT": str(p) for s, p in PORTS.items()},
     }
     baove(env, "migrate")
-    out = baove(env, "demo")
-    tokens = dict(re.findall(r"^\s+(\S+)\s+(bv_\S+)$", out, re.M))
-    asyncio.run(_add_people(env))
+    baove(env, "demo")
+    tokens = asyncio.run(_add_people(env))
     running = ConsoleSystem(data_dir, env, tokens)
     try:
         for service in PORTS:
