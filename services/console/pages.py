@@ -265,15 +265,15 @@ async def inbox(request: Request) -> Response:
     rows = inbox_rows(page["items"], _now())
     query = urlencode({k: v for k, v in filters.items() if v})
     fragment = TEMPLATES.get_template("_inbox_list.html").render(
-        rows=rows, csrf=session.csrf, here=f"/inbox?{query}" if query else "/inbox"
+        rows=rows, csrf=session.csrf, here=f"/inbox?{query}" if query else "/inbox", more=page.get("next_cursor") is not None,
+        vi=vi, unit_name=unit_name,
     )
     version = hashlib.sha256(fragment.encode()).hexdigest()[:16]
     if request.headers.get("hx-request") and request.query_params.get("fragment"):
         if request.query_params.get("v") == version:
             return Response(status_code=204)  # nothing changed: htmx leaves the list as it is
         return render(request, "_inbox_poll.html", fragment=fragment, version=version, query=query)
-    return render(request, "inbox.html", fragment=fragment, version=version, query=query, filters=filters,
-                  count=len(rows), more=page.get("next_cursor") is not None)
+    return render(request, "inbox.html", fragment=fragment, version=version, query=query, filters=filters)
 
 
 # -- a case ------------------------------------------------------------------------------------

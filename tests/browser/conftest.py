@@ -28,7 +28,9 @@ PEOPLE = {
     "b-police-other": ("unit", "25339.police"),
     "b-district": ("district", "694"),
     "b-admin": ("admin", "admin"),
+    "b-justice": ("unit", "25349.justice"),
 }
+FIRST_SIGN_IN = ("b-new", "unit", "25349.womens_union")  # created with a one-time password
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 ARTEFACTS = Path(os.environ.get("BAOVE_BROWSER_ARTEFACTS", Path(__file__).resolve().parents[2] / "var" / "browser-artefacts"))
@@ -56,7 +58,10 @@ async def _add_people(env: dict[str, str]) -> dict[str, str]:
         async with make_sessionmaker(engine)() as session, session.begin():
             for username, (kind, subject) in PEOPLE.items():
                 await add_person(session, username, "Nguyễn Thị Lan", kind, subject, password=PASSWORD, created_by="test")
-            return {unit: await auth.issue_token(session, "unit", unit, label=f"browser-test-{unit}") for unit in TOKEN_UNITS}
+            username, kind, subject = FIRST_SIGN_IN
+            one_time = await add_person(session, username, "Trần Văn Bình", kind, subject, created_by="test")
+            tokens = {unit: await auth.issue_token(session, "unit", unit, label=f"browser-test-{unit}") for unit in TOKEN_UNITS}
+            return tokens | {f"one-time:{username}": one_time}
     finally:
         await engine.dispose()
 
