@@ -49,7 +49,12 @@ def unit_name(unit_id: str) -> str:
     return vi.label(parts[1]) if len(parts) > 1 else unit_id
 
 
-TEMPLATES.globals.update(unit_name=unit_name)
+def commune_name(code: str) -> str:
+    unit = HIERARCHY.unit(code)
+    return f"xã {unit.name}" if unit else f"xã {code}"
+
+
+TEMPLATES.globals.update(unit_name=unit_name, commune_name=commune_name)
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:

@@ -84,7 +84,7 @@ def test_an_ended_session_says_so(console_system, browser):
 def test_the_commune_screens_of_the_cp_officer(console_system, browser, artefacts):
     context, page = sign_in(browser, "b-cp")
     page.goto(console_url("/communes/25349/cases?status=all"))
-    assert page.locator("h1").inner_text() == "Vụ việc của xã 25349"
+    assert page.locator("h1").inner_text().startswith("Vụ việc của xã ")
     axe_check(page, "commune cases")
     shot(page, artefacts, "12-commune-cases")
     page.goto(console_url("/reports/25349?period=2025"))
