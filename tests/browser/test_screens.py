@@ -96,3 +96,20 @@ def test_the_commune_screens_of_the_cp_officer(console_system, browser, artefact
     page.goto(console_url("/communes/25339/cases"))
     assert page.locator("h1").inner_text() == "Không tìm thấy"
     context.close()
+
+
+def test_the_cp_officer_adds_a_person_who_then_signs_in(console_system, browser, artefacts):
+    context, page = sign_in(browser, "b-cp")
+    page.goto(console_url("/people"))
+    axe_check(page, "people")
+    page.get_by_label("Tên đăng nhập (chữ thường không dấu, số, dấu gạch ngang)").fill("b-radio")
+    page.get_by_label("Họ và tên").fill("Lê Thị Hoa")
+    page.get_by_label("Đơn vị").select_option("25349.radio")
+    page.get_by_role("button", name="Thêm và cấp mật khẩu").click()
+    one_time = page.locator("#one-time-password").inner_text()
+    assert page.locator("ul.people li", has_text="b-radio").count() == 1
+    shot(page, artefacts, "14-people")
+    context.close()
+    context, page = _login(browser, "b-radio", one_time)
+    assert page.url.endswith("/password")
+    context.close()
