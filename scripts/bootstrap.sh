@@ -58,6 +58,11 @@ if [ $WITH_PG = 1 ]; then
     || as_root su postgres -c "psql -qc \"CREATE ROLE baove LOGIN CREATEDB PASSWORD 'baove'\""
 fi
 
+# -- Chromium (for the console's browser tests; Playwright drives the system browser) -------
+if [ "${BAOVE_RUNTIME_ONLY:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+
 # -- the virtual environment with the pins ----------------------------------------------------
 REQ=requirements-test.txt
 [ "${BAOVE_RUNTIME_ONLY:-0}" = 1 ] && REQ=requirements.txt

@@ -13,9 +13,11 @@ import sys
 import time
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.settings import CommonSettings, IntakeSettings, ReportingSettings, RoutingSettings
+from shared.settings import CommonSettings, ConsoleSettings, IntakeSettings, ReportingSettings, RoutingSettings
 
 SERVICES = {"intake": IntakeSettings, "routing": RoutingSettings, "reporting": ReportingSettings}
+# The processes `baove up` starts: the three services, then the console that calls them.
+PROCESSES = {**SERVICES, "console": ConsoleSettings}
 
 
 def _runtime(name: str):
@@ -58,7 +60,7 @@ def _checked_broker_url(service: str) -> str:
 
 
 def cmd_migrate(_args) -> None:
-    for name in SERVICES:
+    for name in PROCESSES:
         _runtime(name).migrate()
         print(f"migrated {name}")
 
@@ -68,7 +70,7 @@ def cmd_run(args) -> None:
 
     from shared import logging as baove_logging
 
-    settings = SERVICES[args.service]()
+    settings = PROCESSES[args.service]()
     baove_logging.configure(args.service, settings.common.log_level)
     runtime = _runtime(args.service)
     runtime.run_migrations = not args.no_migrate
@@ -90,12 +92,15 @@ def cmd_up(args) -> None:
     if args.demo:
         cmd_demo(args)
     children: dict[str, subprocess.Popen] = {}
-    for name in SERVICES:
+    for name in PROCESSES:
         children[name] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", name, "--no-migrate"], env=os.environ.copy()
         )
-    ports = ", ".join(f"{n} :{SERVICES[n]().port}" for n in SERVICES)
+    ports = ", ".join(f"{n} :{PROCESSES[n]().port}" for n in PROCESSES)
+    console = ConsoleSettings()
     print(f"baove is up: {ports}. Ctrl-C stops it.", flush=True)
+    print(f"Console: http://{console.host}:{console.port}/ (sign in with a person from `baove user add`, or the demo's "
+          f"{CommonSettings().data_dir / DEMO_PEOPLE_FILE})", flush=True)
 
     stopping = False
 
@@ -464,12 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="baove", description="Child-protection incident routing and reporting")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run intake, routing and reporting as child processes (Ctrl-C stops them)")
+    up = sub.add_parser("up", help="run intake, routing, reporting and the console as child processes (Ctrl-C stops them)")
     up.add_argument("--demo", action="store_true", help="also load the demo units and people (refused when BAOVE_ENV=prod)")
     up.set_defaults(func=cmd_up)
 
     run = sub.add_parser("run", help="run one service in the foreground")
-    run.add_argument("service", choices=sorted(SERVICES))
+    run.add_argument("service", choices=sorted(PROCESSES))
     run.add_argument("--host")
     run.add_argument("--port", type=int)
     run.add_argument("--no-migrate", action="store_true", help="do not migrate the database at start")

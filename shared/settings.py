@@ -139,3 +139,35 @@ class ReportingSettings(ServiceSettings):
         if self.clock_offset_seconds and self.common.env != "dev":
             raise ValueError("BAOVE_REPORTING_CLOCK_OFFSET_SECONDS moves reporting's clock: it is refused outside BAOVE_ENV=dev")
         return self
+
+
+class ConsoleSettings(BaseSettings):
+    """The console: web pages for people, calling the three APIs with the signed-in person's token."""
+
+    model_config = SettingsConfigDict(env_prefix="BAOVE_CONSOLE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8004
+    database_url: SecretStr | None = Field(None, description="the session store; default: console.db under BAOVE_DATA_DIR")
+    intake_url: str | None = Field(None, description="default: http://127.0.0.1:<BAOVE_INTAKE_PORT>")
+    routing_url: str | None = Field(None, description="default: http://127.0.0.1:<BAOVE_ROUTING_PORT>")
+    reporting_url: str | None = Field(None, description="default: http://127.0.0.1:<BAOVE_REPORTING_PORT>")
+    session_hours: float = Field(12.0, gt=0, description="a browser session ends after this long whatever the API says")
+    poll_seconds: int = Field(8, ge=2, le=120, description="how often an open inbox asks for news")
+    api_timeout_seconds: float = Field(10.0, gt=0)
+    graceful_timeout: float = 10.0
+    common: CommonSettings = Field(default_factory=CommonSettings)
+
+    def api_url(self, service: str) -> str:
+        """The base URL of intake, routing or reporting."""
+        own = getattr(self, f"{service}_url")
+        if own:
+            return own.rstrip("/")
+        port = {"intake": IntakeSettings, "routing": RoutingSettings, "reporting": ReportingSettings}[service]().port
+        return f"http://127.0.0.1:{port}"
+
+    def db_url(self) -> str:
+        return self.common.database_url("console", self.database_url)
+
+    def check_secrets(self) -> None:
+        """The console holds no broker credentials: nothing to refuse."""

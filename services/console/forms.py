@@ -1,0 +1,186 @@
+"""Pure form and chart logic: the report form to the intake API's JSON (errors in Vietnamese, by field name),
+the API's errors back onto the fields, and a summary's breakdowns as chart rows."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from shared.enums import Category, Channel, Sex, SpecialCircumstance, Urgency
+
+from . import vi
+
+CHOICES = {
+    "category": [(c.value, vi.label(c.value)) for c in Category],
+    "urgency": [(u.value, vi.label(u.value)) for u in Urgency],
+    "channel": [(c.value, vi.CHANNELS[c.value]) for c in Channel],
+    "sex": [(s.value, vi.label(s.value)) for s in Sex],
+    "special_circumstances": [(s.value, vi.CIRCUMSTANCES[s.value]) for s in SpecialCircumstance],
+    "consent": [("", "Chưa hỏi"), ("yes", "Đồng ý"), ("no", "Không đồng ý")],
+}
+PHONE = re.compile(r"^\+?[0-9][0-9 .-]{5,19}$")
+REQUIRED = "Thông tin bắt buộc."
+
+
+def child_count(form: dict) -> int:
+    try:
+        return max(1, min(int(form.get("children_count", 1)), 20))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _text(form: dict, key: str) -> str:
+    value = form.get(key, "")
+    return (value[-1] if isinstance(value, list) else value).strip()
+
+
+def _list(form: dict, key: str) -> list[str]:
+    value = form.get(key, [])
+    return value if isinstance(value, list) else [value] if value else []
+
+
+def incident_payload(form: dict, commune: str, now: datetime) -> tuple[dict[str, Any], dict[str, str]]:
+    """The intake API's body from the form, or the errors by form field name (in Vietnamese)."""
+    errors: dict[str, str] = {}
+    payload: dict[str, Any] = {"commune_code": commune, "consent": {}}
+    if _text(form, "report_id"):
+        payload["report_id"] = _text(form, "report_id")
+    if not re.fullmatch(r"\d{5}", commune):
+        errors["commune_code"] = "Chọn xã nơi xảy ra vụ việc."
+    for field in ("category", "urgency", "channel"):
+        value = _text(form, field)
+        if value not in dict(CHOICES[field]):
+            errors[field] = "Hãy chọn một mục trong danh sách."
+        payload[field] = value
+    if _text(form, "hamlet"):
+        payload["hamlet"] = _text(form, "hamlet")
+    occurred = _text(form, "occurred_at")
+    if occurred:
+        try:
+            moment = datetime.fromisoformat(occurred).replace(tzinfo=vi.VN)
+        except ValueError:
+            errors["occurred_at"] = "Thời gian không đúng dạng ngày giờ."
+        else:
+            if moment > now + timedelta(minutes=10):
+                errors["occurred_at"] = "Thời gian xảy ra không thể ở tương lai."
+            payload["occurred_at"] = moment.isoformat()
+    description = _text(form, "description")
+    if not description:
+        errors["description"] = "Mô tả ngắn gọn sự việc."
+    elif len(description) > 4000:
+        errors["description"] = "Mô tả dài quá 4.000 ký tự."
+    payload["description"] = description
+    payload["children"] = [_child(form, i, errors, now) for i in range(child_count(form))]
+    anonymous = _text(form, "reporter-anonymous") == "on"
+    reporter = {k: _text(form, f"reporter-{k}") or None for k in ("name", "phone", "relation")}
+    if reporter["phone"] and not PHONE.match(reporter["phone"]):
+        errors["reporter-phone"] = "Số điện thoại chỉ gồm chữ số (có thể có dấu +, dấu cách, dấu chấm)."
+    if anonymous or any(reporter.values()):
+        payload["reporter"] = {**reporter, "anonymous": anonymous}
+    for who in ("child", "guardian"):
+        answer = _text(form, f"consent-{who}")
+        payload["consent"][who] = {"yes": True, "no": False}.get(answer)
+    return payload, errors
+
+
+def _child(form: dict, i: int, errors: dict[str, str], now: datetime) -> dict[str, Any]:
+    prefix = f"children-{i}-"
+    child: dict[str, Any] = {"sex": _text(form, prefix + "sex")}
+    if child["sex"] not in dict(CHOICES["sex"]):
+        errors[prefix + "sex"] = "Chọn giới tính của trẻ (hoặc “Không biết”)."
+    if _text(form, prefix + "full_name"):
+        child["full_name"] = _text(form, prefix + "full_name")
+    birth = _text(form, prefix + "birth_date")
+    if birth:
+        try:
+            born = date.fromisoformat(birth)
+        except ValueError:
+            errors[prefix + "birth_date"] = "Ngày sinh không đúng dạng ngày."
+        else:
+            if born > now.astimezone(vi.VN).date():
+                errors[prefix + "birth_date"] = "Ngày sinh không thể ở tương lai."
+            child["birth_date"] = birth
+    age = _text(form, prefix + "age_years")
+    if age:
+        if not age.isdigit() or int(age) > 17:
+            errors[prefix + "age_years"] = "Tuổi ước tính là số từ 0 đến 17."
+        else:
+            child["age_years"] = int(age)
+    if _text(form, prefix + "school"):
+        child["school"] = _text(form, prefix + "school")
+    circumstances = _list(form, prefix + "special_circumstances")
+    if any(c not in dict(CHOICES["special_circumstances"]) for c in circumstances):
+        errors[prefix + "special_circumstances"] = "Hãy chọn trong danh sách."
+    child["special_circumstances"] = circumstances
+    return child
+
+
+def api_errors(exc) -> dict[str, str]:
+    """intake's 422 list (`loc` like body.children.0.sex) as form field names; other refusals on the form."""
+    if exc.status == 429:
+        return {"form": "Đã gửi quá nhiều báo cáo trong thời gian ngắn. Vui lòng chờ một phút rồi gửi lại; nội dung vẫn được giữ."}
+    if exc.status == 409:
+        return {"form": "Mã báo cáo này đã được dùng. Tải lại trang để báo cáo mới."}
+    errors: dict[str, str] = {}
+    for error in exc.detail if isinstance(exc.detail, list) else []:
+        loc = [str(p) for p in error.get("loc", []) if p != "body"]
+        name = "-".join(loc[:3]) if loc else "form"
+        if loc and loc[0] in ("reporter", "consent"):
+            name = "-".join(loc[:2])
+        kind = error.get("type", "")
+        errors[name] = REQUIRED if kind == "missing" else "Hãy chọn một mục trong danh sách." if kind == "enum" else "Giá trị không hợp lệ."
+    return errors or {"form": "Báo cáo chưa được nhận. Vui lòng kiểm tra lại các thông tin."}
+
+
+CHARTS = [
+    ("by_category", "Vụ việc theo loại"),
+    ("by_urgency", "Vụ việc theo mức độ khẩn cấp"),
+    ("by_channel", "Vụ việc theo kênh tiếp nhận"),
+    ("by_hamlet", "Vụ việc theo ấp, sóc"),
+    ("by_sex", "Trẻ em theo giới tính"),
+    ("by_age_band", "Trẻ em theo nhóm tuổi"),
+]
+
+
+def charts(indicators: dict | None, hierarchy) -> list[dict[str, Any]]:
+    """Each breakdown as rows of (label, count, bar width in %), biggest first; empty breakdowns left out."""
+    if not indicators:
+        return []
+    hamlets = {f"{c}.hamlet.{local}": name for c, hs in hierarchy.hamlets.items() for local, name in hs}
+    out = []
+    for key, title in CHARTS:
+        values = {k: v for k, v in indicators.get(key, {}).items() if v}
+        if not values:
+            continue
+        top = max(values.values())
+        names = hamlets if key == "by_hamlet" else {}
+        rows = [
+            {"label": names.get(k, "Không rõ ấp" if key == "by_hamlet" and k == "unknown" else vi.label(k)), "count": v,
+             "width": round(100 * v / top, 1)}
+            for k, v in sorted(values.items(), key=lambda kv: -kv[1])
+        ]
+        out.append({"key": key, "title": title, "rows": rows})
+    response = indicators.get("response") or {}
+    rows = []
+    for unit_type, r in sorted(response.items()):
+        if r.get("assignments"):
+            share = 100 * r["acknowledged_within_deadline"] / r["assignments"]
+            rows.append({"label": vi.label(unit_type), "count": r["acknowledged_within_deadline"], "of": r["assignments"],
+                         "width": round(share, 1)})
+    if rows:
+        out.append({"key": "response", "title": "Tiếp nhận đúng hạn theo đơn vị (số lượt / số được giao)", "rows": rows})
+    return out
+
+
+def periods(now: datetime) -> list[tuple[str, str]]:
+    """The periods offered in the picker: this year and last, their plan periods, halves and quarters, recent months."""
+    year = now.astimezone(vi.VN).year
+    out = []
+    for y in (year, year - 1):
+        out += [(str(y), f"Năm {y}"), (f"{y}-6M", f"Báo cáo 6 tháng {y}"), (f"{y}-12M", f"Báo cáo năm {y} (12 tháng)"),
+                (f"{y}S1", f"6 tháng đầu năm {y}"), (f"{y}S2", f"6 tháng cuối năm {y}")]
+        out += [(f"{y}Q{q}", f"Quý {q}/{y}") for q in range(1, 5)]
+    month = now.astimezone(vi.VN).month
+    out += [(f"{year}{m:02d}", f"Tháng {m}/{year}") for m in range(month, 0, -1)]
+    return out

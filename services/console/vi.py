@@ -1,0 +1,160 @@
+"""Vietnamese formatting: numbers `1.234`, dates `02/03/2025 08:00` in Asia/Ho_Chi_Minh, due times in words, labels."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+from shared.enums import LABELS_VI
+
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
+
+STATUS = {
+    "pending": "Chờ tiếp nhận",
+    "acknowledged": "Đã tiếp nhận",
+    "in_progress": "Đang xử lý",
+    "done": "Hoàn thành",
+    "declined": "Từ chối",
+}
+ACTIONS = {
+    "acknowledge": "Tiếp nhận",
+    "in_progress": "Bắt đầu xử lý",
+    "done": "Hoàn thành",
+    "declined": "Từ chối",
+}
+# What an assignment in each status may become (routing's lifecycle; the API has the last word).
+NEXT_ACTIONS = {
+    "pending": ("acknowledge", "declined"),
+    "acknowledged": ("in_progress", "declined"),
+    "in_progress": ("done", "declined"),
+}
+ROLE = {"lead": "Chủ trì", "support": "Phối hợp"}
+RISK = {"high": "Cao", "medium": "Trung bình", "low": "Thấp"}
+TIMELINE = {
+    "reported": "Tiếp nhận báo cáo",
+    "routed": "Phân công xử lý",
+    "assignment.acknowledged": "Đơn vị đã tiếp nhận",
+    "assignment.in_progress": "Đơn vị bắt đầu xử lý",
+    "assignment.done": "Đơn vị đã hoàn thành",
+    "assignment.declined": "Đơn vị từ chối",
+    "assignment.overdue": "Quá hạn tiếp nhận",
+    "escalated": "Báo lên cấp trên do quá hạn",
+    "closed": "Kết thúc vụ việc",
+    "reopened": "Mở lại vụ việc",
+}
+CHANNELS = {
+    "hotline_111": "Tổng đài 111",
+    "phone": "Điện thoại",
+    "in_person": "Trực tiếp",
+    "school": "Nhà trường",
+    "health_station": "Trạm y tế",
+    "police": "Công an",
+    "hamlet": "Ấp, sóc",
+    "online": "Trực tuyến",
+    "other": "Khác",
+}
+CIRCUMSTANCES = {
+    "orphan": "Mồ côi cả cha và mẹ",
+    "abandoned": "Bị bỏ rơi",
+    "without_support": "Không nơi nương tựa",
+    "disabled": "Khuyết tật",
+    "hiv_aids": "Nhiễm HIV/AIDS",
+    "conflict_with_law": "Vi phạm pháp luật",
+    "drug_use": "Nghiện ma túy",
+    "left_school_to_work": "Phải bỏ học kiếm sống",
+    "harmed_by_violence": "Bị tổn hại nghiêm trọng do bạo lực",
+    "exploited": "Bị bóc lột",
+    "sexually_abused": "Bị xâm hại tình dục",
+    "trafficked": "Bị mua bán",
+    "serious_illness_poor": "Mắc bệnh hiểm nghèo thuộc hộ nghèo, cận nghèo",
+    "migrant_without_caregiver": "Di cư, lánh nạn chưa xác định được cha mẹ",
+}
+AGE_BANDS = {"0-5": "0-5 tuổi", "6-10": "6-10 tuổi", "11-15": "11-15 tuổi", "16-17": "16-17 tuổi", "unknown": "Không rõ tuổi"}
+# Password change refusals (people-api.md), by code.
+PASSWORD_ERRORS = {
+    "too_short": "Mật khẩu mới quá ngắn.",
+    "same_as_username": "Mật khẩu mới không được trùng tên đăng nhập.",
+    "contains_name": "Mật khẩu mới không được chứa họ tên của bạn.",
+    "common": "Mật khẩu mới quá phổ biến, dễ bị đoán. Hãy chọn mật khẩu khác.",
+    "wrong_current_password": "Mật khẩu hiện tại không đúng.",
+    "same_as_current": "Mật khẩu mới phải khác mật khẩu hiện tại.",
+}
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def label(code: str | None) -> str:
+    """The Vietnamese name of a domain code (category, urgency, unit type, sex, channel, status)."""
+    if code is None:
+        return "—"
+    for table in (STATUS, CHANNELS, CIRCUMSTANCES, AGE_BANDS, LABELS_VI):
+        if code in table:
+            return table[code]
+    return code
+
+
+def number(value: int | float | None) -> str:
+    """1234 -> `1.234`; 12.5 -> `12,5`; None -> `—` (no data is not zero)."""
+    if value is None:
+        return "—"
+    if isinstance(value, float) and not value.is_integer():
+        whole, _, frac = f"{value:,.1f}".partition(".")
+        return whole.replace(",", ".") + "," + frac
+    return f"{int(value):,}".replace(",", ".")
+
+
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def moment(value: datetime | str | None) -> str:
+    """`02/03/2025 08:00` in Vietnam's time."""
+    if value is None:
+        return "—"
+    return _aware(value).astimezone(VN).strftime("%d/%m/%Y %H:%M")
+
+
+def day(value: date | str | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    return value.strftime("%d/%m/%Y")
+
+
+def duration(seconds: float) -> str:
+    """A length of time in the largest sensible unit: `45 phút`, `2 giờ 5 phút`, `3 ngày`."""
+    minutes = max(0, int(seconds // 60))
+    if minutes < 60:
+        return f"{minutes} phút"
+    hours, rest = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} giờ" + (f" {rest} phút" if rest else "")
+    days, hours = divmod(hours, 24)
+    return f"{days} ngày" + (f" {hours} giờ" if hours else "")
+
+
+def due(due_at: datetime | str, now: datetime) -> tuple[str, bool]:
+    """(`còn 45 phút` | `quá hạn 2 giờ`, overdue) for an acknowledgement deadline."""
+    left = (_aware(due_at) - now).total_seconds()
+    if left >= 0:
+        return f"còn {duration(left)}", False
+    return f"quá hạn {duration(-left)}", True
+
+
+def age(child: dict, on: date | None = None) -> str:
+    """A child's age in years from the birth date, else the estimate; `không rõ` when neither."""
+    if child.get("age_years") is not None:
+        return f"{child['age_years']} tuổi"
+    birth = child.get("birth_date")
+    if birth:
+        born = date.fromisoformat(str(birth)[:10])
+        on = on or datetime.now(VN).date()
+        years = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+        return f"{years} tuổi"
+    return "không rõ tuổi"

@@ -1,0 +1,69 @@
+"""The console's pure parts: Vietnamese numbers, dates and due times; the report form to the intake API's body."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.console import forms, vi
+from services.console.clients import ApiError
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2025, 3, 2, 1, 0, tzinfo=timezone.utc)  # 08:00 in Vietnam
+
+
+def test_numbers_and_dates_in_vietnamese_style():
+    assert vi.number(1234) == "1.234"
+    assert vi.number(1234567) == "1.234.567"
+    assert vi.number(12.5) == "12,5"
+    assert vi.number(None) == "—"
+    assert vi.moment("2025-03-02T01:00:00Z") == "02/03/2025 08:00"
+    assert vi.day("2025-03-02") == "02/03/2025"
+
+
+def test_due_times_in_words():
+    assert vi.due(NOW + timedelta(minutes=45, seconds=30), NOW) == ("còn 45 phút", False)
+    assert vi.due(NOW - timedelta(hours=2), NOW) == ("quá hạn 2 giờ", True)
+    assert vi.due(NOW - timedelta(hours=2, minutes=5), NOW) == ("quá hạn 2 giờ 5 phút", True)
+    assert vi.due(NOW + timedelta(days=3), NOW) == ("còn 3 ngày", False)
+
+
+def test_a_filled_form_becomes_the_api_body():
+    form = {
+        "report_id": "3f1c0d9e-2b7a-4c38-9a55-1d2e3f4a5b6c", "category": "sexual_abuse", "urgency": "emergency",
+        "channel": "hamlet", "hamlet": "25349.hamlet.ap-2", "occurred_at": "2025-03-02T08:00",
+        "description": "  Cháu bị sàm sỡ  ", "children_count": "2",
+        "children-0-sex": "female", "children-0-age_years": "9", "children-0-school": "25349.school.th-minh-tam-a",
+        "children-0-special_circumstances": ["sexually_abused", "orphan"],
+        "children-1-sex": "male", "children-1-birth_date": "2015-01-02",
+        "reporter-anonymous": "on", "consent-guardian": "yes",
+    }
+    body, errors = forms.incident_payload(form, "25349", NOW)
+    assert errors == {}
+    assert body["occurred_at"] == "2025-03-02T08:00:00+07:00"
+    assert body["description"] == "Cháu bị sàm sỡ"
+    assert body["children"] == [
+        {"sex": "female", "age_years": 9, "school": "25349.school.th-minh-tam-a", "special_circumstances": ["sexually_abused", "orphan"]},
+        {"sex": "male", "birth_date": "2015-01-02", "special_circumstances": []},
+    ]
+    assert body["reporter"] == {"name": None, "phone": None, "relation": None, "anonymous": True}
+    assert body["consent"] == {"child": None, "guardian": True}
+
+
+def test_form_errors_name_their_fields_in_vietnamese():
+    _, errors = forms.incident_payload(
+        {"category": "nope", "children-0-age_years": "19", "children-0-birth_date": "2099-01-01", "reporter-phone": "abc",
+         "occurred_at": "2030-01-01T00:00"},
+        "25349", NOW,
+    )
+    assert set(errors) == {"category", "urgency", "channel", "description", "occurred_at", "children-0-sex",
+                           "children-0-age_years", "children-0-birth_date", "reporter-phone"}
+    assert errors["children-0-age_years"] == "Tuổi ước tính là số từ 0 đến 17."
+
+
+def test_api_errors_land_on_the_form_fields():
+    exc = ApiError(422, [{"loc": ["body", "children", 0, "school"], "msg": "x", "type": "value_error"},
+                         {"loc": ["body", "hamlet"], "msg": "x", "type": "value_error"}])
+    assert set(forms.api_errors(exc)) == {"children-0-school", "hamlet"}
+    assert "form" in forms.api_errors(ApiError(429, "slow down"))
