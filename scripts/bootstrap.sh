@@ -62,6 +62,10 @@ fi
 if [ "${BAOVE_RUNTIME_ONLY:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium
 fi
+# The tests' reference AsyncAPI parser is a JavaScript package (scripts/test installs it with npm).
+if [ "${BAOVE_RUNTIME_ONLY:-0}" != 1 ] && ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
 
 # -- the virtual environment with the pins ----------------------------------------------------
 REQ=requirements-test.txt
