@@ -111,11 +111,10 @@ async def sign_in(body: SessionCreate, request: Request):
     if wait is not None:
         raise errors.TooMany(f"too many sign-in attempts from this address; retry after {math.ceil(wait)} s", math.ceil(wait))
     common = runtime.common
-    async with runtime.auth_sessionmaker() as session, session.begin():
-        outcome = await people.sign_in(
-            session, body.username, body.password, address,
-            lifetime=timedelta(hours=common.session_hours), idle_timeout=timedelta(minutes=common.session_idle_minutes),
-        )
+    outcome = await people.sign_in(
+        runtime.auth_sessionmaker, body.username, body.password, address,
+        lifetime=timedelta(hours=common.session_hours), idle_timeout=timedelta(minutes=common.session_idle_minutes),
+    )
     if outcome.answer is None:
         # Slows guessing, and hides how long each kind of refusal took behind one fixed wait.
         await asyncio.sleep(runtime.settings.sign_in_failure_delay_seconds)
@@ -141,11 +140,11 @@ async def change_password(body: PasswordChange, request: Request, principal: Pri
     """Change one's own password (required first after a one-time password); the session keeps working."""
     runtime = request.app.state.runtime
     try:
-        async with runtime.auth_sessionmaker() as session, session.begin():
-            await people.change_password(session, principal, body.current_password, body.new_password)
+        await people.change_password(runtime.auth_sessionmaker, principal, body.current_password, body.new_password)
     except passwords.PasswordRefused as exc:
         raise errors.Invalid({"code": exc.code, "message": exc.message}) from None
-    _forget(request)
+    finally:
+        _forget(request)  # a fifth wrong current password ends this session
     return Response(status_code=204)
 
 

@@ -284,3 +284,80 @@ class TestExpiry:
         await engine.dispose()
         assert len(rows) == 1 and rows[0].expires_at is not None and rows[0].label == "issued before people"
         assert columns["expires_at"]["nullable"] is False
+
+
+class TestConcurrentGuessing:
+    async def test_sixteen_guesses_at_once_get_at_most_five_verified_and_the_right_one_after_them_is_refused(
+        self, intake, monkeypatch
+    ):
+        from shared import passwords
+
+        await add(intake, "lan")
+        verified: list[str] = []
+        real_verify = passwords.verify_password
+
+        def counting_verify(stored: str, password: str) -> bool:
+            if stored != passwords.dummy_hash():
+                verified.append(password)
+            return real_verify(stored, password)
+
+        monkeypatch.setattr(passwords, "verify_password", counting_verify)
+        guesses = [f"wrong guess {n}" for n in range(15)] + [PASSWORD]
+
+        async def attempt(n: int, password: str):
+            async with client(intake, f"203.0.113.{n + 1}") as http:  # one address each: the per-address limit is not the test
+                return await sign_in(http, "lan", password)
+
+        answers = await asyncio.gather(*(attempt(n, p) for n, p in enumerate(guesses)))
+        print(f"guesses verified: {len(verified)} of {len(guesses)}")
+        assert len(verified) <= 5, verified
+        assert [a.status_code for a in answers] == [401] * 16
+        assert [e["action"] for e in await audit_log(intake, action="lockout")] == ["lockout"]
+
+    async def test_token_checks_are_answered_while_a_sign_in_and_a_password_change_hash(self, intake, monkeypatch):
+        import threading
+
+        from shared import passwords
+
+        await add(intake, "lan")
+        async with intake.auth_sessionmaker() as session, session.begin():
+            token, _ = await people.issue_personal_token(session, "lan", 1, by="test")
+        async with client(intake) as http:
+            session_token = (await sign_in(http, "lan", PASSWORD)).json()["token"]
+        hashing, release = threading.Event(), threading.Event()
+        real_verify = passwords.verify_password
+
+        def slow_verify(stored: str, password: str) -> bool:
+            hashing.set()
+            release.wait(10)
+            return real_verify(stored, password)
+
+        monkeypatch.setattr(passwords, "verify_password", slow_verify)
+        for call in (
+            lambda http: sign_in(http, "lan", PASSWORD),
+            lambda http: http.post("/v1/sessions/password", headers=bearer(session_token),
+                                   json={"current_password": PASSWORD, "new_password": PASSWORD + " nữa"}),
+        ):
+            hashing.clear(), release.clear()
+            async with client(intake) as http:
+                pending = asyncio.create_task(call(http))
+                assert await asyncio.to_thread(hashing.wait, 10)
+                intake.verifier.forget(token)
+                checked = await asyncio.wait_for(intake.verifier.verify(token), 2)  # the pool is not held by the hashing
+                release.set()
+                answer = await pending
+            assert checked is not None and checked.username == "lan" and answer.status_code in (201, 204)
+
+
+class TestWhatIsKept:
+    async def test_a_username_nobody_has_is_never_stored_as_typed_and_is_still_locked_out(self, intake):
+        typed = "Mật khẩu bí mật 2025"  # a password typed in the username box
+        async with client(intake) as http:
+            answers = [await sign_in(http, typed, f"guess {n}") for n in range(6)]
+        assert [a.status_code for a in answers] == [401] * 6
+        async with intake.auth_sessionmaker() as session:
+            attempts = (await session.execute(select(auth.sign_in_attempt))).all()
+        log = await audit_log(intake)
+        kept = repr([tuple(a) for a in attempts]) + repr(log)
+        assert people.normalise_username(typed) not in kept and "bí mật" not in kept.lower()
+        assert [e["action"] for e in log[:2]] == ["sign_in_failed", "lockout"] and "locked out" in log[0]["detail"]
