@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -263,28 +264,34 @@ class TestTheCommandLine:
 
 
 class TestExpiry:
-    async def test_no_token_is_left_without_an_expiry_by_the_migration(self, database_url):
+    async def test_the_migration_revokes_the_old_unnamed_tokens_and_gives_none_more_than_a_year(self, database_url):
+        """Unnamed never-expiring tokens were printed to logs by `baove up --demo` (admin's too): revoked, not extended."""
         from alembic import command
 
-        await asyncio.to_thread(command.upgrade, config(AUTH_MIGRATIONS, database_url), "f53aace3ea25")
-        from shared.db import make_engine
+        from shared.db import make_engine, utcnow
 
+        await asyncio.to_thread(command.upgrade, config(AUTH_MIGRATIONS, database_url), "f53aace3ea25")
         engine = make_engine(database_url)
         async with engine.begin() as conn:
-            await conn.execute(text(
-                "INSERT INTO api_token (id, token_hash, kind, subject, created_at) "
-                "VALUES ('t1', 'h1', 'unit', '25349.police', CURRENT_TIMESTAMP)"
-            ))
+            for token_id, label, expires in (("demo", None, None), ("gateway", "hotline gateway", None),
+                                             ("far", "far future", utcnow() + timedelta(days=3000))):
+                await conn.execute(
+                    text("INSERT INTO api_token (id, token_hash, kind, subject, label, created_at, expires_at) "
+                         "VALUES (:id, :hash, 'admin', 'admin', :label, :now, :expires)"),
+                    {"id": token_id, "hash": f"h-{token_id}", "label": label, "now": utcnow(), "expires": expires},
+                )
         await engine.dispose()
         await asyncio.to_thread(command.upgrade, config(AUTH_MIGRATIONS, database_url), "head")
         engine = make_engine(database_url)
         async with engine.connect() as conn:
-            rows = (await conn.execute(select(auth.api_token.c.expires_at, auth.api_token.c.label))).all()
+            rows = {r.id: r for r in (await conn.execute(select(auth.api_token))).all()}
             columns = await conn.run_sync(lambda c: {col["name"]: col for col in inspect(c).get_columns("api_token")})
         await engine.dispose()
-        assert len(rows) == 1 and rows[0].expires_at is not None and rows[0].label == "issued before people"
+        year = utcnow() + timedelta(days=365, minutes=1)
+        assert rows["demo"].revoked_at is not None and rows["demo"].label == "issued before people"
+        assert rows["gateway"].revoked_at is None and utcnow() + timedelta(days=364) < rows["gateway"].expires_at <= year
+        assert rows["far"].revoked_at is None and rows["far"].expires_at <= year
         assert columns["expires_at"]["nullable"] is False
-
 
 class TestConcurrentGuessing:
     async def test_sixteen_guesses_at_once_get_at_most_five_verified_and_the_right_one_after_them_is_refused(
