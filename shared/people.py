@@ -155,11 +155,11 @@ async def set_state(session: AsyncSession, username: str, state: str, by: str = 
 
 
 async def reset_password(session: AsyncSession, username: str, by: str = "cli") -> tuple[dict[str, Any], str]:
-    """A new one-time password (its sessions revoked, its lockout lifted); the person must change it at sign-in."""
+    """A new one-time password (its sessions and personal tokens revoked, its lockout lifted); the person must change it at sign-in."""
     found = await _existing(session, username)
     one_time = passwords.one_time_password()
     await _change(session, found["username"], by, password_hash=await _hash(one_time), must_change_password=True)
-    await auth.revoke_tokens(session, username=found["username"], purpose="session")
+    await auth.revoke_tokens(session, username=found["username"])  # sessions and personal tokens: whoever knew the old one
     await session.execute(auth.sign_in_attempt.insert().values(username=found["username"], at=utcnow(), outcome="reset"))
     await audit.record_event(session, "password_reset", principal=found["label"], username=found["username"], detail=f"by {by}")
     return await _existing(session, found["username"]), one_time

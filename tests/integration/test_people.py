@@ -368,3 +368,36 @@ class TestWhatIsKept:
         kept = repr([tuple(a) for a in attempts]) + repr(log)
         assert people.normalise_username(typed) not in kept and "bí mật" not in kept.lower()
         assert [e["action"] for e in log[:2]] == ["sign_in_failed", "lockout"] and "locked out" in log[0]["detail"]
+
+
+class TestPasswordChanges:
+    async def test_five_wrong_current_passwords_end_the_session_and_each_is_audited(self, intake):
+        await add(intake, "lan")
+        async with client(intake) as http:
+            token = (await sign_in(http, "lan", PASSWORD)).json()["token"]
+            wrong = [await http.post("/v1/sessions/password", headers=bearer(token),
+                                     json={"current_password": f"guess {n}", "new_password": PASSWORD + " nữa"}) for n in range(5)]
+            after = await http.get("/v1/me", headers=bearer(token))
+        assert [a.status_code for a in wrong] == [422] * 5 and wrong[0].json()["detail"]["code"] == "wrong_current_password"
+        assert after.status_code == 401
+        actions = [e["action"] for e in await audit_log(intake, username="lan")]
+        assert actions[:6] == ["token_revoked", *["password_change_failed"] * 5]
+
+    async def test_a_change_ends_the_other_sessions_and_a_reset_ends_personal_tokens_too(self, intake):
+        await add(intake, "lan")
+        async with intake.auth_sessionmaker() as session, session.begin():
+            personal, _ = await people.issue_personal_token(session, "lan", 30, by="test")
+        async with client(intake) as http:
+            mine, other = [(await sign_in(http, "lan", PASSWORD)).json()["token"] for _ in range(2)]
+            changed = await http.post("/v1/sessions/password", headers=bearer(mine),
+                                      json={"current_password": PASSWORD, "new_password": PASSWORD + " nữa"})
+            intake.verifier.forget(other)
+            still = [(await http.get("/v1/me", headers=bearer(t))).status_code for t in (mine, other, personal)]
+            async with intake.auth_sessionmaker() as session, session.begin():
+                await people.reset_password(session, "lan", "test")
+            for t in (mine, personal):
+                intake.verifier.forget(t)
+            after_reset = [(await http.get("/v1/me", headers=bearer(t))).status_code for t in (mine, personal)]
+        assert changed.status_code == 204
+        assert still == [200, 401, 200]
+        assert after_reset == [401, 401]
