@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import weakref
 import unicodedata
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,6 +70,37 @@ def as_person(row: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who administers people: a person or machine token over HTTP, or the command line (`by` names it)."""
+
+    by: str
+    principal: str = "cli"
+    username: str | None = None
+    token_id: str | None = None
+    endpoint: str = "cli"
+    service: str = "cli"
+
+    @classmethod
+    def of(cls, principal: auth.Principal, endpoint: str) -> Actor:
+        """The caller of an HTTP route: audited under their username and token, not the person they changed."""
+        return cls(principal.username or f"token {principal.token_id}", principal.label, principal.username,
+                   principal.token_id, endpoint, "intake")
+
+
+def _actor(by: Actor | str) -> Actor:
+    return by if isinstance(by, Actor) else Actor(by)
+
+
+async def _administered(session: AsyncSession, action: str, actor: Actor, target: dict[str, Any] | str, what: str = "") -> None:
+    """An administrator's act, audited under the actor; the person acted on is named in the detail."""
+    name = target if isinstance(target, str) else f"{target['username']} ({target['label']})"
+    await audit.record_event(
+        session, action, principal=actor.principal, username=actor.username, token_id=actor.token_id,
+        detail=f"{name}{what} by {actor.by}", endpoint=actor.endpoint, service=actor.service,
+    )
+
+
 async def _hash(password: str) -> str:
     return await asyncio.to_thread(passwords.hash_password, password)
 
@@ -93,18 +124,19 @@ async def add_person(
     kind: str,
     subject: str,
     password: str | None = None,
-    created_by: str = "cli",
+    created_by: Actor | str = "cli",
     *,
     must_change_password: bool | None = None,
 ) -> str | None:
     """Create a person; returns the one-time password when none was given (it must be changed at first sign-in)."""
+    actor = _actor(created_by)
     username, full_name = check_username(username), normalise_name(full_name)
     try:
         auth.check_principal(kind, subject)
     except ValueError as exc:
         raise errors.Invalid(str(exc)) from None
     if await get_person(session, username) is not None:
-        raise errors.Conflict(f"username {username!r} is taken")
+        raise errors.Conflict("username not available")  # whoever has it, maybe in a commune the caller cannot see
     one_time = None
     if password is None:
         one_time = password = passwords.one_time_password()
@@ -119,12 +151,10 @@ async def add_person(
             username=username, full_name=full_name, kind=kind, subject=subject, state="active",
             password_hash=await _hash(password),
             must_change_password=one_time is not None if must_change_password is None else must_change_password,
-            created_at=now, created_by=created_by, changed_at=now, changed_by=created_by,
+            created_at=now, created_by=actor.by, changed_at=now, changed_by=actor.by,
         )
     )
-    await audit.record_event(
-        session, "user_added", principal=auth.principal_label(kind, subject), username=username, detail=f"by {created_by}"
-    )
+    await _administered(session, "user_added", actor, f"{username} ({auth.principal_label(kind, subject)})")
     return one_time
 
 
@@ -142,26 +172,28 @@ async def _change(session: AsyncSession, username: str, by: str, **values: Any) 
     )
 
 
-async def set_state(session: AsyncSession, username: str, state: str, by: str = "cli") -> dict[str, Any]:
+async def set_state(session: AsyncSession, username: str, state: str, by: Actor | str = "cli") -> dict[str, Any]:
     """Disable (every session and token revoked at once) or enable a person."""
+    actor = _actor(by)
     found = await _existing(session, username)
-    await _change(session, found["username"], by, state=state)
-    detail = f"by {by}"
+    await _change(session, found["username"], actor.by, state=state)
+    what = ""
     if state == "disabled":
         revoked = await auth.revoke_tokens(session, username=found["username"])
-        detail += f"; {len(revoked)} token(s) revoked"
-    await audit.record_event(session, f"user_{state}", principal=found["label"], username=found["username"], detail=detail)
+        what = f", {len(revoked)} token(s) revoked,"
+    await _administered(session, f"user_{state}", actor, found, what)
     return await _existing(session, found["username"])
 
 
-async def reset_password(session: AsyncSession, username: str, by: str = "cli") -> tuple[dict[str, Any], str]:
+async def reset_password(session: AsyncSession, username: str, by: Actor | str = "cli") -> tuple[dict[str, Any], str]:
     """A new one-time password (its sessions and personal tokens revoked, its lockout lifted); the person must change it at sign-in."""
+    actor = _actor(by)
     found = await _existing(session, username)
     one_time = passwords.one_time_password()
-    await _change(session, found["username"], by, password_hash=await _hash(one_time), must_change_password=True)
+    await _change(session, found["username"], actor.by, password_hash=await _hash(one_time), must_change_password=True)
     await auth.revoke_tokens(session, username=found["username"])  # sessions and personal tokens: whoever knew the old one
     await session.execute(auth.sign_in_attempt.insert().values(username=found["username"], at=utcnow(), outcome="reset"))
-    await audit.record_event(session, "password_reset", principal=found["label"], username=found["username"], detail=f"by {by}")
+    await _administered(session, "password_reset", actor, found)
     return await _existing(session, found["username"]), one_time
 
 

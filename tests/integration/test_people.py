@@ -88,7 +88,7 @@ class TestSigningIn:
         for answer in [*answers, seventh, unknown]:
             assert (answer.status_code, answer.json()) == (401, WRONG)
         actions = [e["action"] for e in reversed(await audit_log(intake, username="lan"))]
-        assert actions == ["user_added", *["sign_in_failed"] * 5, "lockout", "sign_in_failed", "sign_in_failed"]
+        assert actions == [*["sign_in_failed"] * 5, "lockout", "sign_in_failed", "sign_in_failed"]
         assert "locked out" in (await audit_log(intake, username="lan"))[0]["detail"]
 
     async def test_a_password_reset_lifts_the_lockout_and_the_one_time_password_must_be_changed(self, intake):
@@ -173,6 +173,39 @@ class TestPeopleAdministration:
         assert added.json()["person"]["created_by"] == "cp"
         assert [p["username"] for p in listed.json()["items"]] == ["cp", "mới"]
         assert (elsewhere.status_code, other_commune.status_code, hidden.status_code, taken.status_code) == (403, 403, 404, 409)
+        assert taken.json() == {"detail": "username not available"}
+
+    async def test_what_an_administrator_did_over_http_is_audited_under_them_with_the_route(self, intake):
+        await add(intake, "cp", subject="25349.cp_officer")
+        await add(intake, "lan", subject="25349.health")
+        async with client(intake) as http:
+            answer = (await sign_in(http, "cp", PASSWORD)).json()
+            cp = bearer(answer["token"])
+            await http.post("/v1/users", headers=cp, json={"username": "moi", "full_name": "Lê Văn Mới", "kind": "unit",
+                                                           "subject": "25349.justice"})
+            for route in ("disable", "enable", "reset-password"):
+                assert (await http.post(f"/v1/users/lan/{route}", headers=cp)).status_code == 200
+        done = [e for e in await audit_log(intake, username="cp") if e["action"] != "sign_in"]
+        assert [(e["action"], e["endpoint"], e["service"], e["principal"], e["token_id"]) for e in reversed(done)] == [
+            ("user_added", "POST /v1/users", "intake", "25349.cp_officer", answer["token_id"]),
+            ("user_disabled", "POST /v1/users/{username}/disable", "intake", "25349.cp_officer", answer["token_id"]),
+            ("user_active", "POST /v1/users/{username}/enable", "intake", "25349.cp_officer", answer["token_id"]),
+            ("password_reset", "POST /v1/users/{username}/reset-password", "intake", "25349.cp_officer", answer["token_id"]),
+        ]
+        assert done[-1]["detail"].startswith("moi (25349.justice)") and all("lan (25349.health)" in e["detail"] for e in done[:3])
+
+    async def test_a_cp_officers_machine_token_administers_no_one(self, intake):
+        async with intake.auth_sessionmaker() as session, session.begin():
+            machine, _ = await people.issue_machine_token(session, "unit", "25349.cp_officer", "commune gateway", 30, by="test")
+        await add(intake, "lan", subject="25349.health")
+        async with client(intake) as http:
+            answers = [
+                await http.get("/v1/users", headers=bearer(machine)),
+                await http.post("/v1/users", headers=bearer(machine), json={"username": "moi", "full_name": "Lê Văn Mới",
+                                                                            "kind": "unit", "subject": "25349.justice"}),
+                await http.post("/v1/users/lan/disable", headers=bearer(machine)),
+            ]
+        assert [a.status_code for a in answers] == [403, 403, 404]
 
 
 class TestDisabling:
