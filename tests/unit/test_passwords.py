@@ -83,3 +83,11 @@ class TestUnicodeForms:
                                          current="sông Hồng chảy mãi")
         assert refused.value.code == "same_as_current"
 
+
+async def test_no_token_is_issued_for_more_than_a_year():
+    from datetime import timedelta
+
+    from shared import auth
+
+    with pytest.raises(ValueError, match="365 days"):
+        await auth.issue_token(None, "admin", "admin", label="integration", ttl=timedelta(days=366))
