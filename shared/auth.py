@@ -73,7 +73,7 @@ sign_in_attempt = Table(
     "sign_in_attempt",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("username", String(64), nullable=False, comment="as typed, normalised; people who do not exist too"),
+    Column("username", String(64), nullable=False, comment="the person's username, or 'unknown:' and a digest of a name nobody has"),
     Column("at", UtcDateTime(), nullable=False),
     Column("outcome", String(16), nullable=False, comment="ok | failed | lockout | locked"),
     Column("address", String(64), nullable=True),

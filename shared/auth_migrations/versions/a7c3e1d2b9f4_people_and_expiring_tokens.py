@@ -40,7 +40,7 @@ def upgrade() -> None:
 
     op.create_table('sign_in_attempt',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('username', sa.String(length=64), nullable=False, comment='as typed, normalised; people who do not exist too'),
+    sa.Column('username', sa.String(length=64), nullable=False, comment="the person's username, or 'unknown:' and a digest of a name nobody has"),
     sa.Column('at', shared.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('outcome', sa.String(length=16), nullable=False, comment='ok | failed | lockout | locked'),
     sa.Column('address', sa.String(length=64), nullable=True),
