@@ -73,7 +73,7 @@ sign_in_attempt = Table(
     "sign_in_attempt",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("username", String(64), nullable=False, comment="as typed, normalised; people who do not exist too"),
+    Column("username", String(64), nullable=False, comment="the person's username, or 'unknown:' and a digest of a name nobody has"),
     Column("at", UtcDateTime(), nullable=False),
     Column("outcome", String(16), nullable=False, comment="ok | failed | lockout | locked"),
     Column("address", String(64), nullable=True),
@@ -180,9 +180,11 @@ async def issue_token(
     """Create a token and return it in clear, the only time it is ever seen.
 
     It belongs to a person (`username`) or is a machine token named by `label`; it expires after
-    `ttl` (90 days when not given).
+    `ttl` (90 days when not given, at most 365).
     """
     check_principal(kind, subject)
+    if ttl is not None and ttl > timedelta(days=MAX_TOKEN_DAYS):
+        raise ValueError(f"a token lives at most {MAX_TOKEN_DAYS} days, not {ttl.days}")
     if username is None and not (label and label.strip()):
         raise ValueError("a token belongs to a person (--user) or is a machine token with a name (--name)")
     token, _ = await mint_token(

@@ -41,14 +41,19 @@ class PasswordRefused(ValueError):
         self.message = MESSAGES[code]
 
 
+def _composed(password: str) -> str:
+    """NFC: Vietnamese typed decomposed (some keyboards, some phones) is the same password as typed composed."""
+    return unicodedata.normalize("NFC", password)
+
+
 def hash_password(password: str) -> str:
-    return HASHER.hash(password)
+    return HASHER.hash(_composed(password))
 
 
 def verify_password(stored_hash: str, password: str) -> bool:
     """True when `password` matches; never raises for a mismatch or a damaged hash."""
     try:
-        return HASHER.verify(stored_hash, password)
+        return HASHER.verify(stored_hash, _composed(password))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
@@ -80,7 +85,8 @@ def _plain(text: str) -> str:
 
 
 def check_new_password(password: str, username: str, full_name: str, current: str | None = None) -> None:
-    """Raise PasswordRefused naming the first rule `password` breaks."""
+    """Raise PasswordRefused naming the first rule `password` breaks (letters counted and compared composed)."""
+    password = _composed(password)
     if len(password) < MIN_LENGTH:
         raise PasswordRefused("too_short")
     folded, plain = _fold(password), _plain(password)
@@ -91,7 +97,7 @@ def check_new_password(password: str, username: str, full_name: str, current: st
         raise PasswordRefused("contains_name")
     if folded in common_passwords():
         raise PasswordRefused("common")
-    if current is not None and password == current:
+    if current is not None and password == _composed(current):
         raise PasswordRefused("same_as_current")
 
 

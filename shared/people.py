@@ -8,14 +8,16 @@ and every sign-in (good, failed, locked out) is written to the audit in the same
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import unicodedata
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import audit, auth, errors, passwords
 from shared.db import utcnow
@@ -25,6 +27,9 @@ LOCKOUT_FAILURES = 5
 LOCKOUT_WINDOW = timedelta(minutes=15)
 LOCKOUT_FOR = timedelta(minutes=15)
 WRONG = "wrong username or password"
+WRONG_CURRENT = "wrong current password"
+# Attempts under a username nobody has are kept under this prefix and a digest (no username has a colon).
+UNKNOWN_PREFIX = "unknown:"
 
 
 def normalise_username(raw: str) -> str:
@@ -65,6 +70,37 @@ def as_person(row: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who administers people: a person or machine token over HTTP, or the command line (`by` names it)."""
+
+    by: str
+    principal: str = "cli"
+    username: str | None = None
+    token_id: str | None = None
+    endpoint: str = "cli"
+    service: str = "cli"
+
+    @classmethod
+    def of(cls, principal: auth.Principal, endpoint: str) -> Actor:
+        """The caller of an HTTP route: audited under their username and token, not the person they changed."""
+        return cls(principal.username or f"token {principal.token_id}", principal.label, principal.username,
+                   principal.token_id, endpoint, "intake")
+
+
+def _actor(by: Actor | str) -> Actor:
+    return by if isinstance(by, Actor) else Actor(by)
+
+
+async def _administered(session: AsyncSession, action: str, actor: Actor, target: dict[str, Any] | str, what: str = "") -> None:
+    """An administrator's act, audited under the actor; the person acted on is named in the detail."""
+    name = target if isinstance(target, str) else f"{target['username']} ({target['label']})"
+    await audit.record_event(
+        session, action, principal=actor.principal, username=actor.username, token_id=actor.token_id,
+        detail=f"{name}{what} by {actor.by}", endpoint=actor.endpoint, service=actor.service,
+    )
+
+
 async def _hash(password: str) -> str:
     return await asyncio.to_thread(passwords.hash_password, password)
 
@@ -88,18 +124,19 @@ async def add_person(
     kind: str,
     subject: str,
     password: str | None = None,
-    created_by: str = "cli",
+    created_by: Actor | str = "cli",
     *,
     must_change_password: bool | None = None,
 ) -> str | None:
     """Create a person; returns the one-time password when none was given (it must be changed at first sign-in)."""
+    actor = _actor(created_by)
     username, full_name = check_username(username), normalise_name(full_name)
     try:
         auth.check_principal(kind, subject)
     except ValueError as exc:
         raise errors.Invalid(str(exc)) from None
     if await get_person(session, username) is not None:
-        raise errors.Conflict(f"username {username!r} is taken")
+        raise errors.Conflict("username not available")  # whoever has it, maybe in a commune the caller cannot see
     one_time = None
     if password is None:
         one_time = password = passwords.one_time_password()
@@ -114,12 +151,10 @@ async def add_person(
             username=username, full_name=full_name, kind=kind, subject=subject, state="active",
             password_hash=await _hash(password),
             must_change_password=one_time is not None if must_change_password is None else must_change_password,
-            created_at=now, created_by=created_by, changed_at=now, changed_by=created_by,
+            created_at=now, created_by=actor.by, changed_at=now, changed_by=actor.by,
         )
     )
-    await audit.record_event(
-        session, "user_added", principal=auth.principal_label(kind, subject), username=username, detail=f"by {created_by}"
-    )
+    await _administered(session, "user_added", actor, f"{username} ({auth.principal_label(kind, subject)})")
     return one_time
 
 
@@ -137,26 +172,28 @@ async def _change(session: AsyncSession, username: str, by: str, **values: Any) 
     )
 
 
-async def set_state(session: AsyncSession, username: str, state: str, by: str = "cli") -> dict[str, Any]:
+async def set_state(session: AsyncSession, username: str, state: str, by: Actor | str = "cli") -> dict[str, Any]:
     """Disable (every session and token revoked at once) or enable a person."""
+    actor = _actor(by)
     found = await _existing(session, username)
-    await _change(session, found["username"], by, state=state)
-    detail = f"by {by}"
+    await _change(session, found["username"], actor.by, state=state)
+    what = ""
     if state == "disabled":
         revoked = await auth.revoke_tokens(session, username=found["username"])
-        detail += f"; {len(revoked)} token(s) revoked"
-    await audit.record_event(session, f"user_{state}", principal=found["label"], username=found["username"], detail=detail)
+        what = f", {len(revoked)} token(s) revoked,"
+    await _administered(session, f"user_{state}", actor, found, what)
     return await _existing(session, found["username"])
 
 
-async def reset_password(session: AsyncSession, username: str, by: str = "cli") -> tuple[dict[str, Any], str]:
-    """A new one-time password (its sessions revoked, its lockout lifted); the person must change it at sign-in."""
+async def reset_password(session: AsyncSession, username: str, by: Actor | str = "cli") -> tuple[dict[str, Any], str]:
+    """A new one-time password (its sessions and personal tokens revoked, its lockout lifted); the person must change it at sign-in."""
+    actor = _actor(by)
     found = await _existing(session, username)
     one_time = passwords.one_time_password()
-    await _change(session, found["username"], by, password_hash=await _hash(one_time), must_change_password=True)
-    await auth.revoke_tokens(session, username=found["username"], purpose="session")
+    await _change(session, found["username"], actor.by, password_hash=await _hash(one_time), must_change_password=True)
+    await auth.revoke_tokens(session, username=found["username"])  # sessions and personal tokens: whoever knew the old one
     await session.execute(auth.sign_in_attempt.insert().values(username=found["username"], at=utcnow(), outcome="reset"))
-    await audit.record_event(session, "password_reset", principal=found["label"], username=found["username"], detail=f"by {by}")
+    await _administered(session, "password_reset", actor, found)
     return await _existing(session, found["username"]), one_time
 
 
@@ -171,30 +208,54 @@ class SignIn:
     reason: str
 
 
-async def _locked(session: AsyncSession, username: str, now: datetime) -> tuple[bool, int]:
-    """(locked now, failures counted since the window opened)."""
+# One lock per typed username in this process, kept while someone holds it.
+_gates: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _gate(name: str) -> asyncio.Lock:
+    lock = _gates.get(name)
+    if lock is None:
+        lock = _gates[name] = asyncio.Lock()
+    return lock
+
+
+def attempt_key(name: str, exists: bool) -> str:
+    """What attempts keep of a typed username: the person's, else a digest (a password typed in the wrong box is never stored)."""
+    if exists:
+        return name
+    return UNKNOWN_PREFIX + hashlib.sha256(f"baove sign-in {name}".encode()).hexdigest()[:24]
+
+
+async def _serialise(session: AsyncSession, name: str) -> None:
+    """On PostgreSQL, one transaction at a time per username across every intake process (SQLite has one writer anyway)."""
+    if (await session.connection()).dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"baove.sign_in:{name}"})
+
+
+async def _locked(session: AsyncSession, key: str, now: datetime) -> tuple[bool, int]:
+    """(refused now, failures counted since the window opened); attempts still being verified count as failures."""
     t = auth.sign_in_attempt
     last_clear = (
-        await session.execute(select(func.max(t.c.at)).where(t.c.username == username, t.c.outcome.in_(("ok", "reset"))))
+        await session.execute(select(func.max(t.c.at)).where(t.c.username == key, t.c.outcome.in_(("ok", "reset"))))
     ).scalar()
     since = max(now - LOCKOUT_WINDOW, last_clear) if last_clear else now - LOCKOUT_WINDOW
     last_lockout = (
-        await session.execute(select(func.max(t.c.at)).where(t.c.username == username, t.c.outcome == "lockout", t.c.at > since))
+        await session.execute(select(func.max(t.c.at)).where(t.c.username == key, t.c.outcome == "lockout", t.c.at > since))
     ).scalar()
     if last_lockout is not None and last_lockout + LOCKOUT_FOR > now:
         return True, 0
     failures = (
         await session.execute(
             select(func.count()).where(
-                t.c.username == username, t.c.outcome == "failed", t.c.at > max(since, last_lockout or since)
+                t.c.username == key, t.c.outcome == "failed", t.c.at > max(since, last_lockout or since)
             )
         )
     ).scalar_one()
-    return False, failures
+    return failures >= LOCKOUT_FAILURES, failures
 
 
 async def sign_in(
-    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
     username: str,
     password: str,
     address: str | None,
@@ -205,47 +266,59 @@ async def sign_in(
     endpoint: str = "POST /v1/sessions",
 ) -> SignIn:
     """Check a username and password; on success a new session token. Every path verifies one argon2 hash,
-    so an unknown, disabled or locked-out username costs the same time as a wrong password."""
+    so an unknown, disabled or locked-out username costs the same time as a wrong password.
+
+    A guess is written down as a failure, in its own committed transaction, before its hash is verified
+    (and turned into `ok` if right): however many arrive at once, at most LOCKOUT_FAILURES are ever
+    verified per window. No connection is held while hashing: token checks share the pool.
+    """
     name = normalise_username(username)[:64]
-    now = utcnow()
-    row = (await session.execute(select(auth.person).where(auth.person.c.username == name))).first()
-    locked, failures = await _locked(session, name, now)
-    stored = row.password_hash if row is not None and row.password_hash else passwords.dummy_hash()
-    matches = await asyncio.to_thread(passwords.verify_password, stored, password)
-    label = auth.principal_label(row.kind, row.subject) if row is not None else "unknown"
     where = f"from {address or 'unknown address'}"
 
-    async def attempt(outcome: str) -> None:
-        await session.execute(auth.sign_in_attempt.insert().values(username=name, at=now, outcome=outcome, address=address))
-
-    async def event(action: str, detail: str, token_id: str | None = None) -> None:
+    async def event(session: AsyncSession, row: Any, action: str, detail: str, token_id: str | None = None) -> None:
         await audit.record_event(
-            session, action, principal=label, username=name, token_id=token_id, detail=f"{detail} {where}",
+            session, action, principal=auth.principal_label(row.kind, row.subject) if row is not None else "unknown",
+            username=row.username if row is not None else None, token_id=token_id, detail=f"{detail} {where}",
             endpoint=endpoint, service=service,
         )
 
+    async with _gate(name), sessionmaker() as session, session.begin():
+        await _serialise(session, name)
+        row = (await session.execute(select(auth.person).where(auth.person.c.username == name))).first()
+        key = attempt_key(name, row is not None)
+        locked, failures = await _locked(session, key, utcnow())
+        attempt_id = (
+            await session.execute(
+                auth.sign_in_attempt.insert()
+                .values(username=key, at=utcnow(), outcome="locked" if locked else "failed", address=address)
+                .returning(auth.sign_in_attempt.c.id)
+            )
+        ).scalar_one()
+        if locked:
+            await event(session, row, "sign_in_failed", "locked out")
+    usable = row is not None and row.password_hash and not locked
+    matches = await asyncio.to_thread(passwords.verify_password, row.password_hash if usable else passwords.dummy_hash(), password)
     if locked:
-        await attempt("locked")
-        await event("sign_in_failed", "locked out")
         return SignIn(None, "locked out")
     reason = (
         "unknown username" if row is None else "disabled" if row.state != "active" else None if matches else "wrong password"
     )
-    if reason is not None:
-        await attempt("failed")
-        await event("sign_in_failed", reason)
-        if failures + 1 >= LOCKOUT_FAILURES:
-            await attempt("lockout")
-            await event("lockout", f"{failures + 1} failures in {int(LOCKOUT_WINDOW.total_seconds() // 60)} min: refused for "
-                        f"{int(LOCKOUT_FOR.total_seconds() // 60)} min")
-        return SignIn(None, reason)
-    await attempt("ok")
-    if passwords.needs_rehash(row.password_hash):
-        await _change(session, name, name, password_hash=await _hash(password))
-    token, token_row = await auth.mint_token(
-        session, row.kind, row.subject, ttl=lifetime, label=None, username=name, purpose="session"
-    )
-    await event("sign_in", "session", token_row["id"])
+    new_hash = await _hash(password) if reason is None and passwords.needs_rehash(row.password_hash) else None
+    async with sessionmaker() as session, session.begin():
+        if reason is not None:
+            await event(session, row, "sign_in_failed", reason)
+            if failures + 1 == LOCKOUT_FAILURES:
+                await session.execute(auth.sign_in_attempt.insert().values(username=key, at=utcnow(), outcome="lockout", address=address))
+                await event(session, row, "lockout", f"{failures + 1} failures in {int(LOCKOUT_WINDOW.total_seconds() // 60)} min: "
+                            f"refused for {int(LOCKOUT_FOR.total_seconds() // 60)} min")
+            return SignIn(None, reason)
+        await session.execute(update(auth.sign_in_attempt).where(auth.sign_in_attempt.c.id == attempt_id).values(outcome="ok"))
+        if new_hash is not None:
+            await _change(session, name, name, password_hash=new_hash)
+        token, token_row = await auth.mint_token(
+            session, row.kind, row.subject, ttl=lifetime, label=None, username=name, purpose="session"
+        )
+        await event(session, row, "sign_in", "session", token_row["id"])
     return SignIn(
         {
             "token": token,
@@ -259,19 +332,54 @@ async def sign_in(
     )
 
 
-async def change_password(session: AsyncSession, principal: auth.Principal, current: str, new: str) -> None:
-    """The signed-in person changes their own password; PasswordRefused names the rule broken."""
+async def change_password(
+    sessionmaker: async_sessionmaker[AsyncSession], principal: auth.Principal, current: str, new: str
+) -> None:
+    """The signed-in person changes their own password; PasswordRefused names the rule broken.
+
+    A wrong current password is audited, and the fifth within LOCKOUT_WINDOW ends the session (a stolen
+    session must not become a password oracle); a change ends the person's other sessions. No
+    connection is held while hashing.
+    """
     if principal.username is None:
         raise errors.Forbidden("a machine token has no password")
-    row = (await session.execute(select(auth.person).where(auth.person.c.username == principal.username))).one()
+
+    async def event(session: AsyncSession, action: str, detail: str) -> None:
+        await audit.record_event(
+            session, action, principal=principal.label, username=principal.username, token_id=principal.token_id,
+            detail=detail, endpoint="POST /v1/sessions/password", service="intake",
+        )
+
+    async with sessionmaker() as session:
+        row = (await session.execute(select(auth.person).where(auth.person.c.username == principal.username))).one()
     if not await asyncio.to_thread(passwords.verify_password, row.password_hash or passwords.dummy_hash(), current):
+        a = audit.audit_entry
+        async with sessionmaker() as session, session.begin():
+            failures = (await session.execute(select(func.count()).where(
+                a.c.token_id == principal.token_id, a.c.action == "password_change_failed",
+                a.c.detail == WRONG_CURRENT, a.c.at > utcnow() - LOCKOUT_WINDOW,
+            ))).scalar_one()
+            await event(session, "password_change_failed", WRONG_CURRENT)
+            if failures + 1 >= LOCKOUT_FAILURES:
+                await auth.revoke_tokens(session, token_id=principal.token_id)
+                await event(session, "token_revoked", f"{failures + 1} wrong current passwords in "
+                            f"{int(LOCKOUT_WINDOW.total_seconds() // 60)} min: this session ended")
         raise passwords.PasswordRefused("wrong_current_password")
-    passwords.check_new_password(new, row.username, row.full_name, current)
-    await _change(session, row.username, row.username, password_hash=await _hash(new), must_change_password=False)
-    await audit.record_event(
-        session, "password_changed", principal=principal.label, username=row.username, token_id=principal.token_id,
-        endpoint="POST /v1/sessions/password", service="intake",
-    )
+    try:
+        passwords.check_new_password(new, row.username, row.full_name, current)
+    except passwords.PasswordRefused as exc:
+        async with sessionmaker() as session, session.begin():
+            await event(session, "password_change_failed", f"refused: {exc.code}")
+        raise
+    new_hash = await _hash(new)
+    t = auth.api_token
+    async with sessionmaker() as session, session.begin():
+        await _change(session, row.username, row.username, password_hash=new_hash, must_change_password=False)
+        ended = (await session.execute(
+            update(t).where(t.c.username == row.username, t.c.purpose == "session", t.c.id != principal.token_id,
+                            t.c.revoked_at.is_(None)).values(revoked_at=utcnow()).returning(t.c.id)
+        )).scalars().all()
+        await event(session, "password_changed", f"{len(ended)} other session(s) ended")
 
 
 async def sign_out(session: AsyncSession, principal: auth.Principal) -> None:

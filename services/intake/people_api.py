@@ -111,11 +111,10 @@ async def sign_in(body: SessionCreate, request: Request):
     if wait is not None:
         raise errors.TooMany(f"too many sign-in attempts from this address; retry after {math.ceil(wait)} s", math.ceil(wait))
     common = runtime.common
-    async with runtime.auth_sessionmaker() as session, session.begin():
-        outcome = await people.sign_in(
-            session, body.username, body.password, address,
-            lifetime=timedelta(hours=common.session_hours), idle_timeout=timedelta(minutes=common.session_idle_minutes),
-        )
+    outcome = await people.sign_in(
+        runtime.auth_sessionmaker, body.username, body.password, address,
+        lifetime=timedelta(hours=common.session_hours), idle_timeout=timedelta(minutes=common.session_idle_minutes),
+    )
     if outcome.answer is None:
         # Slows guessing, and hides how long each kind of refusal took behind one fixed wait.
         await asyncio.sleep(runtime.settings.sign_in_failure_delay_seconds)
@@ -141,11 +140,11 @@ async def change_password(body: PasswordChange, request: Request, principal: Pri
     """Change one's own password (required first after a one-time password); the session keeps working."""
     runtime = request.app.state.runtime
     try:
-        async with runtime.auth_sessionmaker() as session, session.begin():
-            await people.change_password(session, principal, body.current_password, body.new_password)
+        await people.change_password(runtime.auth_sessionmaker, principal, body.current_password, body.new_password)
     except passwords.PasswordRefused as exc:
         raise errors.Invalid({"code": exc.code, "message": exc.message}) from None
-    _forget(request)
+    finally:
+        _forget(request)  # a fifth wrong current password ends this session
     return Response(status_code=204)
 
 
@@ -171,11 +170,12 @@ def _may_administer(principal: Principal, kind: str, subject: str) -> bool:
     """Admins: everyone. A commune's cp_officer: people of its own commune's units."""
     if principal.is_admin:
         return True
-    return kind == "unit" and principal.unit_type == "cp_officer" and subject.split(".", 1)[0] == principal.commune_code
+    return _officer(principal) and kind == "unit" and subject.split(".", 1)[0] == principal.commune_code
 
 
-def _by(principal: Principal) -> str:
-    return principal.username or f"token {principal.token_id}"
+def _officer(principal: Principal) -> bool:
+    """A person acting as a commune's cp_officer; its machine tokens (a gateway, an integration) administer no one."""
+    return principal.unit_type == "cp_officer" and principal.username is not None
 
 
 async def _target(session, principal: Principal, username: str) -> dict:
@@ -191,8 +191,8 @@ async def list_users(request: Request, commune: str | None = Query(None, pattern
                      principal: Principal = Depends(require_principal)):
     """People, by username: admins see everyone (or one commune's), a cp_officer the people of its commune."""
     if not principal.is_admin:
-        if principal.unit_type != "cp_officer":
-            raise errors.Forbidden("people are administered by admins and a commune's cp_officer")
+        if not _officer(principal):
+            raise errors.Forbidden("people are administered by admins and the people acting as a commune's cp_officer")
         if commune not in (None, principal.commune_code):
             raise errors.Forbidden(f"a cp_officer administers the people of commune {principal.commune_code} only")
         commune = principal.commune_code
@@ -201,21 +201,24 @@ async def list_users(request: Request, commune: str | None = Query(None, pattern
 
 
 @router.post("/users", status_code=201, response_model=PersonWithPassword,
-             responses={409: {"description": "username taken"}, 422: {"description": "bad username, name or principal"}})
+             responses={409: {"description": "username not available"}, 422: {"description": "bad username, name or principal"}})
 async def add_user(body: PersonCreate, request: Request, principal: Principal = Depends(require_principal)):
     """Add a person; the answer carries their one-time password, shown this once."""
     if not _may_administer(principal, body.kind, body.subject):
         raise errors.Forbidden("a cp_officer adds people of its own commune's units only")
     async with request.app.state.runtime.auth_sessionmaker() as session, session.begin():
-        one_time = await people.add_person(session, body.username, body.full_name, body.kind, body.subject, created_by=_by(principal))
+        one_time = await people.add_person(
+            session, body.username, body.full_name, body.kind, body.subject, created_by=people.Actor.of(principal, "POST /v1/users")
+        )
         person = await people.get_person(session, body.username)
     return {"person": person, "one_time_password": one_time}
 
 
 async def _set_state(request: Request, principal: Principal, username: str, state: str) -> dict:
+    verb = "disable" if state == "disabled" else "enable"
     async with request.app.state.runtime.auth_sessionmaker() as session, session.begin():
         await _target(session, principal, username)
-        return await people.set_state(session, username, state, _by(principal))
+        return await people.set_state(session, username, state, people.Actor.of(principal, f"POST /v1/users/{{username}}/{verb}"))
 
 
 @router.post("/users/{username}/disable", response_model=Person, responses={404: {"description": "no such person for this caller"}})
@@ -236,5 +239,7 @@ async def reset_user_password(username: str, request: Request, principal: Princi
     """A new one-time password for a person, shown this once; their sessions end."""
     async with request.app.state.runtime.auth_sessionmaker() as session, session.begin():
         await _target(session, principal, username)
-        person, one_time = await people.reset_password(session, username, _by(principal))
+        person, one_time = await people.reset_password(
+            session, username, people.Actor.of(principal, "POST /v1/users/{username}/reset-password")
+        )
     return {"person": person, "one_time_password": one_time}

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -87,7 +88,7 @@ class TestSigningIn:
         for answer in [*answers, seventh, unknown]:
             assert (answer.status_code, answer.json()) == (401, WRONG)
         actions = [e["action"] for e in reversed(await audit_log(intake, username="lan"))]
-        assert actions == ["user_added", *["sign_in_failed"] * 5, "lockout", "sign_in_failed", "sign_in_failed"]
+        assert actions == [*["sign_in_failed"] * 5, "lockout", "sign_in_failed", "sign_in_failed"]
         assert "locked out" in (await audit_log(intake, username="lan"))[0]["detail"]
 
     async def test_a_password_reset_lifts_the_lockout_and_the_one_time_password_must_be_changed(self, intake):
@@ -172,6 +173,39 @@ class TestPeopleAdministration:
         assert added.json()["person"]["created_by"] == "cp"
         assert [p["username"] for p in listed.json()["items"]] == ["cp", "mới"]
         assert (elsewhere.status_code, other_commune.status_code, hidden.status_code, taken.status_code) == (403, 403, 404, 409)
+        assert taken.json() == {"detail": "username not available"}
+
+    async def test_what_an_administrator_did_over_http_is_audited_under_them_with_the_route(self, intake):
+        await add(intake, "cp", subject="25349.cp_officer")
+        await add(intake, "lan", subject="25349.health")
+        async with client(intake) as http:
+            answer = (await sign_in(http, "cp", PASSWORD)).json()
+            cp = bearer(answer["token"])
+            await http.post("/v1/users", headers=cp, json={"username": "moi", "full_name": "Lê Văn Mới", "kind": "unit",
+                                                           "subject": "25349.justice"})
+            for route in ("disable", "enable", "reset-password"):
+                assert (await http.post(f"/v1/users/lan/{route}", headers=cp)).status_code == 200
+        done = [e for e in await audit_log(intake, username="cp") if e["action"] != "sign_in"]
+        assert [(e["action"], e["endpoint"], e["service"], e["principal"], e["token_id"]) for e in reversed(done)] == [
+            ("user_added", "POST /v1/users", "intake", "25349.cp_officer", answer["token_id"]),
+            ("user_disabled", "POST /v1/users/{username}/disable", "intake", "25349.cp_officer", answer["token_id"]),
+            ("user_active", "POST /v1/users/{username}/enable", "intake", "25349.cp_officer", answer["token_id"]),
+            ("password_reset", "POST /v1/users/{username}/reset-password", "intake", "25349.cp_officer", answer["token_id"]),
+        ]
+        assert done[-1]["detail"].startswith("moi (25349.justice)") and all("lan (25349.health)" in e["detail"] for e in done[:3])
+
+    async def test_a_cp_officers_machine_token_administers_no_one(self, intake):
+        async with intake.auth_sessionmaker() as session, session.begin():
+            machine, _ = await people.issue_machine_token(session, "unit", "25349.cp_officer", "commune gateway", 30, by="test")
+        await add(intake, "lan", subject="25349.health")
+        async with client(intake) as http:
+            answers = [
+                await http.get("/v1/users", headers=bearer(machine)),
+                await http.post("/v1/users", headers=bearer(machine), json={"username": "moi", "full_name": "Lê Văn Mới",
+                                                                            "kind": "unit", "subject": "25349.justice"}),
+                await http.post("/v1/users/lan/disable", headers=bearer(machine)),
+            ]
+        assert [a.status_code for a in answers] == [403, 403, 404]
 
 
 class TestDisabling:
@@ -263,24 +297,144 @@ class TestTheCommandLine:
 
 
 class TestExpiry:
-    async def test_no_token_is_left_without_an_expiry_by_the_migration(self, database_url):
+    async def test_the_migration_revokes_the_old_unnamed_tokens_and_gives_none_more_than_a_year(self, database_url):
+        """Unnamed never-expiring tokens were printed to logs by `baove up --demo` (admin's too): revoked, not extended."""
         from alembic import command
 
-        await asyncio.to_thread(command.upgrade, config(AUTH_MIGRATIONS, database_url), "f53aace3ea25")
-        from shared.db import make_engine
+        from shared.db import make_engine, utcnow
 
+        await asyncio.to_thread(command.upgrade, config(AUTH_MIGRATIONS, database_url), "f53aace3ea25")
         engine = make_engine(database_url)
         async with engine.begin() as conn:
-            await conn.execute(text(
-                "INSERT INTO api_token (id, token_hash, kind, subject, created_at) "
-                "VALUES ('t1', 'h1', 'unit', '25349.police', CURRENT_TIMESTAMP)"
-            ))
+            for token_id, label, expires in (("demo", None, None), ("gateway", "hotline gateway", None),
+                                             ("far", "far future", utcnow() + timedelta(days=3000))):
+                await conn.execute(
+                    text("INSERT INTO api_token (id, token_hash, kind, subject, label, created_at, expires_at) "
+                         "VALUES (:id, :hash, 'admin', 'admin', :label, :now, :expires)"),
+                    {"id": token_id, "hash": f"h-{token_id}", "label": label, "now": utcnow(), "expires": expires},
+                )
         await engine.dispose()
         await asyncio.to_thread(command.upgrade, config(AUTH_MIGRATIONS, database_url), "head")
         engine = make_engine(database_url)
         async with engine.connect() as conn:
-            rows = (await conn.execute(select(auth.api_token.c.expires_at, auth.api_token.c.label))).all()
+            rows = {r.id: r for r in (await conn.execute(select(auth.api_token))).all()}
             columns = await conn.run_sync(lambda c: {col["name"]: col for col in inspect(c).get_columns("api_token")})
         await engine.dispose()
-        assert len(rows) == 1 and rows[0].expires_at is not None and rows[0].label == "issued before people"
+        year = utcnow() + timedelta(days=365, minutes=1)
+        assert rows["demo"].revoked_at is not None and rows["demo"].label == "issued before people"
+        assert rows["gateway"].revoked_at is None and utcnow() + timedelta(days=364) < rows["gateway"].expires_at <= year
+        assert rows["far"].revoked_at is None and rows["far"].expires_at <= year
         assert columns["expires_at"]["nullable"] is False
+
+class TestConcurrentGuessing:
+    @pytest.mark.parametrize("in_process_lock", [True, False], ids=["one_process", "as_across_processes"])
+    async def test_sixteen_guesses_at_once_get_at_most_five_verified_and_the_right_one_after_them_is_refused(
+        self, intake, monkeypatch, in_process_lock
+    ):
+        from shared import passwords
+
+        if not in_process_lock:  # only the database serialises: PostgreSQL's advisory lock, SQLite's one writer
+            monkeypatch.setattr(people, "_gate", lambda name: asyncio.Lock())
+        await add(intake, "lan")
+        await asyncio.to_thread(passwords.dummy_hash)  # made once at start, as intake's warm-up does
+        verified: list[str] = []
+        real_verify = passwords.verify_password
+
+        def counting_verify(stored: str, password: str) -> bool:
+            if stored != passwords.dummy_hash():
+                verified.append(password)
+            return real_verify(stored, password)
+
+        monkeypatch.setattr(passwords, "verify_password", counting_verify)
+        guesses = [f"wrong guess {n}" for n in range(15)] + [PASSWORD]
+
+        async def attempt(n: int, password: str):
+            async with client(intake, f"203.0.113.{n + 1}") as http:  # one address each: the per-address limit is not the test
+                return await sign_in(http, "lan", password)
+
+        answers = await asyncio.gather(*(attempt(n, p) for n, p in enumerate(guesses)))
+        print(f"guesses verified: {len(verified)} of {len(guesses)}")
+        assert len(verified) <= 5, verified
+        assert [a.status_code for a in answers] == [401] * 16
+        assert [e["action"] for e in await audit_log(intake, action="lockout")] == ["lockout"]
+
+    async def test_token_checks_are_answered_while_a_sign_in_and_a_password_change_hash(self, intake, monkeypatch):
+        import threading
+
+        from shared import passwords
+
+        await add(intake, "lan")
+        async with intake.auth_sessionmaker() as session, session.begin():
+            token, _ = await people.issue_personal_token(session, "lan", 1, by="test")
+        async with client(intake) as http:
+            session_token = (await sign_in(http, "lan", PASSWORD)).json()["token"]
+        hashing, release = threading.Event(), threading.Event()
+        real_verify = passwords.verify_password
+
+        def slow_verify(stored: str, password: str) -> bool:
+            hashing.set()
+            release.wait(10)
+            return real_verify(stored, password)
+
+        monkeypatch.setattr(passwords, "verify_password", slow_verify)
+        for call in (
+            lambda http: sign_in(http, "lan", PASSWORD),
+            lambda http: http.post("/v1/sessions/password", headers=bearer(session_token),
+                                   json={"current_password": PASSWORD, "new_password": PASSWORD + " nữa"}),
+        ):
+            hashing.clear(), release.clear()
+            async with client(intake) as http:
+                pending = asyncio.create_task(call(http))
+                assert await asyncio.to_thread(hashing.wait, 10)
+                intake.verifier.forget(token)
+                checked = await asyncio.wait_for(intake.verifier.verify(token), 2)  # the pool is not held by the hashing
+                release.set()
+                answer = await pending
+            assert checked is not None and checked.username == "lan" and answer.status_code in (201, 204)
+
+
+class TestWhatIsKept:
+    async def test_a_username_nobody_has_is_never_stored_as_typed_and_is_still_locked_out(self, intake):
+        typed = "Mật khẩu bí mật 2025"  # a password typed in the username box
+        async with client(intake) as http:
+            answers = [await sign_in(http, typed, f"guess {n}") for n in range(6)]
+        assert [a.status_code for a in answers] == [401] * 6
+        async with intake.auth_sessionmaker() as session:
+            attempts = (await session.execute(select(auth.sign_in_attempt))).all()
+        log = await audit_log(intake)
+        kept = repr([tuple(a) for a in attempts]) + repr(log)
+        assert people.normalise_username(typed) not in kept and "bí mật" not in kept.lower()
+        assert [e["action"] for e in log[:2]] == ["sign_in_failed", "lockout"] and "locked out" in log[0]["detail"]
+
+
+class TestPasswordChanges:
+    async def test_five_wrong_current_passwords_end_the_session_and_each_is_audited(self, intake):
+        await add(intake, "lan")
+        async with client(intake) as http:
+            token = (await sign_in(http, "lan", PASSWORD)).json()["token"]
+            wrong = [await http.post("/v1/sessions/password", headers=bearer(token),
+                                     json={"current_password": f"guess {n}", "new_password": PASSWORD + " nữa"}) for n in range(5)]
+            after = await http.get("/v1/me", headers=bearer(token))
+        assert [a.status_code for a in wrong] == [422] * 5 and wrong[0].json()["detail"]["code"] == "wrong_current_password"
+        assert after.status_code == 401
+        actions = [e["action"] for e in await audit_log(intake, username="lan")]
+        assert actions[:6] == ["token_revoked", *["password_change_failed"] * 5]
+
+    async def test_a_change_ends_the_other_sessions_and_a_reset_ends_personal_tokens_too(self, intake):
+        await add(intake, "lan")
+        async with intake.auth_sessionmaker() as session, session.begin():
+            personal, _ = await people.issue_personal_token(session, "lan", 30, by="test")
+        async with client(intake) as http:
+            mine, other = [(await sign_in(http, "lan", PASSWORD)).json()["token"] for _ in range(2)]
+            changed = await http.post("/v1/sessions/password", headers=bearer(mine),
+                                      json={"current_password": PASSWORD, "new_password": PASSWORD + " nữa"})
+            intake.verifier.forget(other)
+            still = [(await http.get("/v1/me", headers=bearer(t))).status_code for t in (mine, other, personal)]
+            async with intake.auth_sessionmaker() as session, session.begin():
+                await people.reset_password(session, "lan", "test")
+            for t in (mine, personal):
+                intake.verifier.forget(t)
+            after_reset = [(await http.get("/v1/me", headers=bearer(t))).status_code for t in (mine, personal)]
+        assert changed.status_code == 204
+        assert still == [200, 401, 200]
+        assert after_reset == [401, 401]

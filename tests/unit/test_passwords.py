@@ -59,3 +59,35 @@ class TestHashing:
 def test_usernames_are_one_whatever_the_case_or_the_unicode_form():
     assert normalise_username(" Lan.NGUYEN ") == "lan.nguyen"
     assert normalise_username("Mo\u0302\u0301i") == normalise_username("MỐI") == "mối"
+
+
+class TestUnicodeForms:
+    """Vietnamese typed on another keyboard or phone may arrive decomposed (NFD): the same password all the same."""
+
+    def test_a_password_hashed_composed_verifies_typed_decomposed_and_back(self):
+        import unicodedata
+
+        composed, decomposed = (unicodedata.normalize(form, "sông Hồng chảy mãi") for form in ("NFC", "NFD"))
+        assert composed != decomposed
+        assert passwords.verify_password(passwords.hash_password(composed), decomposed)
+        assert passwords.verify_password(passwords.hash_password(decomposed), composed)
+
+    def test_the_policy_counts_and_compares_the_composed_form(self):
+        import unicodedata
+
+        with pytest.raises(passwords.PasswordRefused) as refused:  # 9 letters composed, 13 code points decomposed
+            passwords.check_new_password(unicodedata.normalize("NFD", "ắằẳẵặấầẩẫ"), "lan", "Lê Lan")
+        assert refused.value.code == "too_short"
+        with pytest.raises(passwords.PasswordRefused) as refused:
+            passwords.check_new_password(unicodedata.normalize("NFD", "sông Hồng chảy mãi"), "lan", "Lê Lan",
+                                         current="sông Hồng chảy mãi")
+        assert refused.value.code == "same_as_current"
+
+
+async def test_no_token_is_issued_for_more_than_a_year():
+    from datetime import timedelta
+
+    from shared import auth
+
+    with pytest.raises(ValueError, match="365 days"):
+        await auth.issue_token(None, "admin", "admin", label="integration", ttl=timedelta(days=366))

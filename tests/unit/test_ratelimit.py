@@ -30,3 +30,14 @@ class TestRateLimiter:
     def test_zero_means_no_limit(self):
         limiter = RateLimiter(per_minute=0, burst=1, clock=Clock())
         assert all(limiter.retry_after("a") is None for _ in range(1000))
+
+    def test_the_buckets_kept_are_bounded_and_a_caller_just_refused_stays_refused(self):
+        clock = Clock()
+        limiter = RateLimiter(per_minute=1, burst=1, clock=clock, max_keys=100)
+        limiter.retry_after("guesser")
+        for n in range(10_000):  # a flood of addresses, each seen once
+            clock.now += 0.001
+            limiter.retry_after(f"198.51.{n // 256}.{n % 256}")
+            if n % 50 == 0:
+                assert limiter.retry_after("guesser") is not None  # its empty bucket is never forgotten while in use
+        assert len(limiter._buckets) <= 100

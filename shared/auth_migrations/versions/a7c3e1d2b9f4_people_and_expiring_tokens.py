@@ -16,8 +16,8 @@ down_revision = 'f53aace3ea25'
 branch_labels = None
 depends_on = None
 
-# Tokens issued before this revision never expired: they get the default lifetime from today.
-LEGACY_DAYS = 90
+# No token lives longer than this (shared.auth.MAX_TOKEN_DAYS, copied: a migration never changes).
+MAX_DAYS = 365
 
 
 def upgrade() -> None:
@@ -40,7 +40,7 @@ def upgrade() -> None:
 
     op.create_table('sign_in_attempt',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('username', sa.String(length=64), nullable=False, comment='as typed, normalised; people who do not exist too'),
+    sa.Column('username', sa.String(length=64), nullable=False, comment="the person's username, or 'unknown:' and a digest of a name nobody has"),
     sa.Column('at', shared.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('outcome', sa.String(length=16), nullable=False, comment='ok | failed | lockout | locked'),
     sa.Column('address', sa.String(length=64), nullable=True),
@@ -56,10 +56,16 @@ def upgrade() -> None:
 
     api_token = sa.table('api_token', sa.column('expires_at', shared.db.UtcDateTime()), sa.column('label', sa.String()),
                          sa.column('purpose', sa.String()), sa.column('last_used_at', shared.db.UtcDateTime()),
-                         sa.column('created_at', shared.db.UtcDateTime()))
-    expiry = datetime.now(timezone.utc) + timedelta(days=LEGACY_DAYS)
-    op.execute(api_token.update().where(api_token.c.expires_at.is_(None)).values(expires_at=expiry))
+                         sa.column('created_at', shared.db.UtcDateTime()), sa.column('revoked_at', shared.db.UtcDateTime()))
+    now = datetime.now(timezone.utc)
+    # Unnamed tokens that never expired are the ones earlier `baove up --demo` printed to its log (admin's
+    # among them): revoked, not given more time. Operators issue named tokens (docs/people.md).
+    op.execute(api_token.update().where(api_token.c.label.is_(None), api_token.c.expires_at.is_(None), api_token.c.revoked_at.is_(None))
+               .values(revoked_at=now, expires_at=now))
     op.execute(api_token.update().where(api_token.c.label.is_(None)).values(label='issued before people'))
+    latest = now + timedelta(days=MAX_DAYS)
+    op.execute(api_token.update().where(sa.or_(api_token.c.expires_at.is_(None), api_token.c.expires_at > latest))
+               .values(expires_at=latest))
     op.execute(api_token.update().values(purpose='machine', last_used_at=api_token.c.created_at))
 
     with op.batch_alter_table('api_token', schema=None) as batch_op:
