@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 from shared.db import make_engine, make_sessionmaker
@@ -67,7 +67,7 @@ def _routes() -> tuple[dict, dict]:
     for category in Category:
         for urgency in Urgency:
             for school in (False, True):
-                incident = RoutingInput("90000", "90000.hamlet.ap-1", category, urgency, datetime(2025, 1, 1, tzinfo=timezone.utc),
+                incident = RoutingInput("90000", "90000.hamlet.ap-1", category, urgency, datetime(2025, 1, 1, tzinfo=UTC),
                                         ("90000.school.a",) if school else ())
                 decision = decide(incident, units, table)
                 out[(category, urgency, school)] = [(a.unit_type.value, a.role.value) for a in decision.assignments]
@@ -83,8 +83,8 @@ def generate_rows(n: int, communes: int, years: int, first_year: int, seed: int)
     urgencies, urg_w = list(URGENCY_WEIGHTS), list(URGENCY_WEIGHTS.values())
     channels = list(Channel)
     sexes, bands, circumstances = list(Sex), list(AgeBand), list(SpecialCircumstance)
-    start = datetime(first_year, 1, 1, tzinfo=VN).astimezone(timezone.utc)
-    span = (datetime(first_year + years, 1, 1, tzinfo=VN).astimezone(timezone.utc) - start).total_seconds()
+    start = datetime(first_year, 1, 1, tzinfo=VN).astimezone(UTC)
+    span = (datetime(first_year + years, 1, 1, tzinfo=VN).astimezone(UTC) - start).total_seconds()
     incidents, children, assignments, escalations, closures = [], [], [], [], []
     for k in range(n):
         commune = f"9{rng.randrange(communes):04d}"
@@ -137,7 +137,7 @@ COLUMNS = {
 def _sqlite_value(v):
     """As SQLAlchemy's SQLite dialect stores them (UtcDateTime: naive UTC with microseconds)."""
     if isinstance(v, datetime):
-        return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return v.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     if isinstance(v, date):
         return v.isoformat()
     if isinstance(v, bool):
@@ -217,7 +217,7 @@ async def time_summaries(url: str, hierarchy: Hierarchy, year: int, repeat: int,
                     async with runtime.sessionmaker() as session:
                         t0 = time.perf_counter()
                         await one_snapshot(session)
-                        summary = await compute_summary(session, hierarchy, code, period, datetime.now(timezone.utc))
+                        summary = await compute_summary(session, hierarchy, code, period, datetime.now(UTC))
                         runs.append((time.perf_counter() - t0) * 1000)
                         await session.commit()
                 for _ in range(repeat):
@@ -244,7 +244,14 @@ async def time_summaries(url: str, hierarchy: Hierarchy, year: int, repeat: int,
 def replay_events(n: int, seed: int = 7) -> list:
     """The events of n incidents as the pipeline emits them: reported, routed (with its assignments), the lead acknowledged."""
     from shared.events import (
-        AssignmentAcknowledged, ChildCase, ChildFacts, IncidentCase, IncidentFacts, IncidentReported, IncidentRouted, Reporter,
+        AssignmentAcknowledged,
+        ChildCase,
+        ChildFacts,
+        IncidentCase,
+        IncidentFacts,
+        IncidentReported,
+        IncidentRouted,
+        Reporter,
         RoutedAssignment,
     )
 
@@ -252,7 +259,7 @@ def replay_events(n: int, seed: int = 7) -> list:
     routes, deadlines = _routes()
     out = []
     start = datetime(2025, 1, 1, tzinfo=VN)
-    for k in range(n):
+    for _ in range(n):
         category, urgency = rng.choice(list(Category)), rng.choice(list(Urgency))
         received = start + timedelta(seconds=rng.random() * 365 * 86400)
         incident_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))

@@ -7,7 +7,7 @@ agency inboxes; `IncidentReported.facts` is what every other consumer may keep.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,7 +48,7 @@ class Event(Frozen):
             event_id=event_id or uuid.uuid4(),
             event_type=self.event_type,
             schema_version=self.schema_version,
-            emitted_at=emitted_at or datetime.now(timezone.utc),
+            emitted_at=emitted_at or datetime.now(UTC),
             correlation_id=correlation_id,
             producer=producer,
             payload=self.model_dump(mode="json"),

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from faststream.rabbit import RabbitBroker
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, delete, func, select, update
@@ -213,4 +213,4 @@ class OutboxRelay:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -8,30 +8,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import timedelta
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.exceptions import RejectMessage
 from faststream.rabbit import Channel, RabbitBroker, RabbitMessage
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
-from fastapi.openapi.utils import get_openapi
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 from pydantic import BaseModel, ValidationError
-from starlette.responses import Response
 from sqlalchemy import MetaData
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
 
-from shared import audit, auth, errors, inbox, logging as baove_logging, migrate, outbox
-from prometheus_client import Gauge
-
+from shared import audit, auth, errors, inbox, migrate, outbox
+from shared import logging as baove_logging
 from shared.db import make_engine, make_sessionmaker, ping
 from shared.deadletters import dead_letter_counts
 from shared.events import Envelope, Event, parse_payload

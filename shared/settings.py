@@ -104,7 +104,7 @@ class RoutingSettings(ServiceSettings):
     clock_offset_seconds: float = Field(0.0, description="dev only: run routing's clock this far ahead, to test deadlines")
 
     @model_validator(mode="after")
-    def _clock_offset_only_in_dev(self) -> "RoutingSettings":
+    def _clock_offset_only_in_dev(self) -> RoutingSettings:
         if self.clock_offset_seconds and self.common.env != "dev":
             raise ValueError("BAOVE_ROUTING_CLOCK_OFFSET_SECONDS moves routing's clock: it is refused outside BAOVE_ENV=dev")
         return self
@@ -135,7 +135,7 @@ class ReportingSettings(ServiceSettings):
     clock_offset_seconds: float = Field(0.0, description="dev only: run reporting's clock this far ahead (or behind)")
 
     @model_validator(mode="after")
-    def _clock_offset_only_in_dev(self) -> "ReportingSettings":
+    def _clock_offset_only_in_dev(self) -> ReportingSettings:
         if self.clock_offset_seconds and self.common.env != "dev":
             raise ValueError("BAOVE_REPORTING_CLOCK_OFFSET_SECONDS moves reporting's clock: it is refused outside BAOVE_ENV=dev")
         return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -82,12 +82,12 @@ class IncidentCreate(Strict):
     @field_validator("occurred_at")
     @classmethod
     def _not_future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value > datetime.now(timezone.utc) + timedelta(minutes=10):
+        if value is not None and value > datetime.now(UTC) + timedelta(minutes=10):
             raise ValueError("occurred_at is in the future")
         return value
 
     @model_validator(mode="after")
-    def _hamlet_of_commune(self) -> "IncidentCreate":
+    def _hamlet_of_commune(self) -> IncidentCreate:
         if self.hamlet is not None:
             commune, unit_type, _ = parse_unit_id(self.hamlet)
             if unit_type != UnitType.hamlet or commune != self.commune_code:

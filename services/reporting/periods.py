@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Literal
 
 # Vietnam keeps UTC+7 all year (no daylight saving), so a fixed offset is exact.
@@ -76,7 +76,7 @@ class Period:
 
 def as_utc(moment: datetime) -> datetime:
     """An aware UTC datetime; a naive one is taken as UTC (the bus and the database speak UTC)."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def local_date(moment: datetime) -> date:
@@ -86,7 +86,7 @@ def local_date(moment: datetime) -> date:
 
 def local_midnight_utc(day: date) -> datetime:
     """The UTC instant at which `day` begins in Vietnam."""
-    return datetime.combine(day, time(0), VN).astimezone(timezone.utc)
+    return datetime.combine(day, time(0), VN).astimezone(UTC)
 
 
 def add_months(day: date, months: int) -> date:

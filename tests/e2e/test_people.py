@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.harness import ROOT
 from tests.e2e.support import post
+from tests.harness import ROOT
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "sông Hồng chảy mãi về xuôi"

@@ -6,18 +6,19 @@ Every read of case details is audited under the person who made it. A route with
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-import itertools
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from fastapi.routing import iter_route_contexts
+from sqlalchemy import select, update
 
 from services.routing.models import Assignment
 from shared import audit, auth, people
 from shared.db import make_engine, make_sessionmaker, utcnow
-from sqlalchemy import select, update
 from tests.routing_support import reported, route, routing_runtime
 from tests.support import bearer, client, incident_payload, make_runtime, migrate
 

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.intake.schemas import IncidentCreate
 from services.intake.incidents import build_event
+from services.intake.schemas import IncidentCreate
 from shared.auth import Principal
 from shared.events import Consent, IncidentCase
 from tests.routing_support import reported, route, routing_runtime

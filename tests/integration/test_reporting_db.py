@@ -14,7 +14,7 @@ import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,12 +24,11 @@ import pytest_asyncio
 from openpyxl import load_workbook
 from sqlalchemy import String, Text, select, text
 
-from services.reporting.app import MIGRATIONS, create_runtime
-from services.reporting.models import AssignmentFact, metadata
 from services.reporting import aggregates, scheduler, summaries
-from services.reporting.periods import parse_period
+from services.reporting.app import MIGRATIONS, create_runtime
 from services.reporting.fold import handle_event, handle_events
-from shared.topology import REPORTING_EVENTS
+from services.reporting.models import AssignmentFact, metadata
+from services.reporting.periods import parse_period
 from shared.auth import issue_token
 from shared.db import make_sessionmaker
 from shared.enums import AgeBand, Category, Channel, Role, Sex, SpecialCircumstance, Urgency
@@ -54,12 +53,13 @@ from shared.migrate import upgrade
 from shared.reference import load_hierarchy
 from shared.runtime import AUTH_MIGRATIONS
 from shared.settings import CommonSettings, ReportingSettings
+from shared.topology import REPORTING_EVENTS
 
 pytestmark = pytest.mark.integration
 
 # The recount uses the IANA zone, not the service's fixed offset: two ways to the same dates.
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
-UTC = timezone.utc
+UTC = UTC
 OLD_COMMUNES = ("25339", "25348", "25349")
 
 
@@ -527,7 +527,7 @@ class TestBatchFold:
             async with runtime.sessionmaker() as session:
                 dump = {}
                 for table in ("incident_fact", "child_fact", "assignment_fact", "escalation_fact", "incident_closure", "tally_cell"):
-                    columns = [c for c in metadata.tables[table].c.keys() if c not in ("ingested_at", "version")]
+                    columns = [c.name for c in metadata.tables[table].c if c.name not in ("ingested_at", "version")]
                     rows = await session.execute(text(f"SELECT {', '.join(columns)} FROM {table}"))
                     dump[table] = sorted(map(tuple, rows))
                 dump["inbox"] = (await session.execute(text("SELECT count(*) FROM inbox_message"))).scalar_one()

@@ -21,8 +21,8 @@ from sqlalchemy import func, select, update
 
 from services.reporting import revisions
 from services.reporting.app import MIGRATIONS, create_runtime
-from services.reporting.models import GeneratedReport, IncidentFact, outbox_message
 from services.reporting.fold import handle_event
+from services.reporting.models import GeneratedReport, IncidentFact, outbox_message
 from shared.auth import issue_token
 from shared.db import make_sessionmaker
 from shared.enums import Role

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from services.console import forms, vi
 from services.console.clients import ApiError
 
 pytestmark = pytest.mark.unit
-NOW = datetime(2025, 3, 2, 1, 0, tzinfo=timezone.utc)  # 08:00 in Vietnam
+NOW = datetime(2025, 3, 2, 1, 0, tzinfo=UTC)  # 08:00 in Vietnam
 
 
 def test_numbers_and_dates_in_vietnamese_style():

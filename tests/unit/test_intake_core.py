@@ -1,6 +1,6 @@
 """Intake's pure core: age bands, the commune check, the event it publishes, the timeline entries."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -82,7 +82,7 @@ class TestValidation:
 
 
 class TestCommuneCheck:
-    received = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    received = datetime(2026, 11, 28, tzinfo=UTC)
 
     def test_a_merged_commune_is_refused_after_the_reform(self):
         body = IncidentCreate.model_validate(incident_payload(commune_code="25339", hamlet=None, occurred_at="2025-08-01T10:00:00+07:00"))
@@ -102,7 +102,7 @@ class TestCommuneCheck:
 class TestTheEvent:
     def test_facts_hold_no_personal_data_and_case_holds_what_units_need(self):
         body = IncidentCreate.model_validate(incident_payload())
-        envelope = incidents.build_event("inc-1", body, POLICE, datetime(2025, 3, 2, 2, tzinfo=timezone.utc))
+        envelope = incidents.build_event("inc-1", body, POLICE, datetime(2025, 3, 2, 2, tzinfo=UTC))
         event = IncidentReported.model_validate(envelope.payload)
         facts = event.facts.model_dump_json()
         assert "Nguyễn" not in facts and "0912" not in facts and "2013-05-01" not in facts and "th-minh-tam-a" not in facts
@@ -122,7 +122,7 @@ class TestTimeline:
             assignments=(
                 RoutedAssignment(
                     assignment_id="a1", unit_id="25349.cp_officer", unit_type="cp_officer", role="lead",
-                    rule="category.violence.lead", reason="lead", due_at=datetime(2025, 3, 2, 5, tzinfo=timezone.utc),
+                    rule="category.violence.lead", reason="lead", due_at=datetime(2025, 3, 2, 5, tzinfo=UTC),
                 ),
             ),
         )
