@@ -182,9 +182,7 @@ def cmd_demo(_args) -> None:
 
 async def _add_demo_people(wanted) -> list[tuple[str, str, str]]:
     """Create the demo people not there yet; (username, password, principal label) of those created."""
-    import secrets
-
-    from shared import auth, people
+    from shared import auth, passwords, people
 
     created = []
     async with _auth_session() as session:
@@ -192,7 +190,9 @@ async def _add_demo_people(wanted) -> list[tuple[str, str, str]]:
             if await people.get_person(session, username) is not None:
                 continue
             # Readable and strong; the demo's passwords need no change so the journey can be walked at once.
-            password = "-".join(secrets.token_hex(3) for _ in range(3))
+            password = passwords.one_time_password()
+            while not passwords.acceptable(password, username, full_name):  # a random name part, once in a blue moon
+                password = passwords.one_time_password()
             await people.add_person(session, username, full_name, kind, subject, password, created_by="demo")
             created.append((username, password, auth.principal_label(kind, subject)))
     return created

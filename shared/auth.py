@@ -185,15 +185,16 @@ async def issue_token(
     check_principal(kind, subject)
     if username is None and not (label and label.strip()):
         raise ValueError("a token belongs to a person (--user) or is a machine token with a name (--name)")
-    token, _ = await _insert_token(
+    token, _ = await mint_token(
         session, kind, subject, ttl=ttl or timedelta(days=DEFAULT_TOKEN_DAYS), label=label.strip() if label else None,
         username=username, purpose=purpose or ("personal" if username else "machine"),
     )
     return token
 
 
-async def _insert_token(session: AsyncSession, kind: str, subject: str, *, ttl: timedelta, label: str | None,
-                        username: str | None, purpose: str) -> tuple[str, dict]:
+async def mint_token(session: AsyncSession, kind: str, subject: str, *, ttl: timedelta, label: str | None,
+                     username: str | None, purpose: str) -> tuple[str, dict]:
+    """Store a new token as given (callers check the principal and the rules); (token in clear, its row)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     row = {

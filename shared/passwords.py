@@ -95,6 +95,14 @@ def check_new_password(password: str, username: str, full_name: str, current: st
         raise PasswordRefused("same_as_current")
 
 
+def acceptable(password: str, username: str, full_name: str) -> bool:
+    try:
+        check_new_password(password, username, full_name)
+    except PasswordRefused:
+        return False
+    return True
+
+
 ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 

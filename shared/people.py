@@ -242,7 +242,7 @@ async def sign_in(
     await attempt("ok")
     if passwords.needs_rehash(row.password_hash):
         await _change(session, name, name, password_hash=await _hash(password))
-    token, token_row = await auth._insert_token(  # noqa: SLF001 - sessions are the one token kind minted here
+    token, token_row = await auth.mint_token(
         session, row.kind, row.subject, ttl=lifetime, label=None, username=name, purpose="session"
     )
     await event("sign_in", "session", token_row["id"])
@@ -294,7 +294,7 @@ async def issue_personal_token(session: AsyncSession, username: str, days: int |
         ttl = auth.token_lifetime(days)
     except ValueError as exc:
         raise errors.Invalid(str(exc)) from None
-    token, row = await auth._insert_token(  # noqa: SLF001
+    token, row = await auth.mint_token(
         session, found["kind"], found["subject"], ttl=ttl, label=None, username=found["username"], purpose="personal"
     )
     await audit.record_event(
@@ -315,7 +315,7 @@ async def issue_machine_token(
         ttl = auth.token_lifetime(days)
     except ValueError as exc:
         raise errors.Invalid(str(exc)) from None
-    token, row = await auth._insert_token(  # noqa: SLF001
+    token, row = await auth.mint_token(
         session, kind, subject, ttl=ttl, label=" ".join(name.split()), username=None, purpose="machine"
     )
     await audit.record_event(

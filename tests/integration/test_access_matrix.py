@@ -19,7 +19,7 @@ from shared import audit, auth, people
 from shared.db import make_engine, make_sessionmaker, utcnow
 from sqlalchemy import select, update
 from tests.routing_support import reported, route, routing_runtime
-from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
+from tests.support import bearer, client, incident_payload, make_runtime, migrate
 
 pytestmark = pytest.mark.integration
 
