@@ -66,8 +66,9 @@ async def _add_people(env: dict[str, str]) -> dict[str, str]:
         await engine.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_system(amqp_url, tmp_path_factory):
+    """Stopped when tests/browser is done, so its processes do not load the machine under the later tests."""
     for service, port in PORTS.items():
         try:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
@@ -98,8 +99,10 @@ def console_system(amqp_url, tmp_path_factory):
             running.stop(service)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one test module: Playwright's sync API holds the thread's event loop while it runs, so it
+    must stop before the async tests of the same pytest session."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -110,7 +113,7 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def artefacts() -> Path:
     """Screenshots of each step, kept after the run (CI uploads the folder)."""
     shutil.rmtree(ARTEFACTS, ignore_errors=True)

@@ -8,7 +8,7 @@ from contextlib import closing
 import httpx
 import pytest
 
-from tests.browser.conftest import PASSWORD, PORTS, console_url, sign_in
+from tests.browser.conftest import PASSWORD, PORTS, console_url, eventually, sign_in
 from tests.support import incident_payload
 
 pytestmark = pytest.mark.browser
@@ -35,9 +35,14 @@ def report(system) -> str:
 
 
 def pending_of(system, unit: str, incident_id: str) -> dict:
-    with system.http("routing", unit) as http:
-        items = http.get(f"/v1/agencies/{unit}/assignments", params={"limit": 500}).json()["items"]
-    return next(a for a in items if a["incident_id"] == incident_id)
+    """The unit's assignment for the incident, once routing has made it."""
+
+    def find():
+        with system.http("routing", unit) as http:
+            items = http.get(f"/v1/agencies/{unit}/assignments", params={"limit": 500}).json()["items"]
+        return next((a for a in items if a["incident_id"] == incident_id), None)
+
+    return eventually(find, what=f"the incident in {unit}'s inbox")
 
 
 def test_headers_cookie_and_no_inline_code(console_system):
