@@ -6,7 +6,7 @@ import hashlib
 import re
 import secrets
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -103,7 +103,7 @@ def _safe_next(value: str | None, default: str) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int | None, samesite: str = "lax") -> None:

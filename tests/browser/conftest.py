@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import System, baove
+from tests.harness import System
+from tests.support import eventually as _eventually
 
 PORTS = {"intake": 19001, "routing": 19002, "reporting": 19003, "console": 19004}
 CHROMIUM = os.environ.get("BAOVE_CHROMIUM", "/usr/bin/chromium")
@@ -34,13 +34,6 @@ FIRST_SIGN_IN = ("b-new", "unit", "25349.womens_union")  # created with a one-ti
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 ARTEFACTS = Path(os.environ.get("BAOVE_BROWSER_ARTEFACTS", Path(__file__).resolve().parents[2] / "var" / "browser-artefacts"))
-
-
-class ConsoleSystem(System):
-    """tests/e2e's System on the browser tests' own ports, plus the console."""
-
-    def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{PORTS[service]}"
 
 
 # Machine tokens for the steps the test does over the API (other units finishing their part).
@@ -75,19 +68,10 @@ def console_system(amqp_url, tmp_path_factory):
         except httpx.HTTPError:
             continue
         pytest.fail(f"port {port} is taken (a {service} left running?): the browser tests need 19001-19004")
-    data_dir = tmp_path_factory.mktemp("console")
-    env = {
-        **os.environ,
-        "BAOVE_DATA_DIR": str(data_dir),
-        "BAOVE_AMQP_URL": amqp_url,
-        "BAOVE_INTAKE_RATE_LIMIT_PER_MINUTE": "0",
-        "BAOVE_CONSOLE_POLL_SECONDS": "2",
-        **{f"BAOVE_{s.upper()}_PORT": str(p) for s, p in PORTS.items()},
-    }
-    baove(env, "migrate")
-    baove(env, "demo")
-    tokens = asyncio.run(_add_people(env))
-    running = ConsoleSystem(data_dir, env, tokens)
+    # The harness's System on the browser tests' own ports, the console among them.
+    running = System(tmp_path_factory.mktemp("console"), amqp_url, PORTS, extra_env={"BAOVE_CONSOLE_POLL_SECONDS": "2"})
+    running.prepare()
+    running.tokens = asyncio.run(_add_people(running.env))
     try:
         for service in PORTS:
             running.start(service)
@@ -95,8 +79,7 @@ def console_system(amqp_url, tmp_path_factory):
             running.wait_ready(service)
         yield running
     finally:
-        for service in list(running.processes):
-            running.stop(service)
+        running.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -161,13 +144,8 @@ def shot(page, artefacts: Path, name: str) -> None:
 
 
 def eventually(check, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout} s"
-        time.sleep(0.2)
+    """tests.support.eventually with the longer wait a page round trip needs."""
+    return _eventually(check, timeout=timeout, what=what, interval=0.2)
 
 
 def api(system, service: str, token_of: str) -> httpx.Client:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
+
 import pytest
 from openpyxl import load_workbook
 
@@ -25,7 +27,7 @@ def test_the_journey(console_system, browser, artefacts):
 
     # The district officer looks at the overview first (a desktop screen).
     district_ctx, district = sign_in(browser, "b-district", DESKTOP)
-    assert district.url.endswith(f"/districts/694")
+    assert district.url.endswith("/districts/694")
     district.goto(console_url(f"/districts/694?period={period}"))
     before = district_count(district, "25349")
     axe_check(district, "district overview")
@@ -136,7 +138,7 @@ def test_the_journey(console_system, browser, artefacts):
     shot(district, artefacts, "09-district-overview-phone")
     with district.expect_download() as download:
         district.get_by_role("link", name="Excel (XLSX)").click()
-    book = load_workbook(io.BytesIO(open(download.value.path(), "rb").read()))
+    book = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes()))
     page_numbers = {
         row.get_attribute("data-commune"): int(row.locator("td.incidents").inner_text().replace(".", ""))
         for row in district.locator("tr[data-commune]").all()

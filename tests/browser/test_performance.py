@@ -9,7 +9,7 @@ from contextlib import closing
 
 import pytest
 
-from tests.browser.conftest import PHONE, PASSWORD, console_url
+from tests.browser.conftest import PASSWORD, PHONE, console_url
 from tests.browser.test_security import report, signed_in
 
 pytestmark = pytest.mark.browser
