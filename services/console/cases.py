@@ -1,0 +1,242 @@
+"""The console's case screens: the inbox, a case and its actions, the form to report an incident."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from . import forms, vi
+from .clients import ApiError, NotFound
+from .sessions import Session
+from .web import HIERARCHY, OPEN, TEMPLATES, UNIT_NAMES, current, posted, redirect, render, unit_name, utc_now
+
+
+def _safe_next(value: str | None, default: str) -> str:
+    return value if value and value.startswith("/") and not value.startswith("//") else default
+
+
+# -- inbox -------------------------------------------------------------------------------------
+
+
+def inbox_filters(request: Request) -> dict[str, str]:
+    q = request.query_params
+    return {
+        "status": q.get("status", "open") if q.get("status", "open") in (*OPEN, "done", "declined", "open", "all") else "open",
+        "urgency": q.get("urgency", "") if q.get("urgency", "") in ("emergency", "high", "medium", "low") else "",
+        "overdue": "1" if q.get("overdue") == "1" else "",
+    }
+
+
+def inbox_params(filters: dict[str, str]) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = [("limit", "200")]
+    if filters["status"] == "open":
+        params += [("status", s) for s in OPEN]
+    elif filters["status"] != "all":
+        params.append(("status", filters["status"]))
+    if filters["urgency"]:
+        params.append(("urgency", filters["urgency"]))
+    if filters["overdue"]:
+        params.append(("overdue", "true"))
+    return params
+
+
+def inbox_rows(items: list[dict], now: datetime) -> list[dict]:
+    rows = []
+    for a in items:
+        due_text, late = vi.due(a["due_at"], now)
+        rows.append({
+            **a,
+            "due_text": due_text if a["status"] == "pending" else None,
+            "late": a["overdue"] or (late and a["status"] == "pending"),
+            "actions": vi.NEXT_ACTIONS.get(a["status"], ()),
+        })
+    return rows
+
+
+async def inbox(request: Request) -> Response:
+    console = request.app.state.console
+    session = await current(request)
+    if session.unit_id is None:
+        return redirect("/")
+    filters = inbox_filters(request)
+    page = await console.apis.json(
+        "routing", "GET", f"/v1/agencies/{session.unit_id}/assignments", session.token, params=inbox_params(filters)
+    )
+    rows = inbox_rows(page["items"], utc_now())
+    query = urlencode({k: v for k, v in filters.items() if v})
+    fragment = TEMPLATES.get_template("_inbox_list.html").render(
+        rows=rows, csrf=session.csrf, here=f"/inbox?{query}" if query else "/inbox", more=page.get("next_cursor") is not None,
+        vi=vi, unit_name=unit_name,
+    )
+    version = hashlib.sha256(fragment.encode()).hexdigest()[:16]
+    if request.headers.get("hx-request") and request.query_params.get("fragment"):
+        if request.query_params.get("v") == version:
+            return Response(status_code=204)  # nothing changed: htmx leaves the list as it is
+        return render(request, "_inbox_poll.html", fragment=fragment, version=version, query=query)
+    return render(request, "inbox.html", fragment=fragment, version=version, query=query, filters=filters)
+
+
+# -- a case ------------------------------------------------------------------------------------
+
+
+async def _own_assignment(request: Request, session: Session, incident_id: str) -> dict | None:
+    if session.unit_id is None:
+        return None
+    page = await request.app.state.console.apis.json(
+        "routing", "GET", f"/v1/agencies/{session.unit_id}/assignments", session.token, params={"limit": 500}
+    )
+    mine = [a for a in page["items"] if a["incident_id"] == incident_id]
+    # A reopened case may have given this unit a second assignment: the open one is the one to act on.
+    mine.sort(key=lambda a: (a["status"] not in OPEN, a["assigned_at"]))
+    return mine[0] if mine else None
+
+
+async def _case_context(request: Request, session: Session, incident_id: str) -> dict[str, Any]:
+    console = request.app.state.console
+    try:
+        incident = await console.apis.json("intake", "GET", f"/v1/incidents/{incident_id}", session.token)
+    except NotFound:
+        incident = None
+    assignment = await _own_assignment(request, session, incident_id)
+    if incident is None and assignment is None:
+        raise NotFound()
+    case = incident or {**assignment["incident"], "incident_id": incident_id, "timeline": None, "status": None}
+    may_close = session.kind == "admin" or (session.is_cp_officer and case.get("commune_code") == session.commune)
+    closed = bool(incident) and incident["status"] == "closed"
+    return {
+        "case": case,
+        "incident_id": incident_id,
+        "assignment": inbox_rows([assignment], utc_now())[0] if assignment else None,
+        "view": (assignment or {}).get("incident", {}).get("view", "full") if incident is None else "full",
+        "may_close": may_close and incident is not None,
+        "closed": closed,
+        "risk_levels": vi.RISK,
+    }
+
+
+async def case_page(request: Request) -> Response:
+    session = await current(request)
+    incident_id = request.path_params["incident_id"]
+    context = await _case_context(request, session, incident_id)
+    notice = "Đã gửi báo cáo. Số hồ sơ của vụ việc là" if request.query_params.get("received") else None
+    return render(request, "case.html", notice=notice, error=None, errors={}, form={}, **context)
+
+
+ASSIGNMENT_ACTIONS = ("acknowledge", "in_progress", "done", "declined")
+
+
+async def case_action(request: Request) -> Response:
+    console = request.app.state.console
+    session = await current(request)
+    incident_id = request.path_params["incident_id"]
+    fields = await posted(request, session)
+    action = fields.get("action")
+    note = str(fields.get("note", "")).strip()
+    back = _safe_next(fields.get("next"), f"/cases/{incident_id}")
+    errors: dict[str, str] = {}
+    try:
+        if action in ASSIGNMENT_ACTIONS:
+            assignment = await _own_assignment(request, session, incident_id)
+            if assignment is None or assignment["assignment_id"] != fields.get("assignment_id"):
+                raise NotFound()
+            base = f"/v1/agencies/{session.unit_id}/assignments/{assignment['assignment_id']}"
+            if action == "declined" and not note:
+                errors["note"] = "Cần ghi rõ lý do từ chối."
+            elif action == "acknowledge":
+                await console.apis.call("routing", "POST", f"{base}/acknowledge", session.token)
+            else:
+                await console.apis.call("routing", "POST", f"{base}/status", session.token,
+                                        json={"status": action, "note": note or None})
+        elif action == "close":
+            risk, outcome = fields.get("risk_level"), str(fields.get("outcome", "")).strip()
+            if risk not in vi.RISK:
+                errors["risk_level"] = "Chọn mức độ nguy cơ."
+            if not outcome:
+                errors["outcome"] = "Ghi kết quả xử lý vụ việc."
+            if not errors:
+                await console.apis.call("routing", "POST", f"/v1/incidents/{incident_id}/close", session.token,
+                                        json={"risk_level": risk, "outcome": outcome})
+        elif action == "reopen":
+            reason = str(fields.get("reason", "")).strip()
+            if not reason:
+                errors["reason"] = "Ghi lý do mở lại vụ việc."
+            else:
+                await console.apis.call("routing", "POST", f"/v1/incidents/{incident_id}/reopen", session.token,
+                                        json={"reason": reason})
+        else:
+            errors["action"] = "Thao tác không hợp lệ."
+    except ApiError as exc:
+        errors["action"] = _action_error(exc)
+    if not errors:
+        return redirect(back)
+    context = await _case_context(request, session, incident_id)
+    return render(request, "case.html", 409 if "action" in errors else 422, notice=None,
+                  error=next(iter(errors.values())), errors=errors, form=fields, **context)
+
+
+def _action_error(exc: ApiError) -> str:
+    if exc.status == 409:
+        detail = exc.detail if isinstance(exc.detail, dict) else {}
+        if detail.get("open_assignments"):
+            units = ", ".join(unit_name(a["unit_id"]) for a in detail["open_assignments"])
+            return f"Chưa thể kết thúc: các đơn vị sau chưa hoàn thành hoặc từ chối: {units}."
+        if "current" in detail:
+            return f"Không thực hiện được: tình trạng hiện tại là “{vi.label(detail['current'])}”. Trang đã được cập nhật."
+        return "Không thực hiện được với tình trạng hiện tại của vụ việc."
+    if exc.status == 403:
+        return "Bạn không có quyền thực hiện thao tác này."
+    return "Không thực hiện được. Vui lòng kiểm tra thông tin và thử lại."
+
+
+# -- report an incident ----------------------------------------------------------------------
+
+
+def _report_context(session: Session, form: dict, errors: dict, commune: str | None) -> dict[str, Any]:
+    commune = commune or session.commune or ""
+    return {
+        "form": form,
+        "errors": errors,
+        "commune": commune,
+        "communes": sorted(HIERARCHY.hamlets),
+        "hamlets": [(f"{commune}.hamlet.{local}", name) for local, name in HIERARCHY.hamlets.get(commune, ())],
+        "schools": sorted((uid, name) for uid, name in UNIT_NAMES.items() if uid.startswith(f"{commune}.school.")),
+        "children": forms.child_count(form),
+        "choices": forms.CHOICES,
+    }
+
+
+async def report_form(request: Request) -> Response:
+    session = await current(request)
+    form = {"report_id": str(uuid.uuid4()), "children_count": "1"}
+    if session.unit_type == "hamlet":
+        form["hamlet"] = session.subject
+    return render(request, "report.html", **_report_context(session, form, {}, request.query_params.get("commune")))
+
+
+async def report(request: Request) -> Response:
+    console = request.app.state.console
+    session = await current(request)
+    form = await posted(request, session)
+    commune = session.commune or str(form.get("commune_code", ""))
+    if form.get("action") == "add_child":
+        form["children_count"] = str(min(forms.child_count(form) + 1, 20))
+        return render(request, "report.html", **_report_context(session, form, {}, commune))
+    if form.get("action") == "remove_child":
+        form["children_count"] = str(max(forms.child_count(form) - 1, 1))
+        return render(request, "report.html", **_report_context(session, form, {}, commune))
+    payload, errors = forms.incident_payload(form, commune, utc_now())
+    if not errors:
+        try:
+            answer = await console.apis.json("intake", "POST", "/v1/incidents", session.token, json=payload, ok=(202,))
+            return redirect(f"/cases/{answer['incident_id']}?received=1")
+        except ApiError as exc:
+            errors = forms.api_errors(exc)
+    return render(request, "report.html", 422, **_report_context(session, form, errors, commune))
+
+
