@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from shared.enums import LABELS_VI
+from shared.labels_vi import CHANNELS, CIRCUMSTANCES
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -42,33 +43,6 @@ TIMELINE = {
     "escalated": "Báo lên cấp trên do quá hạn",
     "closed": "Kết thúc vụ việc",
     "reopened": "Mở lại vụ việc",
-}
-CHANNELS = {
-    "hotline_111": "Tổng đài 111",
-    "phone": "Điện thoại",
-    "in_person": "Trực tiếp",
-    "school": "Nhà trường",
-    "health_station": "Trạm y tế",
-    "police": "Công an",
-    "hamlet": "Ấp, sóc",
-    "online": "Trực tuyến",
-    "other": "Khác",
-}
-CIRCUMSTANCES = {
-    "orphan": "Mồ côi cả cha và mẹ",
-    "abandoned": "Bị bỏ rơi",
-    "without_support": "Không nơi nương tựa",
-    "disabled": "Khuyết tật",
-    "hiv_aids": "Nhiễm HIV/AIDS",
-    "conflict_with_law": "Vi phạm pháp luật",
-    "drug_use": "Nghiện ma túy",
-    "left_school_to_work": "Phải bỏ học kiếm sống",
-    "harmed_by_violence": "Bị tổn hại nghiêm trọng do bạo lực",
-    "exploited": "Bị bóc lột",
-    "sexually_abused": "Bị xâm hại tình dục",
-    "trafficked": "Bị mua bán",
-    "serious_illness_poor": "Mắc bệnh hiểm nghèo thuộc hộ nghèo, cận nghèo",
-    "migrant_without_caregiver": "Di cư, lánh nạn chưa xác định được cha mẹ",
 }
 AGE_BANDS = {"0-5": "0-5 tuổi", "6-10": "6-10 tuổi", "11-15": "11-15 tuổi", "16-17": "16-17 tuổi", "unknown": "Không rõ tuổi"}
 # Password change refusals (people-api.md), by code.

@@ -15,6 +15,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 
 from shared.enums import LABELS_VI
+from shared.labels_vi import CHANNELS, CIRCUMSTANCES
 from shared.reference import Hierarchy
 
 from .aggregates import UNKNOWN_HAMLET, Tally, indicators
@@ -44,42 +45,12 @@ SECTIONS: dict[str, str] = {
     "response": "Tiếp nhận và xử lý theo đơn vị",
 }
 
-CHANNELS = {
-    "hotline_111": "Tổng đài 111",
-    "phone": "Điện thoại",
-    "in_person": "Trực tiếp",
-    "school": "Nhà trường",
-    "health_station": "Trạm y tế",
-    "police": "Công an",
-    "hamlet": "Ấp, sóc",
-    "online": "Trực tuyến",
-    "other": "Khác",
-}
-
 AGE_BANDS = {
     "0-5": "Từ 0 đến 5 tuổi",
     "6-10": "Từ 6 đến 10 tuổi",
     "11-15": "Từ 11 đến 15 tuổi",
     "16-17": "Từ 16 đến dưới 18 tuổi",
     "unknown": "Không rõ tuổi",
-}
-
-# Law on Children 2016, Art. 10.
-CIRCUMSTANCES = {
-    "orphan": "Mồ côi cả cha và mẹ",
-    "abandoned": "Bị bỏ rơi",
-    "without_support": "Không nơi nương tựa",
-    "disabled": "Khuyết tật",
-    "hiv_aids": "Nhiễm HIV/AIDS",
-    "conflict_with_law": "Vi phạm pháp luật",
-    "drug_use": "Nghiện ma túy",
-    "left_school_to_work": "Phải bỏ học kiếm sống",
-    "harmed_by_violence": "Bị tổn hại nghiêm trọng do bạo lực",
-    "exploited": "Bị bóc lột",
-    "sexually_abused": "Bị xâm hại tình dục",
-    "trafficked": "Bị mua bán",
-    "serious_illness_poor": "Mắc bệnh hiểm nghèo thuộc hộ nghèo, cận nghèo",
-    "migrant_without_caregiver": "Di cư, lánh nạn chưa xác định được cha mẹ",
 }
 
 MEASURES = {

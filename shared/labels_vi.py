@@ -1,0 +1,30 @@
+"""Vietnamese labels of the report's channels and a child's special circumstances: one wording for the console and the exports."""
+
+CHANNELS = {
+    "hotline_111": "Tổng đài 111",
+    "phone": "Điện thoại",
+    "in_person": "Trực tiếp",
+    "school": "Nhà trường",
+    "health_station": "Trạm y tế",
+    "police": "Công an",
+    "hamlet": "Ấp, sóc",
+    "online": "Trực tuyến",
+    "other": "Khác",
+}
+# Law on Children 2016, Art. 10.
+CIRCUMSTANCES = {
+    "orphan": "Mồ côi cả cha và mẹ",
+    "abandoned": "Bị bỏ rơi",
+    "without_support": "Không nơi nương tựa",
+    "disabled": "Khuyết tật",
+    "hiv_aids": "Nhiễm HIV/AIDS",
+    "conflict_with_law": "Vi phạm pháp luật",
+    "drug_use": "Nghiện ma túy",
+    "left_school_to_work": "Phải bỏ học kiếm sống",
+    "harmed_by_violence": "Bị tổn hại nghiêm trọng do bạo lực",
+    "exploited": "Bị bóc lột",
+    "sexually_abused": "Bị xâm hại tình dục",
+    "trafficked": "Bị mua bán",
+    "serious_illness_poor": "Mắc bệnh hiểm nghèo thuộc hộ nghèo, cận nghèo",
+    "migrant_without_caregiver": "Di cư, lánh nạn chưa xác định được cha mẹ",
+}
