@@ -1,6 +1,6 @@
 """Container HEALTHCHECK: the service in this container answers GET /healthz.
 
-The image runs any of the three services, so this probes each service's port (from
+The image runs any of the three services or the console, so this probes each one's port (from
 BAOVE_<SERVICE>_PORT or its default) and is healthy when one of them answers 200.
 """
 
@@ -8,7 +8,7 @@ import os
 import sys
 import urllib.request
 
-DEFAULT_PORTS = {"INTAKE": 8001, "ROUTING": 8002, "REPORTING": 8003}
+DEFAULT_PORTS = {"INTAKE": 8001, "ROUTING": 8002, "REPORTING": 8003, "CONSOLE": 8004}
 
 
 def main() -> int:

@@ -84,7 +84,22 @@ class TestCompose:
     def test_the_databases_the_urls_name_are_those_the_init_script_creates(self):
         script = (DEPLOY / "compose" / "postgres" / "init-databases.sh").read_text()
         created = set(re.findall(r"^create (\S+) (\S+) ", script, re.MULTILINE))
-        assert created == {("baove_auth", "baove_auth")} | {(n, f"baove_{n}") for n in SERVICES}
+        assert created == {("baove_auth", "baove_auth"), ("console", "baove_console")} | {(n, f"baove_{n}") for n in SERVICES}
+
+    def test_the_console_serves_on_8004_with_its_own_database_and_the_apis_by_name(self):
+        console = compose()["services"]["console"]
+        assert console["command"] == ["run", "console", "--no-migrate"]
+        assert console["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        assert {n for n in SERVICES if console["depends_on"].get(n) == {"condition": "service_healthy"}} == set(SERVICES)
+        assert console["ports"] == ["${BAOVE_PUBLISH_ADDRESS:-127.0.0.1}:8004:8004"]
+        assert "healthcheck" in console and console["read_only"] is True
+        env = {k: SECRET_REF.sub("secret", v) for k, v in console["environment"].items()}
+        assert (env["BAOVE_CONSOLE_HOST"], env["BAOVE_CONSOLE_PORT"], env["BAOVE_ENV"]) == ("0.0.0.0", "8004", "prod")
+        database = urlsplit(env["BAOVE_CONSOLE_DATABASE_URL"])
+        assert (database.username, database.hostname, database.path) == ("console", "postgres", "/baove_console")
+        for name, port in SERVICES.items():
+            assert env[f"BAOVE_CONSOLE_{name.upper()}_URL"] == f"http://{name}:{port}"
+        assert not {"BAOVE_AMQP_URL", "BAOVE_AUTH_DATABASE_URL"} & set(env), "no broker user, no token store"
 
     def test_every_password_is_a_required_reference_never_a_value(self):
         def values(node):
@@ -173,6 +188,23 @@ class TestKubernetes:
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["terminationGracePeriodSeconds"] > 20, "above the services' graceful_timeout"
+
+    def test_the_console_deployment_serves_on_8004_with_only_its_own_database(self):
+        spec = k8s_find("Deployment", "console")["spec"]["template"]["spec"]
+        [container] = spec["containers"]
+        assert container["args"] == ["run", "console", "--no-migrate"]
+        assert container["ports"] == [{"name": "http", "containerPort": 8004}]
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert self.secret_refs(spec) == {("baove-database", "CONSOLE_DATABASE_URL")}
+        data = k8s_find("ConfigMap", "baove-config")["data"]
+        assert (data["BAOVE_CONSOLE_HOST"], data["BAOVE_CONSOLE_PORT"]) == ("0.0.0.0", "8004")
+        for name, port in SERVICES.items():
+            assert data[f"BAOVE_CONSOLE_{name.upper()}_URL"] == f"http://{name}:{port}"
+        service = k8s_find("Service", "console")["spec"]
+        assert service["ports"] == [{"name": "http", "port": 8004, "targetPort": "http"}]
+        assert service["selector"] == k8s_find("Deployment", "console")["spec"]["selector"]["matchLabels"]
 
     @pytest.mark.parametrize("name", sorted(SERVICES))
     def test_each_deployment_uses_its_own_broker_user_and_database(self, name):

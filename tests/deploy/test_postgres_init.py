@@ -24,8 +24,9 @@ from tests.deploy.common import DEPLOY, ROOT
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 BIN = Path("/usr/lib/postgresql/15/bin")
-PASSWORDS = {role: secrets.token_hex(12) for role in ("baove_auth", "intake", "routing", "reporting")}
-DATABASES = {"baove_auth": "baove_auth", "intake": "baove_intake", "routing": "baove_routing", "reporting": "baove_reporting"}
+PASSWORDS = {role: secrets.token_hex(12) for role in ("baove_auth", "intake", "routing", "reporting", "console")}
+DATABASES = {"baove_auth": "baove_auth", "intake": "baove_intake", "routing": "baove_routing", "reporting": "baove_reporting",
+             "console": "baove_console"}
 
 
 def unavailable(why: str) -> None:
@@ -64,7 +65,8 @@ def cluster():
     try:
         env = {"PATH": f"{BIN}:{os.environ['PATH']}", "POSTGRES_USER": "postgres", "PGHOST": str(workdir),
                "PGPORT": str(port), "AUTH_DB_PASSWORD": PASSWORDS["baove_auth"], "INTAKE_DB_PASSWORD": PASSWORDS["intake"],
-               "ROUTING_DB_PASSWORD": PASSWORDS["routing"], "REPORTING_DB_PASSWORD": PASSWORDS["reporting"]}
+               "ROUTING_DB_PASSWORD": PASSWORDS["routing"], "REPORTING_DB_PASSWORD": PASSWORDS["reporting"],
+               "CONSOLE_DB_PASSWORD": PASSWORDS["console"]}
         script = workdir / "init-databases.sh"
         shutil.copy(DEPLOY / "compose" / "postgres" / "init-databases.sh", script)
         result = as_postgres("bash", str(script), env=env)
@@ -106,7 +108,7 @@ class TestDatabases:
             **os.environ,
             "BAOVE_ENV": "prod",
             "BAOVE_AUTH_DATABASE_URL": url(cluster, "baove_auth"),
-            **{f"BAOVE_{s.upper()}_DATABASE_URL": url(cluster, s) for s in ("intake", "routing", "reporting")},
+            **{f"BAOVE_{s.upper()}_DATABASE_URL": url(cluster, s) for s in ("intake", "routing", "reporting", "console")},
         }
         result = subprocess.run([sys.executable, "-m", "services.cli", "migrate"], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=300)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # First start of the PostgreSQL container only (docker-entrypoint-initdb.d): one role and one
-# database per service, plus baove_auth for the shared token store. Each role owns only its own
+# database per service (and the console), plus baove_auth for the shared token store. Each role owns only its own
 # database; PUBLIC may not connect to any of them. Passwords come from the environment (.env).
 set -euo pipefail
 
@@ -23,5 +23,7 @@ SQL
 create baove_auth baove_auth "${AUTH_DB_PASSWORD:-}"
 create intake baove_intake "${INTAKE_DB_PASSWORD:-}"
 create routing baove_routing "${ROUTING_DB_PASSWORD:-}"
+# The console's browser sessions.
+create console baove_console "${CONSOLE_DB_PASSWORD:-}"
 # Last: the healthcheck waits for this database.
 create reporting baove_reporting "${REPORTING_DB_PASSWORD:-}"
