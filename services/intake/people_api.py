@@ -11,7 +11,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from shared import errors, passwords, people
+from shared import errors, passwords, people, signin
 from shared.auth import Principal, require_principal, require_signed_in
 
 router = APIRouter(prefix="/v1", tags=["people"])
@@ -111,14 +111,14 @@ async def sign_in(body: SessionCreate, request: Request):
     if wait is not None:
         raise errors.TooMany(f"too many sign-in attempts from this address; retry after {math.ceil(wait)} s", math.ceil(wait))
     common = runtime.common
-    outcome = await people.sign_in(
+    outcome = await signin.sign_in(
         runtime.auth_sessionmaker, body.username, body.password, address,
         lifetime=timedelta(hours=common.session_hours), idle_timeout=timedelta(minutes=common.session_idle_minutes),
     )
     if outcome.answer is None:
         # Slows guessing, and hides how long each kind of refusal took behind one fixed wait.
         await asyncio.sleep(runtime.settings.sign_in_failure_delay_seconds)
-        raise errors.Unauthenticated(people.WRONG)
+        raise errors.Unauthenticated(signin.WRONG)
     return outcome.answer
 
 
@@ -140,7 +140,7 @@ async def change_password(body: PasswordChange, request: Request, principal: Pri
     """Change one's own password (required first after a one-time password); the session keeps working."""
     runtime = request.app.state.runtime
     try:
-        await people.change_password(runtime.auth_sessionmaker, principal, body.current_password, body.new_password)
+        await signin.change_password(runtime.auth_sessionmaker, principal, body.current_password, body.new_password)
     except passwords.PasswordRefused as exc:
         raise errors.Invalid({"code": exc.code, "message": exc.message}) from None
     finally:
@@ -153,7 +153,7 @@ async def sign_out(request: Request, principal: Principal = Depends(require_sign
     """Sign out: this token is revoked at once."""
     runtime = request.app.state.runtime
     async with runtime.auth_sessionmaker() as session, session.begin():
-        await people.sign_out(session, principal)
+        await signin.sign_out(session, principal)
     _forget(request)
     return Response(status_code=204)
 
