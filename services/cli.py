@@ -3,66 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
-import importlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from urllib.parse import urlsplit, urlunsplit
 
-from shared.settings import CommonSettings, ConsoleSettings, IntakeSettings, ReportingSettings, RoutingSettings
+from services.cli_ops import (
+    PROCESSES,
+    SERVICES,
+    checked_broker_url,
+    cmd_contracts,
+    cmd_dlq,
+    cmd_migrate,
+    cmd_rules,
+    require_broker,
+    service_runtime,
+)
+from services.cli_people import DEMO_PEOPLE_FILE, cmd_audit, cmd_demo, cmd_token, cmd_user, refuse_in_prod
+from shared.settings import CommonSettings, ConsoleSettings
 
-SERVICES = {"intake": IntakeSettings, "routing": RoutingSettings, "reporting": ReportingSettings}
-# The processes `baove up` starts: the three services, then the console that calls them.
-PROCESSES = {**SERVICES, "console": ConsoleSettings}
-
-
-def _runtime(name: str):
-    return importlib.import_module(f"services.{name}.app").create_runtime()
-
-
-def _safe_url(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-async def _broker_reachable(url: str, timeout: float = 5.0) -> str | None:
-    import aio_pika
-
-    try:
-        connection = await asyncio.wait_for(aio_pika.connect(url), timeout)
-    except Exception as exc:  # any failure is reported the same way: not reachable
-        return f"{type(exc).__name__}: {exc}"
-    await connection.close()
-    return None
-
-
-def require_broker(url: str) -> None:
-    problem = asyncio.run(_broker_reachable(url))
-    if problem:
-        sys.exit(
-            f"baove: RabbitMQ is not reachable at {_safe_url(url)} ({problem}).\n"
-            "  Start it:   rabbitmq-server -detached   (or: systemctl start rabbitmq-server)\n"
-            "  Install it: apt-get install -y rabbitmq-server\n"
-            "  Or point BAOVE_AMQP_URL at a running broker."
-        )
-
-
-def _checked_broker_url(service: str) -> str:
-    settings = SERVICES[service]()
-    settings.check_secrets()
-    return settings.broker_url()
-
-
-def cmd_migrate(_args) -> None:
-    for name in PROCESSES:
-        _runtime(name).migrate()
-        print(f"migrated {name}")
+# The commands live by concern: people (demo, user, token, audit) in cli_people, operations (migrate, dlq, rules,
+# contracts) in cli_ops; this module is the entry point, the parser and the `run`/`up` process supervision.
 
 
 def cmd_run(args) -> None:
@@ -72,7 +34,7 @@ def cmd_run(args) -> None:
 
     settings = PROCESSES[args.service]()
     baove_logging.configure(args.service, settings.common.log_level)
-    runtime = _runtime(args.service)
+    runtime = service_runtime(args.service)
     runtime.run_migrations = not args.no_migrate
     uvicorn.run(
         runtime.api,
@@ -85,8 +47,8 @@ def cmd_run(args) -> None:
 
 def cmd_up(args) -> None:
     if args.demo:
-        _refuse_in_prod("baove up --demo")
-    for url in dict.fromkeys(_checked_broker_url(name) for name in SERVICES):
+        refuse_in_prod("baove up --demo")
+    for url in dict.fromkeys(checked_broker_url(name) for name in SERVICES):
         require_broker(url)
     cmd_migrate(args)
     if args.demo:
@@ -129,340 +91,6 @@ def cmd_up(args) -> None:
             child.kill()
     sys.exit(exit_code)
 
-
-DEMO_PEOPLE_FILE = "demo-people.txt"
-# Plausible officials' names for the demo people, in turn (NFC).
-DEMO_NAMES = (
-    "Nguyễn Thị Lan", "Trần Văn Hùng", "Lê Thị Hương", "Phạm Văn Dũng", "Hoàng Thị Mai", "Vũ Văn Nam", "Đặng Thị Thu",
-    "Bùi Văn Long", "Đỗ Thị Ngọc", "Hồ Văn Tuấn", "Ngô Thị Trang", "Dương Văn Sơn", "Lý Thị Phương", "Phan Văn Quang",
-    "Võ Thị Thảo", "Trương Văn Hải", "Đinh Thị Linh", "Lâm Văn Minh", "Mai Thị Yến", "Cao Văn Thành",
-)
-
-
-def _refuse_in_prod(what: str) -> None:
-    if CommonSettings().env == "prod":
-        sys.exit(f"baove: {what} refused: BAOVE_ENV=prod. The demo creates people with printed passwords; "
-                 "in production add people with `baove user add`.")
-
-
-def demo_people(units) -> list[tuple[str, str, str, str]]:
-    """(username, full name, kind, subject): one person per demo unit, district 694's officer and an admin."""
-    subjects = [("unit", u.id) for u in units] + [("district", "694"), ("admin", "admin")]
-    out = []
-    for n, (kind, subject) in enumerate(subjects):
-        username = {"unit": subject.replace(".", "-"), "district": f"district-{subject}", "admin": "admin"}[kind]
-        out.append((username, DEMO_NAMES[n % len(DEMO_NAMES)], kind, subject))
-    return out
-
-
-def cmd_demo(_args) -> None:
-    from services.routing.registry import load_units_into
-    from shared.reference import load_demo_units
-
-    _refuse_in_prod("the demo")
-    units = load_demo_units()
-    runtime = _runtime("routing")
-    runtime.migrate()
-    count = asyncio.run(load_units_into(runtime, units))
-    print(f"demo: {count} units in communes 25339, 25348, 25349")
-    created = asyncio.run(_add_demo_people(demo_people(units)))
-    path = CommonSettings().data_dir / DEMO_PEOPLE_FILE
-    if not created:
-        print(f"demo people exist already (their passwords were printed once and are in {path})")
-        return
-    lines = [f"{username}\t{password}\t{label}" for username, password, label in created]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in lines))
-    os.chmod(path, 0o600)
-    print(f"demo people (passwords shown once, also in {path}; sign in with POST /v1/sessions or the console):")
-    for username, password, label in created:
-        print(f"  {username:<34} {password}  ({label})")
-
-
-async def _add_demo_people(wanted) -> list[tuple[str, str, str]]:
-    """Create the demo people not there yet; (username, password, principal label) of those created."""
-    from shared import auth, passwords, people
-
-    created = []
-    async with _auth_session() as session:
-        for username, full_name, kind, subject in wanted:
-            if await people.get_person(session, username) is not None:
-                continue
-            # Readable and strong; the demo's passwords need no change so the journey can be walked at once.
-            password = passwords.one_time_password()
-            while not passwords.acceptable(password, username, full_name):  # a random name part, once in a blue moon
-                password = passwords.one_time_password()
-            await people.add_person(session, username, full_name, kind, subject, password, created_by="demo")
-            created.append((username, password, auth.principal_label(kind, subject)))
-    return created
-
-
-class _auth_session:
-    """`async with _auth_session() as session:` one transaction on the token store, its engine disposed after."""
-
-    async def __aenter__(self):
-        from shared.db import make_engine, make_sessionmaker
-
-        self._engine = make_engine(CommonSettings().auth_url())
-        self._session = make_sessionmaker(self._engine)()
-        await self._session.begin()
-        return self._session
-
-    async def __aexit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is None:
-                await self._session.commit()
-            else:
-                await self._session.rollback()
-            await self._session.close()
-        finally:
-            await self._engine.dispose()
-
-
-def _migrate_auth() -> None:
-    from shared import migrate
-    from shared.runtime import AUTH_MIGRATIONS
-
-    migrate.upgrade(AUTH_MIGRATIONS, CommonSettings().auth_url())
-
-
-def _refused(exc) -> None:
-    detail = exc.detail["message"] if isinstance(exc.detail, dict) else exc.detail
-    print(f"baove: {detail}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _principal_of(args) -> tuple[str, str]:
-    return ("unit", args.unit) if args.unit else ("district", args.district) if args.district else ("admin", "admin")
-
-
-def cmd_user(args) -> None:
-    from shared import errors, people
-
-    _migrate_auth()
-    by = _login()
-
-    async def run():
-        async with _auth_session() as session:
-            if args.user_command == "add":
-                kind, subject = _principal_of(args)
-                password = None
-                if args.password_stdin:
-                    password = sys.stdin.readline().rstrip("\r\n")
-                one_time = await people.add_person(session, args.username, args.name, kind, subject, password, created_by=by)
-                return await people.get_person(session, args.username), one_time
-            if args.user_command == "list":
-                return await people.list_people(session, args.commune), None
-            if args.user_command in ("disable", "enable"):
-                return await people.set_state(session, args.username, "disabled" if args.user_command == "disable" else "active", by), None
-            return await people.reset_password(session, args.username, by)
-
-    try:
-        result, one_time = asyncio.run(run())
-    except errors.DomainError as exc:
-        _refused(exc)
-    if args.user_command == "list":
-        if not result:
-            print("no people")
-        for p in result:
-            print(f"{p['username']:<32} {p['state']:<9} {p['label']:<34} {p['full_name']}")
-        return
-    print(f"{result['username']}: {result['state']}, acts as {result['label']} ({result['full_name']})")
-    if one_time:
-        print(f"one-time password (shown once; to be changed at first sign-in): {one_time}")
-
-
-def cmd_token(args) -> None:
-    from shared import errors, people
-
-    _migrate_auth()
-    by = _login()
-
-    async def run():
-        async with _auth_session() as session:
-            if args.token_command == "issue":
-                if args.user:
-                    return await people.issue_personal_token(session, args.user, args.days, by)
-                if not args.name:
-                    raise errors.Invalid('a machine token needs a name: --name "hotline gateway" (or --user USERNAME for a person\'s token)')
-                kind, subject = _principal_of(args)
-                return await people.issue_machine_token(session, kind, subject, args.name, args.days, by)
-            if args.token_command == "list":
-                return await people.list_tokens(session, args.user)
-            which = {"token": args.token} if args.token else {"token_id": args.id} if args.id else \
-                {"username": people.normalise_username(args.user)} if args.user else {"subject": args.subject}
-            return await people.revoke(session, by, **which)
-
-    try:
-        result = asyncio.run(run())
-    except errors.DomainError as exc:
-        _refused(exc)
-    if args.token_command == "issue":
-        token, token_id = result
-        print(token)
-        print(f"token id {token_id}", file=sys.stderr)
-    elif args.token_command == "list":
-        if not result:
-            print("no tokens")
-        for t in result:
-            owner = t["username"] or f"machine {t['label']!r}"
-            print(f"{t['id']}  {t['purpose']:<8} {owner:<32} {t['kind']}:{t['subject']:<30} expires {t['expires_at'].isoformat()}")
-    else:
-        print(f"revoked {len(result)} token(s)")
-
-
-def cmd_audit(args) -> None:
-    from shared import audit, people
-    from shared.db import make_engine, make_sessionmaker
-
-    _migrate_auth()
-    username = people.normalise_username(args.user) if args.user else None
-
-    async def entries() -> list[dict]:
-        engine = make_engine(CommonSettings().auth_url())
-        try:
-            async with make_sessionmaker(engine)() as session:
-                items, _ = await audit.query(
-                    session, incident_id=args.incident, principal=args.principal, username=username, action=args.action,
-                    limit=args.limit,
-                )
-        finally:
-            await engine.dispose()
-        return items
-
-    items = asyncio.run(entries())
-    if not items:
-        print("no audit entries")
-    for e in items:
-        who = e["username"] or (f"machine:{e['token_name']}" if e["token_name"] else "-")
-        what = f"incident {e['incident_id']}" if e["incident_id"] else (e["detail"] or "")
-        print(f"{e['at'].isoformat()}  {e['principal']:<28} {who:<26} {e['action']:<14} {what}  "
-              f"{e['service']:<9} {e['endpoint']}  token {e['token_id'] or '-'}")
-
-
-def cmd_dlq(args) -> None:
-    from shared import deadletters
-
-    url = CommonSettings().amqp_url.get_secret_value()
-    require_broker(url)
-    try:
-        if args.dlq_command == "list":
-            letters = asyncio.run(deadletters.list_dead_letters(url, args.queue, args.limit))
-            if not letters:
-                print("no dead letters")
-            for d in letters:
-                when = d.first_death_at.isoformat() if d.first_death_at else "-"
-                print(f"{d.queue:<20} {d.reason:<15} {d.event_type or '-':<26} event {d.message_id or '-'}  incident {d.correlation_id or '-'}  {when}  {d.size} B")
-        else:
-            for queue, n in asyncio.run(deadletters.replay(url, args.queue, args.limit)).items():
-                print(f"{queue}: replayed {n}")
-    except ValueError as exc:
-        sys.exit(f"baove: {exc}")
-
-
-def _login() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no login name in some containers
-        return "cli"
-
-
-def cmd_rules(args) -> None:
-    from sqlalchemy.exc import IntegrityError
-
-    from services.routing import rulesets
-    from services.routing.models import RuleSet
-    from services.routing.rules import RulesError
-    from shared.db import utcnow
-
-    runtime = _runtime("routing")
-    runtime.migrate()
-
-    async def show() -> RuleSet | None:
-        async with runtime.sessionmaker() as session:
-            active = await rulesets.active_rule_set(session)
-        await runtime.engine.dispose()
-        return active
-
-    async def load(text: str) -> tuple[str, str | None]:
-        try:
-            async with runtime.sessionmaker() as session, session.begin():
-                table, previous = await rulesets.activate_rule_set(session, text, args.file, args.by or _login(), utcnow())
-        finally:
-            await runtime.engine.dispose()
-        return table.version, previous
-
-    if args.rules_command == "show":
-        active = asyncio.run(show())
-        if active is None:
-            sys.exit("baove: no active rule set yet: routing loads its rules file at first start (or run `baove rules load FILE`)")
-        print(f"# rule set {active.version}: active, loaded {active.loaded_at.isoformat()} by {active.loaded_by}")
-        print(active.source, end="" if active.source.endswith("\n") else "\n")
-        return
-    try:
-        with open(args.file, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"baove: rules refused: cannot read {args.file}: {exc}", file=sys.stderr)
-        sys.exit(2)
-    try:
-        version, previous = asyncio.run(load(text))
-    except (RulesError, rulesets.RuleSetExists) as exc:
-        print(f"baove: rules refused: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except IntegrityError:
-        # The one-active-table and unique-version constraints caught another load committing meanwhile.
-        print("baove: rules refused: another rule set was loaded at the same time; look with `baove rules show` and try again", file=sys.stderr)
-        sys.exit(2)
-    print(f"rule set {version} is active (was {previous or 'none'}); new incidents are routed by it")
-
-
-def contract_documents() -> dict[str, str]:
-    """The published contracts: each service's OpenAPI, the AsyncAPI of the subscribers, the event schemas."""
-    import json
-    import tempfile
-
-    from pydantic import TypeAdapter
-
-    from shared import asyncapi
-    from shared.events import EVENT_TYPES, Envelope
-
-    documents: dict[str, str] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        from pathlib import Path
-
-        runtimes = {
-            name: importlib.import_module(f"services.{name}.app").create_runtime(
-                settings(common=CommonSettings(data_dir=Path(scratch)))
-            )
-            for name, settings in SERVICES.items()
-        }
-        for name, runtime in runtimes.items():
-            documents[f"openapi-{name}.json"] = json.dumps(runtime.api.openapi(), indent=2, ensure_ascii=False, sort_keys=True)
-    documents["asyncapi.json"] = json.dumps(asyncapi.document(), indent=2, ensure_ascii=False, sort_keys=True)
-    schemas = {"envelope": Envelope.model_json_schema()}
-    schemas |= {key: TypeAdapter(model).json_schema() for key, model in sorted(EVENT_TYPES.items())}
-    documents["events.schema.json"] = json.dumps(schemas, indent=2, ensure_ascii=False, sort_keys=True)
-    return {name: text + "\n" for name, text in documents.items()}
-
-
-def cmd_contracts(args) -> None:
-    from pathlib import Path
-
-    folder = Path(args.dir)
-    stale = []
-    for name, text in contract_documents().items():
-        path = folder / name
-        if args.check:
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
-                stale.append(str(path))
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path}")
-    if stale:
-        sys.exit("baove: out of date (run `baove contracts`): " + ", ".join(stale))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.auth import Principal, require_principal
+from shared.auth import Principal, require_principal, require_signed_in
 from shared.reference import Hierarchy
 from shared.runtime import Runtime
 from shared.uow import UnitOfWork
@@ -41,6 +41,8 @@ def now(request: Request) -> datetime:
 Uow = Annotated[UnitOfWork, Depends(unit_of_work, scope="function")]
 AppRuntime = Annotated[Runtime, Depends(from_state("runtime"))]
 Caller = Annotated[Principal, Depends(require_principal)]
+# A caller who may be in the middle of changing a one-time password (who am I, change it, sign out).
+SignedIn = Annotated[Principal, Depends(require_signed_in)]
 Now = Annotated[datetime, Depends(now)]
 AppHierarchy = Annotated[Hierarchy, Depends(from_state("hierarchy"))]
 
@@ -52,3 +54,20 @@ async def auth_session(runtime: AppRuntime) -> AsyncIterator[AsyncSession]:
 
 
 AuthSession = Annotated[AsyncSession, Depends(auth_session, scope="function")]
+
+
+async def auth_unit_of_work(runtime: AppRuntime) -> AsyncIterator[AsyncSession]:
+    """A change to the security store (people, tokens, the audit): one transaction, committed when the route returns."""
+    async with runtime.auth_sessionmaker() as session, session.begin():
+        yield session
+
+
+def auth_sessionmaker(runtime: AppRuntime) -> async_sessionmaker[AsyncSession]:
+    """The security store's sessionmaker, for the use cases that hold no connection while an argon2 hash is verified."""
+    return runtime.auth_sessionmaker
+
+
+AuthUow = Annotated[AsyncSession, Depends(auth_unit_of_work, scope="function")]
+# Sign-in and password change read, close their session, verify the hash in a thread, then write in a short
+# transaction of their own: one transaction around the route would hold a pooled connection through the hashing.
+AuthSessions = Annotated[async_sessionmaker[AsyncSession], Depends(auth_sessionmaker)]

@@ -2,7 +2,10 @@
 
 Who commits: the unit of work, once, at the end of the request (the `Uow` dependency) or of the job
 (`async with runtime.unit_of_work() as uow`). Services never commit or roll back: they use `uow.session`
-and `uow.stage(...)` and return; an exception anywhere rolls the whole unit back.
+and `uow.stage(...)` and return; an exception anywhere rolls the whole unit back. On the security store
+the `AuthUow` dependency (shared/deps.py) is the unit, committed the same way. One exception, by design:
+sign-in and password change (shared/signin.py) take a sessionmaker and write short transactions of their
+own, so that no pooled connection is held while an argon2 hash is verified in a thread.
 """
 
 from __future__ import annotations

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import math
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from shared import errors, passwords, people
-from shared.auth import Principal, require_principal, require_signed_in
+from shared import errors, passwords, people, signin
+from shared.auth import Principal, TokenVerifier
+from shared.deps import AppRuntime, AuthSession, AuthSessions, AuthUow, Caller, SignedIn, from_state
+from shared.ratelimit import RateLimiter
 
 router = APIRouter(prefix="/v1", tags=["people"])
 CLIENT_ADDRESS = "x-baove-client-address"
@@ -80,11 +83,11 @@ async def warm_up() -> None:
     await asyncio.to_thread(passwords.dummy_hash)
 
 
-def client_address(request: Request) -> str:
+def client_address(request: Request, runtime: AppRuntime) -> str:
     """The browser's address: the console's forwarded header when the caller is a trusted proxy, else the peer."""
     peer = request.client.host if request.client else "unknown"
     forwarded = request.headers.get(CLIENT_ADDRESS)
-    if forwarded and _trusted(peer, request.app.state.runtime.common.trusted_proxies):
+    if forwarded and _trusted(peer, runtime.common.trusted_proxies):
         try:
             return str(ipaddress.ip_address(forwarded.strip()))
         except ValueError:
@@ -101,66 +104,73 @@ def _trusted(peer: str, listed: str) -> bool:
     return peer in {p.strip() for p in listed.split(",") if p.strip()}
 
 
+def _bearer(request: Request) -> str:
+    return request.headers.get("authorization", "").partition(" ")[2].strip()
+
+
+Verifier = Annotated[TokenVerifier, Depends(from_state("verifier"))]
+
+
+async def forget_token_after(request: Request, verifier: Verifier) -> AsyncIterator[None]:
+    """Drop this process's memory of the caller's token once the route is done (a sign-out answers at once here)."""
+    try:
+        yield
+    finally:
+        verifier.forget(_bearer(request))
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
+SignInLimiter = Annotated[RateLimiter, Depends(from_state("sign_in_limiter"))]
+# Declared before `AuthUow` in a route, it ends after the transaction has committed (function-scoped exits run last-in, first-out).
+ForgetToken = Annotated[None, Depends(forget_token_after, scope="function")]
+
+
 @router.post("/sessions", status_code=201, response_model=SessionCreated,
              responses={**WRONG, 429: {"description": "too many sign-ins from this address; retry after Retry-After seconds"}})
-async def sign_in(body: SessionCreate, request: Request):
+async def sign_in(body: SessionCreate, runtime: AppRuntime, sessions: AuthSessions, address: ClientAddress, limiter: SignInLimiter):
     """Sign in: a personal session token (12 h, refused after 30 min unused). Every failure answers the same."""
-    runtime = request.app.state.runtime
-    address = client_address(request)
-    wait = request.app.state.sign_in_limiter.retry_after(address)
+    wait = limiter.retry_after(address)
     if wait is not None:
         raise errors.TooMany(f"too many sign-in attempts from this address; retry after {math.ceil(wait)} s", math.ceil(wait))
     common = runtime.common
-    outcome = await people.sign_in(
-        runtime.auth_sessionmaker, body.username, body.password, address,
+    outcome = await signin.sign_in(
+        sessions, body.username, body.password, address,
         lifetime=timedelta(hours=common.session_hours), idle_timeout=timedelta(minutes=common.session_idle_minutes),
     )
     if outcome.answer is None:
         # Slows guessing, and hides how long each kind of refusal took behind one fixed wait.
         await asyncio.sleep(runtime.settings.sign_in_failure_delay_seconds)
-        raise errors.Unauthenticated(people.WRONG)
+        raise errors.Unauthenticated(signin.WRONG)
     return outcome.answer
 
 
 @router.get("/me", response_model=Me, responses={401: {"description": "not signed in"}})
-async def me(request: Request, principal: Principal = Depends(require_signed_in)):
+async def me(principal: SignedIn, session: AuthSession):
     """The signed-in person (or, for a machine token, its principal) and when the session ends."""
-    runtime = request.app.state.runtime
     if principal.username is None:
         raise errors.Forbidden("a machine token is not a person")
-    async with runtime.auth_sessionmaker() as session:
-        person = await people.get_person(session, principal.username)
+    person = await people.get_person(session, principal.username)
     return {**person, "session_expires_at": principal.expires_at, "must_change_password": principal.must_change_password,
             "token_id": principal.token_id}
 
 
 @router.post("/sessions/password", status_code=204, response_class=Response,
              responses={422: {"description": '{"detail": {"code": ..., "message": ...}}: the rule the new password breaks'}})
-async def change_password(body: PasswordChange, request: Request, principal: Principal = Depends(require_signed_in)):
+async def change_password(body: PasswordChange, principal: SignedIn, _forget: ForgetToken, sessions: AuthSessions):
     """Change one's own password (required first after a one-time password); the session keeps working."""
-    runtime = request.app.state.runtime
+    # `_forget`: a fifth wrong current password ends this session.
     try:
-        await people.change_password(runtime.auth_sessionmaker, principal, body.current_password, body.new_password)
+        await signin.change_password(sessions, principal, body.current_password, body.new_password)
     except passwords.PasswordRefused as exc:
         raise errors.Invalid({"code": exc.code, "message": exc.message}) from None
-    finally:
-        _forget(request)  # a fifth wrong current password ends this session
     return Response(status_code=204)
 
 
 @router.delete("/sessions/current", status_code=204, response_class=Response)
-async def sign_out(request: Request, principal: Principal = Depends(require_signed_in)):
+async def sign_out(principal: SignedIn, _forget: ForgetToken, session: AuthUow):
     """Sign out: this token is revoked at once."""
-    runtime = request.app.state.runtime
-    async with runtime.auth_sessionmaker() as session, session.begin():
-        await people.sign_out(session, principal)
-    _forget(request)
+    await signin.sign_out(session, principal)
     return Response(status_code=204)
-
-
-def _forget(request: Request) -> None:
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    request.app.state.verifier.forget(token)
 
 
 # -- administration -------------------------------------------------------------------------
@@ -187,8 +197,7 @@ async def _target(session, principal: Principal, username: str) -> dict:
 
 
 @router.get("/users", response_model=PersonPage)
-async def list_users(request: Request, commune: str | None = Query(None, pattern=r"^\d{5}$"),
-                     principal: Principal = Depends(require_principal)):
+async def list_users(principal: Caller, session: AuthSession, commune: str | None = Query(None, pattern=r"^\d{5}$")):
     """People, by username: admins see everyone (or one commune's), a cp_officer the people of its commune."""
     if not principal.is_admin:
         if not _officer(principal):
@@ -196,50 +205,46 @@ async def list_users(request: Request, commune: str | None = Query(None, pattern
         if commune not in (None, principal.commune_code):
             raise errors.Forbidden(f"a cp_officer administers the people of commune {principal.commune_code} only")
         commune = principal.commune_code
-    async with request.app.state.runtime.auth_sessionmaker() as session:
-        return {"items": await people.list_people(session, commune)}
+    return {"items": await people.list_people(session, commune)}
 
 
 @router.post("/users", status_code=201, response_model=PersonWithPassword,
              responses={409: {"description": "username not available"}, 422: {"description": "bad username, name or principal"}})
-async def add_user(body: PersonCreate, request: Request, principal: Principal = Depends(require_principal)):
+async def add_user(body: PersonCreate, principal: Caller, session: AuthUow):
     """Add a person; the answer carries their one-time password, shown this once."""
     if not _may_administer(principal, body.kind, body.subject):
         raise errors.Forbidden("a cp_officer adds people of its own commune's units only")
-    async with request.app.state.runtime.auth_sessionmaker() as session, session.begin():
-        one_time = await people.add_person(
-            session, body.username, body.full_name, body.kind, body.subject, created_by=people.Actor.of(principal, "POST /v1/users")
-        )
-        person = await people.get_person(session, body.username)
+    one_time = await people.add_person(
+        session, body.username, body.full_name, body.kind, body.subject, created_by=people.Actor.of(principal, "POST /v1/users")
+    )
+    person = await people.get_person(session, body.username)
     return {"person": person, "one_time_password": one_time}
 
 
-async def _set_state(request: Request, principal: Principal, username: str, state: str) -> dict:
+async def _set_state(session, principal: Principal, username: str, state: str) -> dict:
     verb = "disable" if state == "disabled" else "enable"
-    async with request.app.state.runtime.auth_sessionmaker() as session, session.begin():
-        await _target(session, principal, username)
-        return await people.set_state(session, username, state, people.Actor.of(principal, f"POST /v1/users/{{username}}/{verb}"))
+    await _target(session, principal, username)
+    return await people.set_state(session, username, state, people.Actor.of(principal, f"POST /v1/users/{{username}}/{verb}"))
 
 
 @router.post("/users/{username}/disable", response_model=Person, responses={404: {"description": "no such person for this caller"}})
-async def disable_user(username: str, request: Request, principal: Principal = Depends(require_principal)):
+async def disable_user(username: str, principal: Caller, session: AuthUow):
     """Disable a person: their sessions and tokens are refused everywhere within a second."""
-    return await _set_state(request, principal, username, "disabled")
+    return await _set_state(session, principal, username, "disabled")
 
 
 @router.post("/users/{username}/enable", response_model=Person, responses={404: {"description": "no such person for this caller"}})
-async def enable_user(username: str, request: Request, principal: Principal = Depends(require_principal)):
+async def enable_user(username: str, principal: Caller, session: AuthUow):
     """Enable a disabled person again (they sign in anew)."""
-    return await _set_state(request, principal, username, "active")
+    return await _set_state(session, principal, username, "active")
 
 
 @router.post("/users/{username}/reset-password", response_model=PersonWithPassword,
              responses={404: {"description": "no such person for this caller"}})
-async def reset_user_password(username: str, request: Request, principal: Principal = Depends(require_principal)):
+async def reset_user_password(username: str, principal: Caller, session: AuthUow):
     """A new one-time password for a person, shown this once; their sessions end."""
-    async with request.app.state.runtime.auth_sessionmaker() as session, session.begin():
-        await _target(session, principal, username)
-        person, one_time = await people.reset_password(
-            session, username, people.Actor.of(principal, "POST /v1/users/{username}/reset-password")
-        )
+    await _target(session, principal, username)
+    person, one_time = await people.reset_password(
+        session, username, people.Actor.of(principal, "POST /v1/users/{username}/reset-password")
+    )
     return {"person": person, "one_time_password": one_time}

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import inspect, select, text
 
 from services import cli
-from shared import audit, auth, people
+from shared import audit, auth, people, signin
 from shared.migrate import config
 from shared.runtime import AUTH_MIGRATIONS
 from shared.settings import CommonSettings
@@ -334,7 +334,7 @@ class TestConcurrentGuessing:
         from shared import passwords
 
         if not in_process_lock:  # only the database serialises: PostgreSQL's advisory lock, SQLite's one writer
-            monkeypatch.setattr(people, "_gate", lambda name: asyncio.Lock())
+            monkeypatch.setattr(signin, "_gate", lambda name: asyncio.Lock())
         await add(intake, "lan")
         await asyncio.to_thread(passwords.dummy_hash)  # made once at start, as intake's warm-up does
         verified: list[str] = []

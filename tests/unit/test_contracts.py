@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import contract_documents
+from services.cli_ops import contract_documents
 from shared.events import EVENT_TYPES
 from shared.topology import CONSUMER_QUEUES, NOTIFICATIONS
 

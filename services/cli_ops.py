@@ -1,0 +1,186 @@
+"""The `baove` commands about the running system: migrations, dead letters, routing rules, published contracts."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import importlib
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+from shared.settings import CommonSettings, ConsoleSettings, IntakeSettings, ReportingSettings, RoutingSettings
+
+SERVICES = {"intake": IntakeSettings, "routing": RoutingSettings, "reporting": ReportingSettings}
+# The processes `baove up` starts: the three services, then the console that calls them.
+PROCESSES = {**SERVICES, "console": ConsoleSettings}
+
+
+def service_runtime(name: str):
+    return importlib.import_module(f"services.{name}.app").create_runtime()
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+async def _broker_reachable(url: str, timeout: float = 5.0) -> str | None:
+    import aio_pika
+
+    try:
+        connection = await asyncio.wait_for(aio_pika.connect(url), timeout)
+    except Exception as exc:  # any failure is reported the same way: not reachable
+        return f"{type(exc).__name__}: {exc}"
+    await connection.close()
+    return None
+
+
+def require_broker(url: str) -> None:
+    problem = asyncio.run(_broker_reachable(url))
+    if problem:
+        sys.exit(
+            f"baove: RabbitMQ is not reachable at {_safe_url(url)} ({problem}).\n"
+            "  Start it:   rabbitmq-server -detached   (or: systemctl start rabbitmq-server)\n"
+            "  Install it: apt-get install -y rabbitmq-server\n"
+            "  Or point BAOVE_AMQP_URL at a running broker."
+        )
+
+
+def checked_broker_url(service: str) -> str:
+    settings = SERVICES[service]()
+    settings.check_secrets()
+    return settings.broker_url()
+
+
+def cmd_migrate(_args) -> None:
+    for name in PROCESSES:
+        service_runtime(name).migrate()
+        print(f"migrated {name}")
+
+
+
+def cmd_dlq(args) -> None:
+    from shared import deadletters
+
+    url = CommonSettings().amqp_url.get_secret_value()
+    require_broker(url)
+    try:
+        if args.dlq_command == "list":
+            letters = asyncio.run(deadletters.list_dead_letters(url, args.queue, args.limit))
+            if not letters:
+                print("no dead letters")
+            for d in letters:
+                when = d.first_death_at.isoformat() if d.first_death_at else "-"
+                print(f"{d.queue:<20} {d.reason:<15} {d.event_type or '-':<26} event {d.message_id or '-'}  incident {d.correlation_id or '-'}  {when}  {d.size} B")
+        else:
+            for queue, n in asyncio.run(deadletters.replay(url, args.queue, args.limit)).items():
+                print(f"{queue}: replayed {n}")
+    except ValueError as exc:
+        sys.exit(f"baove: {exc}")
+
+
+def login() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in some containers
+        return "cli"
+
+
+def cmd_rules(args) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from services.routing import rulesets
+    from services.routing.models import RuleSet
+    from services.routing.rules import RulesError
+    from shared.db import utcnow
+
+    runtime = service_runtime("routing")
+    runtime.migrate()
+
+    async def show() -> RuleSet | None:
+        async with runtime.sessionmaker() as session:
+            active = await rulesets.active_rule_set(session)
+        await runtime.engine.dispose()
+        return active
+
+    async def load(text: str) -> tuple[str, str | None]:
+        try:
+            async with runtime.sessionmaker() as session, session.begin():
+                table, previous = await rulesets.activate_rule_set(session, text, args.file, args.by or login(), utcnow())
+        finally:
+            await runtime.engine.dispose()
+        return table.version, previous
+
+    if args.rules_command == "show":
+        active = asyncio.run(show())
+        if active is None:
+            sys.exit("baove: no active rule set yet: routing loads its rules file at first start (or run `baove rules load FILE`)")
+        print(f"# rule set {active.version}: active, loaded {active.loaded_at.isoformat()} by {active.loaded_by}")
+        print(active.source, end="" if active.source.endswith("\n") else "\n")
+        return
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"baove: rules refused: cannot read {args.file}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        version, previous = asyncio.run(load(text))
+    except (RulesError, rulesets.RuleSetExists) as exc:
+        print(f"baove: rules refused: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except IntegrityError:
+        # The one-active-table and unique-version constraints caught another load committing meanwhile.
+        print("baove: rules refused: another rule set was loaded at the same time; look with `baove rules show` and try again", file=sys.stderr)
+        sys.exit(2)
+    print(f"rule set {version} is active (was {previous or 'none'}); new incidents are routed by it")
+
+
+def contract_documents() -> dict[str, str]:
+    """The published contracts: each service's OpenAPI, the AsyncAPI of the subscribers, the event schemas."""
+    import json
+    import tempfile
+
+    from pydantic import TypeAdapter
+
+    from shared import asyncapi
+    from shared.events import EVENT_TYPES, Envelope
+
+    documents: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        from pathlib import Path
+
+        runtimes = {
+            name: importlib.import_module(f"services.{name}.app").create_runtime(
+                settings(common=CommonSettings(data_dir=Path(scratch)))
+            )
+            for name, settings in SERVICES.items()
+        }
+        for name, runtime in runtimes.items():
+            documents[f"openapi-{name}.json"] = json.dumps(runtime.api.openapi(), indent=2, ensure_ascii=False, sort_keys=True)
+    documents["asyncapi.json"] = json.dumps(asyncapi.document(), indent=2, ensure_ascii=False, sort_keys=True)
+    schemas = {"envelope": Envelope.model_json_schema()}
+    schemas |= {key: TypeAdapter(model).json_schema() for key, model in sorted(EVENT_TYPES.items())}
+    documents["events.schema.json"] = json.dumps(schemas, indent=2, ensure_ascii=False, sort_keys=True)
+    return {name: text + "\n" for name, text in documents.items()}
+
+
+def cmd_contracts(args) -> None:
+    from pathlib import Path
+
+    folder = Path(args.dir)
+    stale = []
+    for name, text in contract_documents().items():
+        path = folder / name
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path))
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    if stale:
+        sys.exit("baove: out of date (run `baove contracts`): " + ", ".join(stale))
+
