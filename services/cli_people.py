@@ -116,31 +116,42 @@ def _principal_of(args) -> tuple[str, str]:
     return ("unit", args.unit) if args.unit else ("district", args.district) if args.district else ("admin", "admin")
 
 
-def cmd_user(args) -> None:
-    from shared import errors, people
+def _in_auth_store(use_case):
+    """Run `use_case(session, by)` in one transaction of the security store, as the operator at the keyboard;
+    a refusal exits 2 naming the reason."""
+    from shared import errors
 
     _migrate_auth()
     by = login()
 
     async def run():
         async with _auth_session() as session:
-            if args.user_command == "add":
-                kind, subject = _principal_of(args)
-                password = None
-                if args.password_stdin:
-                    password = sys.stdin.readline().rstrip("\r\n")
-                one_time = await people.add_person(session, args.username, args.name, kind, subject, password, created_by=by)
-                return await people.get_person(session, args.username), one_time
-            if args.user_command == "list":
-                return await people.list_people(session, args.commune), None
-            if args.user_command in ("disable", "enable"):
-                return await people.set_state(session, args.username, "disabled" if args.user_command == "disable" else "active", by), None
-            return await people.reset_password(session, args.username, by)
+            return await use_case(session, by)
 
     try:
-        result, one_time = asyncio.run(run())
+        return asyncio.run(run())
     except errors.DomainError as exc:
         _refused(exc)
+
+
+def cmd_user(args) -> None:
+    from shared import people
+
+    async def use_case(session, by):
+        if args.user_command == "add":
+            kind, subject = _principal_of(args)
+            password = None
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\r\n")
+            one_time = await people.add_person(session, args.username, args.name, kind, subject, password, created_by=by)
+            return await people.get_person(session, args.username), one_time
+        if args.user_command == "list":
+            return await people.list_people(session, args.commune), None
+        if args.user_command in ("disable", "enable"):
+            return await people.set_state(session, args.username, "disabled" if args.user_command == "disable" else "active", by), None
+        return await people.reset_password(session, args.username, by)
+
+    result, one_time = _in_auth_store(use_case)
     if args.user_command == "list":
         if not result:
             print("no people")
@@ -155,28 +166,21 @@ def cmd_user(args) -> None:
 def cmd_token(args) -> None:
     from shared import errors, people
 
-    _migrate_auth()
-    by = login()
+    async def use_case(session, by):
+        if args.token_command == "issue":
+            if args.user:
+                return await people.issue_personal_token(session, args.user, args.days, by)
+            if not args.name:
+                raise errors.Invalid('a machine token needs a name: --name "hotline gateway" (or --user USERNAME for a person\'s token)')
+            kind, subject = _principal_of(args)
+            return await people.issue_machine_token(session, kind, subject, args.name, args.days, by)
+        if args.token_command == "list":
+            return await people.list_tokens(session, args.user)
+        which = {"token": args.token} if args.token else {"token_id": args.id} if args.id else \
+            {"username": people.normalise_username(args.user)} if args.user else {"subject": args.subject}
+        return await people.revoke(session, by, **which)
 
-    async def run():
-        async with _auth_session() as session:
-            if args.token_command == "issue":
-                if args.user:
-                    return await people.issue_personal_token(session, args.user, args.days, by)
-                if not args.name:
-                    raise errors.Invalid('a machine token needs a name: --name "hotline gateway" (or --user USERNAME for a person\'s token)')
-                kind, subject = _principal_of(args)
-                return await people.issue_machine_token(session, kind, subject, args.name, args.days, by)
-            if args.token_command == "list":
-                return await people.list_tokens(session, args.user)
-            which = {"token": args.token} if args.token else {"token_id": args.id} if args.id else \
-                {"username": people.normalise_username(args.user)} if args.user else {"subject": args.subject}
-            return await people.revoke(session, by, **which)
-
-    try:
-        result = asyncio.run(run())
-    except errors.DomainError as exc:
-        _refused(exc)
+    result = _in_auth_store(use_case)
     if args.token_command == "issue":
         token, token_id = result
         print(token)
