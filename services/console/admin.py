@@ -16,6 +16,7 @@ from .sessions import Session
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 COMMUNE = re.compile(r"^\d{5}$")
+FILENAME = re.compile(r"^[\w.\- ]{1,100}$")
 AUDIT_FILTERS = ("incident", "principal", "since")
 AUDIT_ACTIONS = {
     "read": "Xem hồ sơ vụ việc", "sign_in": "Đăng nhập", "sign_in_failed": "Đăng nhập sai", "lockout": "Tạm khóa do đăng nhập sai",
@@ -76,7 +77,7 @@ async def _rules_page(request: Request, session: Session, status: int = 200, **e
         if exc.status == 403:
             raise NotFound() from None
         raise
-    context = {"text": rule_set["text"], "error": None, "loaded": None} | extra
+    context = {"text": rule_set["text"], "filename": None, "error": None, "loaded": None} | extra
     return render(request, "admin_rules.html", status, rule_set=rule_set, table=rule_table(rule_set),
                   urgencies=[u.value for u in Urgency], **context)
 
@@ -93,11 +94,14 @@ async def load_rules(request: Request) -> Response:
         raise NotFound()
     fields = await posted(request, session)
     text = str(fields.get("rules_text", "")).replace("\r\n", "\n")
+    # The chosen file's name (set by admin.js) names the place of an error, as `baove rules load FILE` does.
+    filename = str(fields.get("rules_filename", ""))
+    filename = filename if FILENAME.match(filename) else "rules.yaml"
     if not text.strip():
         return await _rules_page(request, session, 422, text=text, error="Hãy dán nội dung tệp quy tắc (YAML).")
     try:
         loaded = await request.app.state.console.apis.json(
-            "routing", "POST", "/v1/rules", session.token, ok=(201,), json={"text": text, "filename": "rules.yaml"})
+            "routing", "POST", "/v1/rules", session.token, ok=(201,), json={"text": text, "filename": filename})
     except ApiError as exc:
         if exc.status == 409:
             error = f"Phiên bản này đã được nạp trước đây; hãy đặt phiên bản mới (version). Chi tiết: {exc.detail}"
@@ -105,7 +109,7 @@ async def load_rules(request: Request) -> Response:
             error = f"Tệp quy tắc có lỗi: {exc.detail}"
         else:
             error = "Nội dung không hợp lệ; hãy kiểm tra lại tệp quy tắc."
-        return await _rules_page(request, session, 422, text=text, error=error)
+        return await _rules_page(request, session, 422, text=text, filename=filename, error=error)
     return await _rules_page(request, session, loaded=loaded["version"])
 
 

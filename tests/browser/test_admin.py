@@ -45,10 +45,13 @@ def test_an_admin_loads_rules_a_bad_file_named_by_its_line(console_system, brows
     assert f'version: "{active}"' in text
     bad = text.replace(f'version: "{active}"', 'version: "browser-bad"').replace("  injury:\n    lead: health", "  injury:\n    lead: polise")
     line = bad.splitlines().index("    lead: polise") + 1
-    page.locator("#rules_text").fill(bad)
+    page.get_by_label("Chọn tệp quy tắc (.yaml) để đưa vào ô bên dưới").set_input_files(
+        files=[{"name": "xa-25349.yaml", "mimeType": "text/yaml", "buffer": bad.encode("utf-8")}]
+    )
+    page.wait_for_function("text => document.getElementById('rules_text').value === text", arg=bad)
     page.get_by_role("button", name="Kiểm tra và áp dụng").click()
     error = page.locator("#rules_text-error").inner_text()
-    assert f"rules.yaml:{line}: categories.injury.lead: unknown unit type 'polise'" in error
+    assert f"xa-25349.yaml:{line}: categories.injury.lead: unknown unit type 'polise'" in error
     assert page.locator("#rules_text").input_value() == bad, "what was typed stays"
     assert page.locator("#rules-version").inner_text() == active
     axe_check(page, "routing rules with an error")
@@ -58,6 +61,8 @@ def test_an_admin_loads_rules_a_bad_file_named_by_its_line(console_system, brows
     assert page.get_by_role("status").inner_text().startswith("Đã nạp và áp dụng phiên bản browser-1")
     assert page.locator("#rules-version").inner_text() == "browser-1"
     shot(page, artefacts, "42-admin-rules-loaded")
+    page.get_by_role("button", name="Kiểm tra và áp dụng").click()  # the same version again
+    assert page.locator("#rules_text-error").inner_text().startswith("Phiên bản này đã được nạp trước đây")
     context.close()
 
 
