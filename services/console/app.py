@@ -19,7 +19,7 @@ from shared.db import make_engine, make_sessionmaker
 from shared.metrics import HttpMetricsMiddleware, metrics_response, new_registry
 from shared.settings import ConsoleSettings
 
-from . import pages, security
+from . import admin, pages, security
 from .clients import Apis
 from .sessions import SessionStore
 
@@ -51,6 +51,7 @@ class Console:
         self.api.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
         self._install_probes()
         pages.install(self.api)
+        self.api.include_router(admin.router)
 
     def migrate(self) -> None:
         migrate.upgrade(MIGRATIONS, self.db_url)

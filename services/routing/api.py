@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from shared.deps import AppRuntime, Caller, Now, Uow, from_state
-from shared.enums import AssignmentStatus, Urgency
+from shared.enums import AssignmentStatus, Role, Urgency
 from shared.metrics import RoutingMetrics
 
 from . import assignments, cases, inbox, lifecycle, registry, rulesets
-from .models import Assignment, RoutedIncident
+from .models import Assignment, RoutedIncident, RuleSet
+from .rules import RuleTable
 from .schemas import (
     AssignmentPage,
     AssignmentRead,
@@ -26,6 +27,9 @@ from .schemas import (
     IncidentReopen,
     IncidentStateRead,
     ReporterRead,
+    RuleRead,
+    RuleSetLoad,
+    RuleSetRead,
     StatusChange,
     StatusChanged,
     UnitPage,
@@ -215,3 +219,50 @@ async def list_units(
         items=[UnitRead(id=u.id, type=u.unit_type, name=u.name, commune_code=u.commune_code, active=u.active) for u in units],
         next_cursor=next_cursor,
     )
+
+
+
+def _rule_set(row: RuleSet, table: RuleTable) -> RuleSetRead:
+    def read(entry, category, role) -> RuleRead:
+        urgencies = sorted(entry.urgencies, key=list(Urgency).index) if entry.urgencies is not None else None
+        return RuleRead(rule=entry.rule, category=category, role=role, unit_type=entry.unit_type.value, urgencies=urgencies, reason=entry.reason)
+
+    rows = [read(e, None, Role.support) for e in table.always]
+    for category, cat in table.categories.items():
+        rows += [read(cat.lead, category, Role.lead), *(read(e, category, Role.support) for e in cat.support)]
+    return RuleSetRead(
+        version=row.version,
+        activated_at=row.loaded_at,
+        loaded_by=row.loaded_by,
+        ack_deadlines={u: int(d.total_seconds() // 60) for u, d in table.ack_deadlines.items()},
+        rules=rows,
+        text=row.source,
+    )
+
+
+@router.get(
+    "/rules",
+    response_model=RuleSetRead,
+    tags=["rules"],
+    responses={**ERRORS, 403: {"description": "only admins and a commune's cp_officer"}, 404: {"description": "no active rule set yet"}},
+)
+async def read_rules(uow: Uow, principal: Caller):
+    """The active routing table: its version, when and by whom it was loaded, its rules and the YAML text."""
+    return _rule_set(*await rulesets.read_active(uow.session, principal))
+
+
+@router.post(
+    "/rules",
+    response_model=RuleSetRead,
+    status_code=201,
+    tags=["rules"],
+    responses={
+        401: ERRORS[401],
+        403: {"description": "only admins"},
+        409: {"description": "this version was loaded before (or another load won the race): give the table a new version"},
+        422: {"description": "the file is not understood: the detail names the file, line, key and reason as `baove rules load` does"},
+    },
+)
+async def load_rules(body: RuleSetLoad, uow: Uow, now: Now, principal: Caller):
+    """Check a rules file and make it the active rule set; new incidents are routed by it."""
+    return _rule_set(*await rulesets.load(uow.session, body.text, body.filename, principal, now))

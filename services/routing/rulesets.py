@@ -9,12 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.auth import Principal
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.runtime import Runtime
 
 from . import rules
 from .assignments import PRODUCER
 from .models import RuleSet
-from .rules import RuleTable
+from .rules import RulesError, RuleTable
 
 log = logging.getLogger("baove.routing")
 
@@ -90,3 +92,37 @@ async def seed_rule_set(runtime: Runtime, text: str, source: str, now: datetime)
     except IntegrityError:
         # Another replica starting at the same moment seeded it.
         log.info("rule set seeded by another instance")
+
+
+
+def may_read_rules(principal: Principal) -> bool:
+    """Admins and every commune's cp_officer: the table routes their commune's cases."""
+    return principal.is_admin or principal.unit_type == "cp_officer"
+
+
+
+async def read_active(session: AsyncSession, principal: Principal) -> tuple[RuleSet, RuleTable]:
+    """The active rule set and its parsed table, for `GET /v1/rules`."""
+    if not may_read_rules(principal):
+        raise Forbidden("only admins and a commune's cp_officer may read the routing rules")
+    active = await active_rule_set(session)
+    if active is None:
+        raise NotFound("no active rule set yet: routing loads its rules file at first start")
+    return active, rules.parse_rules(active.source, f"rule set {active.version}")
+
+
+
+async def load(session: AsyncSession, text: str, source: str, principal: Principal, now: datetime) -> tuple[RuleSet, RuleTable]:
+    """An admin loads a new version (`POST /v1/rules`): the file's error as `baove rules load` names it, or a version seen before."""
+    if not principal.is_admin:
+        raise Forbidden("only admins may load routing rules")
+    try:
+        table, _ = await activate_rule_set(session, text, source, principal.username or principal.subject, now)
+    except RulesError as exc:
+        raise Invalid(str(exc)) from None
+    except RuleSetExists as exc:
+        raise Conflict(str(exc)) from None
+    except IntegrityError:
+        # The one-active-table and unique-version constraints caught another load committing meanwhile.
+        raise Conflict("another rule set was loaded at the same time: read the active one and try again") from None
+    return await active_rule_set(session), table

@@ -168,3 +168,28 @@ class CaseConflict(BaseModel):
 
 class CaseConflictBody(BaseModel):
     detail: CaseConflict
+
+
+class RuleRead(BaseModel):
+    rule: str = Field(description="the rule's name, as assignments record it, e.g. category.violence.support.police")
+    category: Category | None = Field(description="the category it applies to; null: every incident (`always`)")
+    role: Role
+    unit_type: str
+    urgencies: list[Urgency] | None = Field(description="the urgencies it applies at; null: all")
+    reason: str | None
+
+
+class RuleSetRead(BaseModel):
+    version: str
+    activated_at: datetime
+    loaded_by: str
+    ack_deadlines: dict[Urgency, int] = Field(description="minutes to acknowledge, per urgency")
+    rules: list[RuleRead]
+    text: str = Field(description="the rules file as loaded (the YAML `baove rules show` prints)")
+
+
+class RuleSetLoad(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=200_000, description="a rules file in the format of services/routing/rules.yaml, with a new version")
+    filename: str = Field("rules.yaml", min_length=1, max_length=200, description="the file's name, used in the error's place")

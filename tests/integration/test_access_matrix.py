@@ -17,6 +17,7 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import select, update
 
 from services.routing.models import Assignment
+from services.routing.rules import DEFAULT_RULES
 from shared import audit, auth, people
 from shared.db import make_engine, make_sessionmaker, utcnow
 from tests.routing_support import reported, route, routing_runtime
@@ -61,6 +62,7 @@ class Rule:
     fresh_token: bool = False  # the call spends the caller's token (sign-out): each caller gets a new one
 
 
+MATRIX_RULES = DEFAULT_RULES.read_text(encoding="utf-8").replace('version: "2025.1"', 'version: "matrix"')
 CLOSE = {"risk_level": "low", "outcome": "reviewed"}
 RULES: dict[tuple[str, str], Rule] = {
     # intake
@@ -110,6 +112,11 @@ RULES: dict[tuple[str, str], Rule] = {
         "25349.cp_officer", 409, lambda w: (f"/v1/incidents/{w.routed_incident_id}/reopen", None, {"reason": "new facts"})
     ),
     ("GET", "/v1/units"): Rule("25349.cp_officer", 200, lambda w: ("/v1/units", {"commune": "25349"}, None)),
+    ("GET", "/v1/rules"): Rule(
+        "25349.cp_officer", 200, lambda w: ("/v1/rules", None, None),
+        also_allowed=frozenset({"other_commune"}),  # every commune's cp_officer reads the table that routes its cases
+    ),
+    ("POST", "/v1/rules"): Rule("admin", 201, lambda w: ("/v1/rules", None, {"text": MATRIX_RULES})),
     # reporting
     ("GET", "/v1/summaries/{org_unit}"): Rule("25349.cp_officer", 200, lambda w: ("/v1/summaries/25349", {"period": "2025"}, None)),
     ("GET", "/v1/summaries/{org_unit}/export"): Rule(
