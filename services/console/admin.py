@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse, Response
 from shared.enums import Category, Urgency
 
 from .clients import ApiError, NotFound
-from .pages import HIERARCHY, current, posted, render
 from .sessions import Session
+from .web import HIERARCHY, current, posted, render
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 COMMUNE = re.compile(r"^\d{5}$")
