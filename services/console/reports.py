@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import Request
@@ -37,8 +38,44 @@ async def _summary(request: Request, org_unit: str) -> tuple[Session, str, dict[
     return session, period, summary
 
 
-def _charts(summary: dict[str, Any]) -> dict[str, Any]:
-    return {"charts": forms.charts(summary.get("indicators"), HIERARCHY), "periods": forms.periods(utc_now())}
+def _months(period: dict[str, Any]) -> list[tuple[int, int]]:
+    """(year, month) of each month a period covers, in order; none for a period of one month."""
+    start, end = date.fromisoformat(period["start"]), date.fromisoformat(period["end"])
+    months = []
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        months.append((year, month))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months if len(months) > 1 else []
+
+
+async def _trend(request: Request, session: Session, org_unit: str, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """Incidents month by month over the period, as one more chart (each month's own summary from the API)."""
+    months = _months(summary["period"])
+    if not months:
+        return None
+    apis = request.app.state.console.apis
+    try:
+        answers = await asyncio.gather(*(
+            apis.json("reporting", "GET", f"/v1/summaries/{org_unit}", session.token, params={"period": f"{y}{m:02d}"})
+            for y, m in months
+        ))
+    except (ApiError, NotFound):
+        return None
+    counts = [((y, m), (a.get("indicators") or {}).get("incidents_total")) for (y, m), a in zip(months, answers, strict=True)]
+    top = max((c for _, c in counts if c), default=0)
+    rows = [
+        {"label": f"Tháng {m}/{y}", "count": c, "width": round(100 * c / top, 1) if top else 0}
+        for (y, m), c in counts if c is not None
+    ]
+    return {"key": "by_month", "title": "Vụ việc theo tháng", "rows": rows} if rows else None
+
+
+async def _charts(request: Request, session: Session, org_unit: str, summary: dict[str, Any]) -> dict[str, Any]:
+    charts = forms.charts(summary.get("indicators"), HIERARCHY)
+    if charts and (trend := await _trend(request, session, org_unit, summary)):
+        charts.append(trend)
+    return {"charts": charts, "periods": forms.periods(utc_now())}
 
 
 async def reports_page(request: Request) -> Response:
@@ -53,7 +90,7 @@ async def reports_page(request: Request) -> Response:
         except ApiError:
             revisions = []
     return render(request, "reports.html", summary=summary, period=period, org_unit=org_unit, revisions=revisions,
-                  **_charts(summary))
+                  **await _charts(request, session, org_unit, summary))
 
 
 async def reports_export(request: Request) -> Response:
@@ -73,10 +110,10 @@ async def reports_export(request: Request) -> Response:
 
 async def district_page(request: Request) -> Response:
     code = request.path_params["code"]
-    _session, period, summary = await _summary(request, code)
+    session, period, summary = await _summary(request, code)
     return render(request, "district.html", summary=summary, period=period, code=code,
                   reports={r["code"]: r for r in ((summary.get("completeness") or {}).get("reports") or [])},
-                  **_charts(summary))
+                  **await _charts(request, session, code, summary))
 
 
 async def commune_cases(request: Request) -> Response:

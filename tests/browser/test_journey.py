@@ -132,6 +132,10 @@ def test_the_journey(console_system, browser, artefacts):
         return district_count(district, "25349") == before + 1
 
     eventually(counted, timeout=30, what="the district count going up")
+    # The monthly trend counts the report in the month it happened (2 March 2025), with its number beside the bar.
+    trend = district.locator("section.chart", has=district.get_by_role("heading", name="Vụ việc theo tháng"))
+    march = trend.locator("tr", has_text="Tháng 3/2025").locator("td.num").inner_text()
+    assert int(march.replace(".", "")) >= 1, march
     axe_check(district, "district overview after the report")
     shot(district, artefacts, "08-district-overview")
     district.set_viewport_size({"width": 390, "height": 844})

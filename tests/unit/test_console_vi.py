@@ -67,3 +67,11 @@ def test_api_errors_land_on_the_form_fields():
                          {"loc": ["body", "hamlet"], "msg": "x", "type": "value_error"}])
     assert set(forms.api_errors(exc)) == {"children-0-school", "hamlet"}
     assert "form" in forms.api_errors(ApiError(429, "slow down"))
+
+
+def test_a_periods_months_are_listed_in_order_for_the_trend():
+    from services.console.reports import _months
+
+    assert _months({"start": "2024-11-01", "end": "2025-04-30"}) == [(2024, 11), (2024, 12), (2025, 1), (2025, 2), (2025, 3), (2025, 4)]
+    assert len(_months({"start": "2024-11-01", "end": "2025-10-31"})) == 12
+    assert _months({"start": "2025-03-01", "end": "2025-03-31"}) == []  # one month: no trend of its own
