@@ -110,6 +110,15 @@ class TestReportingAnIncident:
         assert "Reporter" not in answer.text and "input" not in answer.json()["detail"][0]
         assert await outbox_rows(intake) == []
 
+    async def test_a_validator_s_message_names_the_problem_without_the_value(self, intake):
+        child = {"sex": "female", "age_years": 9, "school": "Nguyễn Thị Bé, lớp 3A"}
+        async with client(intake) as http:
+            answer = await http.post("/v1/incidents", json=incident_payload(children=[child]), headers=bearer(intake.tokens["police"]))
+        assert answer.status_code == 422
+        [error] = answer.json()["detail"]
+        assert error["loc"] == ["body", "children", 0, "school"] and "COMMUNE.TYPE" in error["msg"]
+        assert "Nguyễn" not in answer.text and "3A" not in answer.text and set(error) == {"loc", "msg", "type"}
+
     async def test_malformed_json_and_wrong_content_type_are_4xx(self, intake):
         async with client(intake) as http:
             broken = await http.post(
