@@ -8,7 +8,7 @@ machine token), the principal they acted as and incident ids, never a child's da
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Column, Index, Integer, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.auth import Principal, api_token, metadata
 from shared.cursor import decode_cursor, encode_cursor
 from shared.db import UtcDateTime, utcnow
+
+# The commune's clock: a `since` given without an offset means Vietnam time.
+VN = timezone(timedelta(hours=7))
 
 audit_entry = Table(
     "audit_entry",
@@ -104,7 +107,7 @@ async def query(
     if action:
         stmt = stmt.where(audit_entry.c.action == action)
     if since:
-        stmt = stmt.where(audit_entry.c.at >= since)
+        stmt = stmt.where(audit_entry.c.at >= (since if since.tzinfo else since.replace(tzinfo=VN)))
     after = _after(cursor)
     if after is not None:
         stmt = stmt.where(audit_entry.c.id < after)

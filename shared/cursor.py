@@ -35,4 +35,7 @@ def decode_cursor(cursor: str, **fields: type) -> dict[str, Any]:
         raise InvalidCursor()
     if not all(isinstance(values[name], kind) and not isinstance(values[name], bool) for name, kind in fields.items()):
         raise InvalidCursor()
+    # A forged integer past 64 bits would reach the database and fail there (a 500): no listing gives one out.
+    if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in values.values()):
+        raise InvalidCursor()
     return values

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -433,11 +434,24 @@ ERROR_SCHEMA = {
 }
 
 
+# A quoted value in a validator's message: ours quote what they refuse with !r (pydantic's own messages quote
+# only the allowed values, so they are left alone).
+QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
 def _clean_errors(errors: Any) -> list[dict[str, Any]]:
-    """FastAPI's error list without the submitted values (they may hold a child's data)."""
+    """FastAPI's error list without the submitted values (they may hold a child's data).
+
+    Only loc, msg and type are kept (input and ctx carry the value); a validator's message that quotes the
+    submitted text, or a part of it, gets '…' in its place.
+    """
     cleaned = []
     for error in errors:
-        cleaned.append({k: v for k, v in error.items() if k in ("loc", "msg", "type")})
+        kept = {k: v for k, v in error.items() if k in ("loc", "msg", "type")}
+        submitted = error.get("input")
+        if error.get("type") == "value_error" and isinstance(submitted, str) and submitted:
+            kept["msg"] = QUOTED.sub(lambda m, text=submitted: "'…'" if m.group()[1:-1] and m.group()[1:-1] in text else m.group(), kept["msg"])
+        cleaned.append(kept)
     return cleaned
 
 

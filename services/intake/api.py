@@ -81,7 +81,7 @@ async def read_audit(
     principal: Caller,
     incident_id: str | None = None,
     principal_id: str | None = Query(None, alias="principal", description="e.g. 25349.police, district:694, admin"),
-    since: datetime | None = None,
+    since: datetime | None = Query(None, description="only entries at or after this time; without an offset, Vietnam time (UTC+7)"),
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ):

@@ -49,7 +49,7 @@ class ReporterIn(Strict):
     name: str | None = Field(None, max_length=200)
     phone: str | None = Field(None, max_length=20)
     relation: str | None = Field(None, max_length=100)
-    anonymous: bool = False
+    anonymous: bool = Field(False, description="true: the reporter's name and phone are dropped on arrival, never stored or published")
 
     @field_validator("phone")
     @classmethod
@@ -57,6 +57,13 @@ class ReporterIn(Strict):
         if value is not None and not PHONE.match(value):
             raise ValueError("phone must be digits, optionally with a leading + and spaces, dots or dashes")
         return value
+
+    @model_validator(mode="after")
+    def _forget_an_anonymous_reporter(self) -> ReporterIn:
+        # Dropped here, before anything is stored or published, so no path (row, event, answer) can keep them.
+        if self.anonymous:
+            self.name = self.phone = None
+        return self
 
 
 class ConsentIn(Strict):

@@ -131,13 +131,23 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
+# A text cell starting with one of these is a formula to a spreadsheet program (OWASP, CSV injection); names and
+# codes come from events and settings a forger could write, so every text cell is escaped with a leading quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(row: list[Any]) -> list[Any]:
+    """The row with each text that a spreadsheet would evaluate prefixed by a single quote."""
+    return [f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v for v in row]
+
+
 def to_csv(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> bytes:
     """UTF-8 with a byte-order mark, so spreadsheet programs show Vietnamese correctly."""
     headings, rows = table(summary, hamlet_names)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(headings)
-    writer.writerows(rows)
+    writer.writerow(_inert(headings))
+    writer.writerows(_inert(row) for row in rows)
     return buffer.getvalue().encode("utf-8-sig")
 
 
@@ -188,15 +198,15 @@ def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> byte
     sheet.append(["BÁO CÁO TỔNG HỢP CÔNG TÁC BẢO VỆ TRẺ EM"])
     sheet["A1"].font = Font(bold=True, size=13)
     for key, value in info(summary):
-        sheet.append([key, value])
+        sheet.append(_inert([key, value]))
     sheet.append([])
-    sheet.append(headings)
+    sheet.append(_inert(headings))
     heading_row = sheet.max_row
     for cell in sheet[heading_row]:
         cell.font = Font(bold=True)
         cell.alignment = Alignment(wrap_text=True, vertical="top")
     for row in rows:
-        sheet.append(row)
+        sheet.append(_inert(row))
     sheet.freeze_panes = sheet.cell(row=heading_row + 1, column=len(FIXED_HEADINGS))
     for column, width in zip("ABCD", (38, 30, 52, 12)):
         sheet.column_dimensions[column].width = width
@@ -223,7 +233,7 @@ def _timeliness_sheet(book: Workbook, reports: list[Mapping[str, Any]]) -> None:
         cell.font = Font(bold=True)
     for r in reports:
         sheet.append(
-            [
+            _inert([
                 r["code"],
                 r.get("name") or "",
                 _yes_no(r["produced"]),
@@ -231,7 +241,7 @@ def _timeliness_sheet(book: Workbook, reports: list[Mapping[str, Any]]) -> None:
                 _moment(r["first_produced_at"]) if r["first_produced_at"] else "",
                 _day(r["due"]),
                 _yes_no(r["on_time"]),
-            ]
+            ])
         )
 
 

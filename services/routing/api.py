@@ -80,7 +80,7 @@ def _read(seen: inbox.SeenAssignment, now: datetime) -> AssignmentRead:
             hamlet=incident.hamlet,
             occurred_at=incident.occurred_at,
             received_at=incident.received_at,
-            description=case["description"],
+            description=case.get("description"),
             children=[ChildRead(**child) for child in case["children"]],
             reporter=ReporterRead(**case["reporter"]) if case.get("reporter") else None,
             consent=ConsentRead(**case.get("consent", {})),

@@ -11,7 +11,8 @@ View = Literal["full", "minimal"]
 VN = timezone(timedelta(hours=7))
 
 # A lead sees the whole case. A support unit sees it whole only if it must deal with the child or the reporter in
-# person; the others learn what happened and each child's sex and age: no names, birth dates, school or reporter.
+# person; the others learn the category, urgency, hamlet and each child's sex and age (domain.md 7): no description
+# (free text that often names people), names, birth dates, school or reporter.
 SUPPORT_VIEW: dict[UnitType, View] = {
     UnitType.police: "full",
     UnitType.health: "full",
@@ -46,7 +47,7 @@ def disclosed(case: dict, view: View, occurred: datetime) -> dict:
         return case
     on = occurred.astimezone(VN).date()
     return {
-        "description": case["description"],
+        "description": None,
         "children": [{"sex": c["sex"], "age_years": age_of(c, on)} for c in case["children"]],
         "reporter": None,
         "consent": case.get("consent", {}),

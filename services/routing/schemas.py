@@ -47,12 +47,12 @@ class IncidentDetails(BaseModel):
     hamlet: str | None
     occurred_at: datetime | None
     received_at: datetime
-    description: str
+    description: str | None = Field(description="what happened, in the reporter's words; null in the minimal view")
     children: list[ChildRead]
     reporter: ReporterRead | None
     consent: ConsentRead = Field(description="recorded at intake; disclosing beyond the units that must act needs it")
     view: Literal["full", "minimal"] = Field(
-        description="full: the whole case; minimal (a support unit that does not meet the child): each child's sex and age only, no reporter"
+        description="full: the whole case; minimal (a support unit that does not meet the child): each child's sex and age only, no description, no reporter"
     )
 
 

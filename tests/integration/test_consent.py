@@ -100,8 +100,9 @@ class TestInboxMinimisation:
         assert [(c["sex"], c["age_years"], c["full_name"], c["birth_date"], c["school"]) for c in support["incident"]["children"]] == [
             ("female", 11, None, None, None)
         ]
-        assert support["incident"]["reporter"] is None
-        for secret in (event.case.children[0].full_name, event.case.reporter.name, event.case.reporter.phone, "2013-05-01"):
+        assert support["incident"]["reporter"] is None and support["incident"]["description"] is None
+        assert lead["incident"]["description"] == event.case.description
+        for secret in (event.case.description, event.case.children[0].full_name, event.case.reporter.name, event.case.reporter.phone, "2013-05-01"):
             assert secret not in str(pages[school]) and secret in str(pages[police])
         assert lead["role"] == "lead" and lead["incident"]["view"] == "full"
         await routing.engine.dispose()

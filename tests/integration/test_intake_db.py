@@ -85,6 +85,21 @@ class TestReportingAnIncident:
         assert stored == ids
         assert sorted(r.correlation_id for r in await outbox_rows(intake)) == sorted(ids)
 
+    async def test_an_anonymous_reporter_s_name_and_phone_are_kept_nowhere(self, intake):
+        name, phone = "Lê Thị Ẩn Danh", "0987654321"
+        payload = incident_payload(reporter={"name": name, "phone": phone, "relation": "neighbour", "anonymous": True})
+        async with client(intake) as http:
+            incident_id = (await http.post("/v1/incidents", json=payload, headers=bearer(intake.tokens["police"]))).json()["incident_id"]
+            shown = await http.get(f"/v1/incidents/{incident_id}", headers=bearer(intake.tokens["cp"]))
+        async with intake.sessionmaker() as session:
+            row = (await session.execute(select(Incident.__table__).where(Incident.id == incident_id))).one()
+        [message] = await outbox_rows(intake)
+        published = json.loads(message.body)["payload"]["case"]["reporter"]
+        assert shown.status_code == 200 and shown.json()["reporter"] == published == row.reporter
+        assert published == {"name": None, "phone": None, "relation": "neighbour", "anonymous": True}
+        for place in (str(tuple(row)), message.body, shown.text):
+            assert name not in place and phone not in place
+
     async def test_invalid_input_is_422_naming_each_field_and_echoes_no_data(self, intake):
         bad = incident_payload(category="beating", urgency="urgent", children=[])
         async with client(intake) as http:
@@ -94,6 +109,15 @@ class TestReportingAnIncident:
         assert {"category", "urgency", "children"} <= fields
         assert "Reporter" not in answer.text and "input" not in answer.json()["detail"][0]
         assert await outbox_rows(intake) == []
+
+    async def test_a_validator_s_message_names_the_problem_without_the_value(self, intake):
+        child = {"sex": "female", "age_years": 9, "school": "Nguyễn Thị Bé, lớp 3A"}
+        async with client(intake) as http:
+            answer = await http.post("/v1/incidents", json=incident_payload(children=[child]), headers=bearer(intake.tokens["police"]))
+        assert answer.status_code == 422
+        [error] = answer.json()["detail"]
+        assert error["loc"] == ["body", "children", 0, "school"] and "COMMUNE.TYPE" in error["msg"]
+        assert "Nguyễn" not in answer.text and "3A" not in answer.text and set(error) == {"loc", "msg", "type"}
 
     async def test_malformed_json_and_wrong_content_type_are_4xx(self, intake):
         async with client(intake) as http:

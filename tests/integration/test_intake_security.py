@@ -1,10 +1,14 @@
 """Intake's read audit and rate limit, over a real database."""
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 
 from services.intake.app import create_runtime
 from shared.settings import CommonSettings, IntakeSettings
 from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
+
+VN = timezone(timedelta(hours=7))
 
 
 @pytest.fixture
@@ -54,6 +58,24 @@ class TestReadAudit:
             first = (await http.get("/v1/audit", params={"limit": 3}, headers=bearer(intake.tokens["admin"]))).json()
             second = (await http.get("/v1/audit", params={"limit": 3, "cursor": first["next_cursor"]}, headers=bearer(intake.tokens["admin"]))).json()
         assert len(first["items"]) == 3 and len(second["items"]) == 2 and second["next_cursor"] is None
+
+    async def test_since_without_an_offset_is_vietnam_time(self, intake):
+        async with client(intake) as http:
+            incident_id = (await http.post("/v1/incidents", json=incident_payload(), headers=bearer(intake.tokens["police"]))).json()["incident_id"]
+            await http.get(f"/v1/incidents/{incident_id}", headers=bearer(intake.tokens["cp"]))
+            vietnam_now = datetime.now(UTC).astimezone(VN).replace(tzinfo=None)
+            seen = {
+                since: await http.get("/v1/audit", params={"since": since}, headers=bearer(intake.tokens["admin"]))
+                for since in ((vietnam_now - timedelta(minutes=5)).isoformat(), (vietnam_now + timedelta(minutes=5)).isoformat())
+            }
+        # Read as UTC, the first would lie seven hours ahead and find nothing.
+        assert [(a.status_code, len(a.json()["items"])) for a in seen.values()] == [(200, 1), (200, 0)]
+
+    @pytest.mark.parametrize("cursor", ["²", "eyJpZCI6OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OX0"])  # the last: id 10^25
+    async def test_a_cursor_not_given_out_is_422_naming_the_cursor(self, intake, cursor):
+        async with client(intake) as http:
+            answer = await http.get("/v1/audit", params={"cursor": cursor}, headers=bearer(intake.tokens["admin"]))
+        assert answer.status_code == 422 and [e["loc"] for e in answer.json()["detail"]] == [["query", "cursor"]]
 
 
 class TestRateLimit:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
+import pytest
 import pytest_asyncio
 from openpyxl import load_workbook
 from sqlalchemy import func, select, update
@@ -287,6 +288,12 @@ class TestReadingReports:
         assert len(district["items"]) == 3 and district["next_cursor"]
         rest = await world.json("/v1/reports/694", "district:694", limit=3, cursor=district["next_cursor"])
         assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+
+    @pytest.mark.parametrize("cursor", ["²", "not a cursor", "eyJpZCI6OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OX0"])  # the last: id 10^25
+    async def test_a_cursor_not_given_out_is_422_naming_the_cursor(self, world: World, cursor):
+        answer = await world.get("/v1/reports/694", "district:694", cursor=cursor)
+        assert answer.status_code == 422, answer.text
+        assert [e["loc"] for e in answer.json()["detail"]] == [["query", "cursor"]]
 
     async def test_a_revision_holds_the_numbers_of_its_moment(self, world: World):
         await self.prepare(world)

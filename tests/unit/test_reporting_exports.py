@@ -78,3 +78,30 @@ class TestXlsx:
         start = next(i for i, row in enumerate(values) if row[0] == "Nhóm chỉ tiêu")
         totals = [row[3] for row in values[start + 1 :]]
         assert totals == [v for _, _, v in flatten(s["indicators"])]
+
+
+class TestFormulaInjection:
+    """A forged unit_type (it comes from events) or any text a spreadsheet would run stays text: OWASP's leading quote."""
+
+    FORGED = ("=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd")
+
+    def forged_summary(self) -> dict:
+        s = summary("694", "2025S1")
+        for n, text in enumerate(self.FORGED):
+            s["indicators"]["response"][text] = {"assignments": n}
+        s["communes"][0]["name"] = "=1+2"
+        s["note"] = "=cmd|' /C calc'!A0"
+        return s
+
+    def test_no_csv_cell_starts_like_a_formula(self):
+        rows = csv_rows(to_csv(self.forged_summary(), NAMES))
+        cells = [cell for row in rows for cell in row]
+        assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+        assert "'=1+2 (25339)" in rows[0] and "'+1+1" in [row[2].split(" - ")[0] for row in rows]
+
+    def test_no_xlsx_cell_is_a_formula(self):
+        sheet = load_workbook(io.BytesIO(to_xlsx(self.forged_summary(), NAMES))).active
+        cells = [cell for row in sheet.iter_rows() for cell in row if cell.value is not None]
+        assert not [c.coordinate for c in cells if c.data_type == "f"]
+        assert not [c.value for c in cells if isinstance(c.value, str) and c.value[:1] in ("=", "+", "-", "@", "\t", "\r")]
+        assert "'=cmd|' /C calc'!A0" in [c.value for c in cells]
