@@ -81,8 +81,8 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 def _private_file(url: str) -> None:
     """Create a SQLite file readable by the service's user only; SQLite gives its -wal and -shm files the same mode."""
     path = make_url(url).database
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return
+    if not path or path == ":memory:" or path.startswith("file:") or not os.path.isdir(os.path.dirname(path) or "."):
+        return  # in memory, a URI, or a folder that is not there: SQLite itself says what is wrong
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     os.chmod(path, 0o600)  # a file made before, under a loose umask, is tightened too
 
