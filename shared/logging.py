@@ -40,6 +40,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class WithoutExceptionText(logging.Filter):
+    """faststream logs a failing handler as "Type: str(exception)", and an exception's text may quote the event's
+    values (a validation error's input, a driver's failing row): keep the type only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg, record.args = f"handler failed: {type(record.exc_info[1]).__name__}", ()
+        return True
+
+
+def broker_logger(service: str) -> logging.Logger:
+    """The logger a service's broker writes to, without the text of a handler's exception."""
+    logger = logging.getLogger(f"baove.{service}.broker")
+    if not any(isinstance(f, WithoutExceptionText) for f in logger.filters):
+        logger.addFilter(WithoutExceptionText())
+    return logger
+
+
 def configure(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
@@ -48,6 +66,8 @@ def configure(service: str, level: str = "INFO") -> None:
     root.setLevel(level)
     # uvicorn's access log prints raw paths and query strings; ours logs route templates instead.
     logging.getLogger("uvicorn.access").disabled = True
+    # aiosqlite's debug log prints every statement with its parameters: children's names, even at DEBUG.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

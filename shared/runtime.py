@@ -135,7 +135,7 @@ class Runtime:
             graceful_timeout=settings.graceful_timeout,
             middlewares=[RabbitPrometheusMiddleware(registry=self.registry, app_name=name)],
             app_id=f"baove-{name}",
-            logger=logging.getLogger(f"baove.{name}.broker"),
+            logger=baove_logging.broker_logger(name),
             description=description,
         )
         self.relay = outbox.OutboxRelay(

@@ -29,7 +29,7 @@ class CommonSettings(BaseSettings):
         """The service's database: its own URL when given, else a SQLite file under the data folder."""
         if override is not None:
             return normalise_url(override.get_secret_value())
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.data_dir)
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{name}.db').resolve()}"
 
     def auth_url(self) -> str:
@@ -42,6 +42,12 @@ class CommonSettings(BaseSettings):
                 f"{name} uses the default guest credentials; set a service user's URL "
                 "(or BAOVE_ENV=dev for development)"
             )
+
+
+def private_folder(path: Path) -> None:
+    """Create the data folder readable by the service's user only (it holds children's records)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)  # an existing folder, or one made under a loose umask, is tightened too
 
 
 def normalise_url(url: str) -> str:

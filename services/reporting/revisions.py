@@ -25,7 +25,7 @@ from . import reports
 from .models import AssignmentFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
 from .periods import PlanConfig, local_date
 from .reports import DayChange, DueReport, LatestRevision
-from .summaries import aware_or_none, check_access, compute_summary, one_snapshot, period_of
+from .summaries import aware_or_none, check_access, compute_summary, district_share, one_snapshot, period_of
 
 log = logging.getLogger("baove.reporting")
 
@@ -185,7 +185,9 @@ async def list_reports(
     report = GeneratedReport
     stmt = select(report).where(report.org_unit.in_(communes_in_scope(hierarchy, org_unit)))
     if period_id is not None:
-        stmt = stmt.where(report.period == period_of(period_id, plans).id)
+        period = period_of(period_id, plans)
+        district_share(hierarchy, org_unit, period, principal)
+        stmt = stmt.where(report.period == period.id)
     if cursor is not None:
         stmt = stmt.where(report.id < decode_cursor(cursor, id=int)["id"])
     rows = list((await session.execute(stmt.order_by(report.id.desc()).limit(limit + 1))).scalars())
@@ -208,6 +210,7 @@ async def read_report(
     """One stored revision (the latest when `revision` is None) of a commune's report."""
     check_access(hierarchy, org_unit, principal)
     period = period_of(period_id, plans)
+    district_share(hierarchy, org_unit, period, principal)
     report = GeneratedReport
     stmt = select(report).where(report.org_unit == org_unit, report.period == period.id)
     stmt = stmt.where(report.revision == revision) if revision is not None else stmt.order_by(report.revision.desc()).limit(1)

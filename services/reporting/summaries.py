@@ -169,9 +169,18 @@ async def one_snapshot(session: AsyncSession) -> None:
 
 
 
-async def compute_summary(session: AsyncSession, hierarchy: Hierarchy, org_unit: str, period: Period, as_of: datetime) -> dict:
-    """The indicators of an org unit for a period as the read model holds them now (no access check)."""
-    coverages = hierarchy.coverage(org_unit, period.start, period.end)
+async def compute_summary(
+    session: AsyncSession,
+    hierarchy: Hierarchy,
+    org_unit: str,
+    period: Period,
+    as_of: datetime,
+    coverages: Sequence[Coverage] | None = None,
+) -> dict:
+    """The indicators of an org unit for a period (or the parts of it in `coverages`) as the read model holds them now
+    (no access check)."""
+    if coverages is None:
+        coverages = hierarchy.coverage(org_unit, period.start, period.end)
     counted = await cached_tallies(session, coverages) if coverages else {}
     return aggregates.build_summary(hierarchy, org_unit, period, coverages, counted, as_of)
 
@@ -186,6 +195,27 @@ def check_access(hierarchy: Hierarchy, org_unit: str, principal: Principal) -> N
         # NotFound rather than Forbidden: outside its scope a token learns nothing, not even that data exists.
         raise NotFound(f"org unit {org_unit!r} not found among the units this token may see")
 
+
+
+def district_share(hierarchy: Hierarchy, org_unit: str, period: Period, principal: Principal) -> list[Coverage] | None:
+    """The parts of the period a district office may read of a commune: the days the commune belonged to it.
+
+    None when the principal is not a district office reading another unit (then the whole period counts). A period with
+    no such day is refused; a period straddling the change is cut to the days the commune was the district's, and the
+    summary's `hierarchy_version` says which.
+    """
+    district = principal.district_code if principal.kind == "district" else None
+    if district is None or org_unit == district:
+        return None
+    share = [c for c in hierarchy.coverage(org_unit, period.start, period.end) if org_unit in c.version.communes_under(district)]
+    if not share:
+        held = [v for v in hierarchy.versions if org_unit in v.communes_under(district)]
+        days = "; ".join(f"{v.valid_from} to {v.valid_to or 'today'}" for v in held) or "no day"
+        raise Forbidden(
+            f"district {district} may read {org_unit} only for the days it belonged to the district ({days}); "
+            f"period {period.id} ({period.start} to {period.last_day}) has none of them"
+        )
+    return share
 
 
 def period_of(period_id: str, plans: PlanConfig) -> Period:
@@ -211,10 +241,11 @@ async def summary(
     """
     check_access(hierarchy, org_unit, principal)
     period = period_of(period_id, plans)
+    share = district_share(hierarchy, org_unit, period, principal)
     await one_snapshot(session)
-    result = await compute_summary(session, hierarchy, org_unit, period, as_of)
+    result = await compute_summary(session, hierarchy, org_unit, period, as_of, share)
     if period.kind == "plan":
-        communes = aggregates.communes_of(hierarchy.coverage(org_unit, period.start, period.end))
+        communes = aggregates.communes_of(share or hierarchy.coverage(org_unit, period.start, period.end))
         reports.attach(result, await report_statuses(session, communes, period))
     return result  # the cells cached on the way are committed with the caller's unit of work
 

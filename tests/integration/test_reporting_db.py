@@ -591,6 +591,28 @@ class TestAccess:
         got = [(who, unit, (await world.get(f"/v1/summaries/{unit}", who, period="2025")).status_code) for who, unit, _ in expected]
         assert got == expected
 
+    async def test_a_district_may_not_read_a_commune_for_a_period_after_it_stopped_being_its_district(self, world: World):
+        # 694 was abolished on 1 July 2025 (shared/reference/admin_units.yaml); 25349 went to province 75.
+        for path in ("/v1/summaries/25349", "/v1/summaries/25349/export"):
+            for period in ("2026", "2025S2", "202507"):
+                response = await world.get(path, "district:694", period=period)
+                assert response.status_code == 403, (path, period, response.text)
+                detail = response.json()["detail"]
+                assert "2025-06-30" in detail and period in detail, detail
+        for path, params in (("/v1/reports/25349/2026-6M/latest", {}), ("/v1/reports/25349", {"period": "2026-6M"})):
+            response = await world.get(path, "district:694", **params)
+            assert response.status_code == 403, (path, response.text)
+
+    async def test_a_period_straddling_the_change_is_cut_to_the_days_the_commune_was_the_districts(self, world: World):
+        s = await world.summary("25349", "2025", who="district:694")
+        assert [(v["start"], v["end"]) for v in s["hierarchy_version"]] == [("2025-01-01", "2025-06-30")]
+        first_half = recount(world.incidents, [(("25349",), date(2025, 1, 1), date(2025, 6, 30))])
+        whole_year = recount(world.incidents, [(("25349",), date(2025, 1, 1), date(2025, 12, 31))])
+        assert first_half["incidents_total"] < whole_year["incidents_total"]  # the world has incidents after June
+        assert_matches(s["indicators"], first_half)
+        admin = await world.summary("25349", "2025")
+        assert_matches(admin["indicators"], whole_year)  # the commune's own reading is the whole year
+
     async def test_a_bad_period_is_422_naming_the_period(self, world: World):
         response = await world.get("/v1/summaries/25349", period="2025Q7")
         assert response.status_code == 422
