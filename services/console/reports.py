@@ -55,14 +55,17 @@ async def _trend(request: Request, session: Session, org_unit: str, summary: dic
     if not months:
         return None
     apis = request.app.state.console.apis
-    try:
-        answers = await asyncio.gather(*(
-            apis.json("reporting", "GET", f"/v1/summaries/{org_unit}", session.token, params={"period": f"{y}{m:02d}"})
-            for y, m in months
-        ))
-    except (ApiError, NotFound):
-        return None
-    counts = [((y, m), (a.get("indicators") or {}).get("incidents_total")) for (y, m), a in zip(months, answers, strict=True)]
+    answers = await asyncio.gather(*(
+        apis.json("reporting", "GET", f"/v1/summaries/{org_unit}", session.token, params={"period": f"{y}{m:02d}"})
+        for y, m in months
+    ), return_exceptions=True)
+    # A month this person may not read (a district after the commune left it) is left out, not the whole trend.
+    counts = [
+        ((y, m), None if isinstance(a, (ApiError, NotFound)) else (a.get("indicators") or {}).get("incidents_total"))
+        for (y, m), a in zip(months, answers, strict=True)
+    ]
+    if failed := next((a for a in answers if isinstance(a, BaseException) and not isinstance(a, (ApiError, NotFound))), None):
+        raise failed
     top = max((c for _, c in counts if c), default=0)
     rows = [
         {"label": f"Tháng {m}/{y}", "count": c, "width": round(100 * c / top, 1) if top else 0}
