@@ -109,8 +109,8 @@ def console_url(path: str = "") -> str:
     return f"http://127.0.0.1:{PORTS['console']}{path}"
 
 
-def sign_in(browser, username: str, viewport=PHONE):
-    """A fresh browser context (its own cookies) signed in as `username`; returns (context, page)."""
+def submit_sign_in(browser, username: str, password: str, viewport=PHONE):
+    """A fresh browser context (its own cookies) that has sent the sign-in form; returns (context, page)."""
     # bypass_csp lets the test inject axe-core; the policy itself is checked in test_security.
     context = browser.new_context(viewport=viewport, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh", bypass_csp=True,
                                   accept_downloads=True)
@@ -118,9 +118,15 @@ def sign_in(browser, username: str, viewport=PHONE):
     page = context.new_page()
     page.goto(console_url("/login"))
     page.get_by_label("Tên đăng nhập").fill(username)
-    page.get_by_label("Mật khẩu").fill(PASSWORD)
+    page.get_by_label("Mật khẩu").fill(password)
     page.get_by_role("button", name="Đăng nhập").click()
     page.wait_for_load_state()
+    return context, page
+
+
+def sign_in(browser, username: str, viewport=PHONE):
+    """A fresh browser context signed in as `username` with the tests' password; returns (context, page)."""
+    context, page = submit_sign_in(browser, username, PASSWORD, viewport)
     assert "/login" not in page.url, page.content()[:2000]
     return context, page
 

@@ -3,11 +3,7 @@ becomes the active version) and the read audit; axe-core on each, screenshots at
 
 from __future__ import annotations
 
-import pytest
-
 from tests.browser.conftest import axe_check, console_url, shot, sign_in
-
-pytestmark = pytest.mark.browser
 
 
 def test_the_cp_officer_sees_the_communes_units_and_rules_but_not_the_audit(console_system, browser, artefacts):

@@ -7,12 +7,9 @@ import io
 import re
 from pathlib import Path
 
-import pytest
 from openpyxl import load_workbook
 
 from tests.browser.conftest import DESKTOP, api, axe_check, console_url, eventually, shot, sign_in
-
-pytestmark = pytest.mark.browser
 
 SCHOOL = "25349.school.th-minh-tam-a"
 

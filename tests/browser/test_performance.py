@@ -7,12 +7,8 @@ import statistics
 import time
 from contextlib import closing
 
-import pytest
-
 from tests.browser.conftest import PASSWORD, PHONE, console_url
 from tests.browser.test_security import report, signed_in
-
-pytestmark = pytest.mark.browser
 
 
 def timed(client, path: str, n: int = 100) -> tuple[float, float]:

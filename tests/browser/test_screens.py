@@ -8,23 +8,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
-from tests.browser.conftest import FIRST_SIGN_IN, PHONE, axe_check, console_url, shot, sign_in
-
-pytestmark = pytest.mark.browser
+from tests.browser.conftest import FIRST_SIGN_IN, axe_check, console_url, shot, sign_in, submit_sign_in
 
 
 def _login(browser, username: str, password: str):
-    context = browser.new_context(viewport=PHONE, locale="vi-VN", bypass_csp=True)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    page.goto(console_url("/login"))
-    page.get_by_label("Tên đăng nhập").fill(username)
-    page.get_by_label("Mật khẩu").fill(password)
-    page.get_by_role("button", name="Đăng nhập").click()
-    page.wait_for_load_state()
-    return context, page
+    return submit_sign_in(browser, username, password)
 
 
 def test_wrong_password_is_said_in_vietnamese(console_system, browser, artefacts):

@@ -6,12 +6,9 @@ import re
 from contextlib import closing
 
 import httpx
-import pytest
 
 from tests.browser.conftest import PASSWORD, PORTS, console_url, eventually, sign_in
 from tests.support import incident_payload
-
-pytestmark = pytest.mark.browser
 
 
 def signed_in(username: str) -> httpx.Client:
