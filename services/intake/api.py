@@ -79,6 +79,7 @@ async def read_incident(incident_id: str, uow: Uow, runtime: AppRuntime, princip
 async def read_audit(
     session: AuthSession,
     principal: Caller,
+    runtime: AppRuntime,
     incident_id: str | None = None,
     principal_id: str | None = Query(None, alias="principal", description="e.g. 25349.police, district:694, admin"),
     since: datetime | None = Query(None, description="only entries at or after this time; without an offset, Vietnam time (UTC+7)"),
@@ -88,6 +89,11 @@ async def read_audit(
     """Who read which incident's details, newest first: for admins only."""
     if not principal.is_admin:
         raise Forbidden("the read audit is for admins")
+    filters = {"incident_id": incident_id, "principal": principal_id, "since": since and since.isoformat(), "cursor": cursor and "yes"}
+    await audit.record(
+        runtime.auth_sessionmaker, "audit_read", principal=principal.label, username=principal.username, token_id=principal.token_id,
+        detail=", ".join(f"{k}={v}" for k, v in filters.items() if v) or "newest", endpoint="GET /v1/audit", service=runtime.name,
+    )
     items, next_cursor = await audit.query(
         session, incident_id=incident_id, principal=principal_id, since=since, limit=limit, cursor=cursor
     )
