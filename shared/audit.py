@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -184,9 +185,10 @@ class DenialLog:
     ("+N more not recorded"). So unknown callers add at most `unknown_per_minute` entries a minute per process.
     """
 
-    def __init__(self, per_minute: float = 6, burst: int = 20, unknown_per_minute: float = 2, unknown_burst: int = 10) -> None:
-        self._known = RateLimiter(per_minute, burst)
-        self._unknown = RateLimiter(unknown_per_minute, unknown_burst, max_keys=1)
+    def __init__(self, per_minute: float = 6, burst: int = 20, unknown_per_minute: float = 2, unknown_burst: int = 10,
+                 clock=time.monotonic) -> None:
+        self._known = RateLimiter(per_minute, burst, clock)
+        self._unknown = RateLimiter(unknown_per_minute, unknown_burst, clock, max_keys=1)
         self._skipped: dict[str, int] = {}
 
     def admit(self, token_id: str | None) -> int | None:

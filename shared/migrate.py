@@ -38,6 +38,12 @@ def new_revision(script_location: Path, message: str) -> None:
         command.revision(cfg, message=message, autogenerate=True)
 
 
+def _to_newest() -> bool:
+    """An upgrade to the newest revision (not to an older one, nor a downgrade)."""
+    target = context.get_revision_argument()
+    return not context.is_offline_mode() and target in ("head", "heads", context.get_head_revision())
+
+
 def run_env(metadata: MetaData, after: Callable[[Connection], None] | None = None) -> None:
     """The body of every migrations/env.py; `after` runs in the same transaction once the database is at the newest revision."""
     url = context.config.attributes.get("url") or context.config.get_main_option("sqlalchemy.url")
@@ -52,7 +58,7 @@ def run_env(metadata: MetaData, after: Callable[[Connection], None] | None = Non
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=batch)
         with context.begin_transaction():
             context.run_migrations()
-            if after is not None:
+            if after is not None and _to_newest():
                 after(connection)
 
     async def main() -> None:
