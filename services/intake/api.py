@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from shared import audit
-from shared.deps import AppHierarchy, AppRuntime, AuthSession, Caller, Uow, from_state
+from shared.deps import AppHierarchy, AppRuntime, AuthUow, Caller, Uow, from_state
 from shared.errors import Forbidden, TooMany
 from shared.groupcommit import GroupCommit
 from shared.metrics import IntakeMetrics
@@ -77,7 +77,7 @@ async def read_incident(incident_id: str, uow: Uow, runtime: AppRuntime, princip
 
 @router.get("/audit", response_model=AuditPage, tags=["audit"], responses={**ERRORS, 422: {"description": "bad cursor"}})
 async def read_audit(
-    session: AuthSession,
+    session: AuthUow,
     principal: Caller,
     runtime: AppRuntime,
     incident_id: str | None = None,
@@ -89,12 +89,13 @@ async def read_audit(
     """Who read which incident's details, newest first: for admins only."""
     if not principal.is_admin:
         raise Forbidden("the read audit is for admins")
-    filters = {"incident_id": incident_id, "principal": principal_id, "since": since and since.isoformat(), "cursor": cursor and "yes"}
-    await audit.record(
-        runtime.auth_sessionmaker, "audit_read", principal=principal.label, username=principal.username, token_id=principal.token_id,
-        detail=", ".join(f"{k}={v}" for k, v in filters.items() if v) or "newest", endpoint="GET /v1/audit", service=runtime.name,
-    )
     items, next_cursor = await audit.query(
         session, incident_id=incident_id, principal=principal_id, since=since, limit=limit, cursor=cursor
+    )
+    # Committed before the page is answered (no page without its entry); the reader's own page does not show it.
+    filters = {"incident_id": incident_id, "principal": principal_id, "since": since and since.isoformat(), "cursor": cursor and "yes"}
+    await audit.record_event(
+        session, "audit_read", principal=principal.label, username=principal.username, token_id=principal.token_id,
+        detail=", ".join(f"{k}={v}" for k, v in filters.items() if v) or "newest", endpoint="GET /v1/audit", service=runtime.name,
     )
     return AuditPage(items=items, next_cursor=next_cursor)
