@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 
-from sqlalchemy import Column, Index, Integer, String, Table, select, text, update
+from sqlalchemy import Column, Index, Integer, String, Table, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal, api_token, metadata
@@ -99,13 +99,19 @@ async def _append(session: AsyncSession, rows: list[dict]) -> None:
         await session.execute(audit_entry.insert(), _chained(await _head(session), rows))
         return
     await session.execute(audit_entry.insert(), [{**row, "prev_hash": "", "entry_hash": ""} for row in rows])
-    # Under the write lock since that insert, so the newest len(rows) entries are ours and all before them are committed.
-    mine = (await session.execute(select(audit_entry).order_by(audit_entry.c.id.desc()).limit(len(rows)))).all()[::-1]
-    prev = await _head(session, before=mine[0].id)
+    # Under the write lock since that insert, so the newest len(rows) entries are ours and all before them are
+    # committed: one query gives ours and the head before them, one statement links them all.
+    newest = (await session.execute(select(audit_entry).order_by(audit_entry.c.id.desc()).limit(len(rows) + 1))).all()
+    mine, prev = newest[: len(rows)][::-1], (newest[len(rows)].entry_hash if len(newest) > len(rows) else GENESIS)
+    links = []
     for row in mine:
         digest = entry_digest(prev, row)
-        await session.execute(update(audit_entry).where(audit_entry.c.id == row.id).values(prev_hash=prev, entry_hash=digest))
+        links.append({"entry_id": row.id, "link": prev, "digest": digest})
         prev = digest
+    await session.execute(
+        update(audit_entry).where(audit_entry.c.id == bindparam("entry_id")).values(prev_hash=bindparam("link"), entry_hash=bindparam("digest")),
+        links,
+    )
 
 
 async def record_reads(
