@@ -86,7 +86,10 @@ async def read_audit(
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ):
-    """Who read which incident's details, newest first: for admins only."""
+    """Who read which incident's details, who was refused, who signed in, newest first: for admins only.
+
+    Each page read is itself audited (`audit_read`), in the next page rather than its own.
+    """
     if not principal.is_admin:
         raise Forbidden("the read audit is for admins")
     items, next_cursor = await audit.query(
