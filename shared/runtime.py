@@ -264,7 +264,10 @@ class Runtime:
         if principal is None:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() == "bearer" and token.strip():
-                token_id = await self.verifier.token_id(token.strip())
+                try:
+                    token_id = await self.verifier.token_id(token.strip())
+                except (DBAPIError, OSError) as exc:  # the refusal is answered all the same; record_denial logs its own failure
+                    log.warning("refused token not looked up", extra={"error": type(exc).__name__})
         await audit.record_denial(
             self.auth_sessionmaker, self.denials, self.name, endpoint, exc.status, str(exc)[:200],
             principal=principal, token_id=token_id, address=request.client.host if request.client else None,
