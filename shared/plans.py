@@ -241,3 +241,12 @@ def available_plans(folder: Path = PLANS) -> list[tuple[str, int]]:
         if m:
             found.append((m[1], int(m[2])))
     return found
+
+
+@lru_cache(maxsize=1)
+def kind_labels(folder: Path = PLANS) -> dict[str, str]:
+    """Every plan's activity kinds with their Vietnamese label (a later plan's wording wins)."""
+    labels: dict[str, str] = {}
+    for commune, year in available_plans(folder):
+        labels.update({code: kind.label for code, kind in load_plan(commune, year, folder).kinds.items()})
+    return labels
