@@ -139,6 +139,10 @@ class ReportingSettings(ServiceSettings):
         120.0, ge=0, description="how long an event's write may take to commit: facts this recent are checked again"
     )
     clock_offset_seconds: float = Field(0.0, description="dev only: run reporting's clock this far ahead (or behind)")
+    small_cell_threshold: int = Field(
+        5, ge=0, le=100,
+        description="in CSV/XLSX exports, counts below district level from 1 to this minus one show as \"<5\" (0: off)",
+    )
 
     @model_validator(mode="after")
     def _clock_offset_only_in_dev(self) -> ReportingSettings:
