@@ -27,7 +27,9 @@ class CommonSettings(BaseSettings):
     session_hours: float = Field(12.0, gt=0, description="a sign-in session's lifetime (BAOVE_SESSION_HOURS)")
     session_idle_minutes: float = Field(30.0, gt=0, description="a session unused this long is refused")
     trusted_proxies: str = Field(
-        "", description="comma-separated addresses whose X-Baove-Client-Address header intake believes (loopback always)"
+        "",
+        description="comma-separated addresses whose X-Baove-Client-Address header intake believes, and whose "
+        "X-Forwarded-Proto the console believes (the TLS proxy in front); loopback always",
     )
 
     def database_url(self, name: str, override: SecretStr | None) -> str:
