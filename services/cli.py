@@ -42,7 +42,18 @@ def cmd_run(args) -> None:
         port=args.port or settings.port,
         log_config=None,
         timeout_graceful_shutdown=int(settings.graceful_timeout),
+        forwarded_allow_ips=forwarded_allow_ips(settings.common) if args.service == "console" else None,
     )
+
+
+def forwarded_allow_ips(common: CommonSettings) -> str | None:
+    """Whose X-Forwarded-Proto the console believes: loopback and BAOVE_TRUSTED_PROXIES (the TLS proxy in front).
+
+    The console marks its session cookie Secure when the request came over HTTPS; behind a proxy that terminates TLS
+    that is known only from the proxy's X-Forwarded-Proto, which uvicorn takes from these addresses alone (None:
+    uvicorn's default, $FORWARDED_ALLOW_IPS or 127.0.0.1)."""
+    listed = [p.strip() for p in common.trusted_proxies.split(",") if p.strip()]
+    return ",".join(["127.0.0.1", "::1", *listed]) if listed else None
 
 
 def cmd_up(args) -> None:
