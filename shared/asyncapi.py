@@ -28,6 +28,7 @@ PUBLISHED: dict[str, tuple[str, str]] = {
     "incident.closed": ("routing", "The commune closed the case with the review's risk level and outcome."),
     "incident.reopened": ("routing", "A closed case taken up again; the cp_officer gets a new lead assignment."),
     "report.generated": ("reporting", "A periodic report, or a new revision of one, was generated; for systems outside baove."),
+    "report.submitted": ("reporting", "A commune's report document was approved, signed and sent to the district; for the district's systems."),
 }
 
 

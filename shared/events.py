@@ -7,7 +7,7 @@ agency inboxes; `IncidentReported.facts` is what every other consumer may keep.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -218,6 +218,22 @@ class ReportGenerated(Event):
     as_of: datetime
 
 
+class ReportSubmitted(Event):
+    """A commune's report document, approved and signed, sent to the district: which version, pinning which figures."""
+
+    event_type: ClassVar[str] = "report.submitted"
+
+    org_unit: str
+    period: str
+    version: int = Field(description="the document's version (2, 3, ...: a replacement of the one before)")
+    revision: int = Field(description="the generated revision whose figures the document prints")
+    replaces: int | None = Field(None, description="the version this one replaces; null for the first")
+    signed_as: str = Field(description="chairman, or deputy (KT. CHỦ TỊCH / PHÓ CHỦ TỊCH)")
+    sent_at: datetime
+    due: date
+    on_time: bool = Field(description="sent by the due date, in Vietnam's time")
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
@@ -230,6 +246,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         IncidentClosed,
         IncidentReopened,
         ReportGenerated,
+        ReportSubmitted,
     )
 }
 

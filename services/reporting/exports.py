@@ -36,6 +36,8 @@ SECTIONS: dict[str, str] = {
     "children_by_hamlet": "Trẻ em theo ấp, sóc",
     "abused_children_total": "Số trẻ em bị xâm hại",
     "abused_children_by_form": "Trẻ em bị xâm hại theo hình thức",
+    "abused_children_by_form_and_sex": "Trẻ em bị xâm hại theo hình thức và giới tính",
+    "abused_children_by_form_and_age_band": "Trẻ em bị xâm hại theo hình thức và nhóm tuổi",
     "by_special_circumstance": "Trẻ em có hoàn cảnh đặc biệt theo nhóm",
     "children_in_special_circumstances": "Số trẻ em có hoàn cảnh đặc biệt",
     "children_in_special_circumstances_supported": "Số trẻ em có hoàn cảnh đặc biệt được hỗ trợ",
@@ -62,6 +64,12 @@ MEASURES = {
     "escalations": "Số lần báo lên cấp trên do quá hạn",
 }
 
+# Nested breakdowns (form -> code -> count): one line per form and code, labelled by both.
+CROSS_TABS: dict[str, Mapping[str, str]] = {
+    "abused_children_by_form_and_sex": LABELS_VI,
+    "abused_children_by_form_and_age_band": AGE_BANDS,
+}
+
 LEVELS = {"commune": "Xã", "district": "Huyện", "province": "Tỉnh"}
 
 FIXED_HEADINGS = ["Nhóm chỉ tiêu", "Mã", "Chỉ tiêu", "Tổng số"]
@@ -78,7 +86,7 @@ def flatten(ind: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     """(section, code, value) for every number of an indicator object; code is "" for a single number."""
     out: list[tuple[str, str, Any]] = []
     for section, value in ind.items():
-        if section == "response":
+        if section == "response" or section in CROSS_TABS:
             out += [(section, f"{unit}.{m}", n) for unit, measures in value.items() for m, n in measures.items()]
         elif isinstance(value, Mapping):
             out += [(section, code, n) for code, n in value.items()]
@@ -94,6 +102,9 @@ def label(section: str, code: str, hamlet_names: Mapping[str, str]) -> str:
     if section == "response":
         unit, measure = code.split(".", 1)
         return f"{LABELS_VI.get(unit, unit)} - {MEASURES.get(measure, measure)}"
+    if section in CROSS_TABS:
+        form, part = code.split(".", 1)
+        return f"{LABELS_VI.get(form, form)} - {CROSS_TABS[section].get(part, part)}"
     if section in ("by_hamlet", "children_by_hamlet"):
         return "Không rõ ấp" if code == UNKNOWN_HAMLET else hamlet_names.get(code, code)
     table = {
