@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shared.enums import LABELS_VI
 
-from .exports import AGE_BANDS, flatten, label
+from .exports import AGE_BANDS, DOCUMENT_STATUS, SECTIONS, TIMELINESS, flatten, label
 from .periods import VN
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -37,8 +37,6 @@ ACTIVITY_COLUMNS = (
     ("households_visited", "Hộ gia đình được thăm"),
     ("sites_inspected", "Cơ sở được kiểm tra"),
 )
-STATUS_VI = {None: "Chưa lập", "draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi"}
-TIMELINESS_VI = {"on_time": "Đúng hạn", "late": "Trễ hạn", "pending": "Chưa đến hạn"}
 SECTION_TITLES = {
     "situation": "I. TÌNH HÌNH CHUNG",
     "results": "II. KẾT QUẢ THỰC HIỆN NHIỆM VỤ THEO ĐƠN VỊ",
@@ -228,8 +226,6 @@ def cases_table(ind: Mapping[str, Any]) -> Table:
 
 def appendix_table(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> Table:
     rows = []
-    from .exports import SECTIONS
-
     for section, code, value in flatten(summary["indicators"]):
         if section == "response" and code.endswith("median_seconds_to_acknowledge"):
             continue  # a time, not a count: the JSON has it
@@ -359,9 +355,9 @@ def district_context(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]
     for i, row in enumerate(summary.get("communes") or [], 1):
         r = reports.get(row["code"]) or {}
         status_rows.append((
-            str(i), row["name"], STATUS_VI.get(r.get("document_status"), "Chưa lập"),
+            str(i), row["name"], DOCUMENT_STATUS.get(r.get("document_status"), "Chưa lập"),
             str(r["document_version"]) if r.get("document_version") else "",
-            _sent_day(r.get("sent_at")), TIMELINESS_VI.get(r.get("timeliness") or "pending", ""),
+            _sent_day(r.get("sent_at")), TIMELINESS.get(r.get("timeliness") or "pending", ""),
         ))
     statuses = Table(
         f"Bảng 2. Tình hình gửi báo cáo của các xã (hạn gửi: {day_vi(period.get('due'))})",

@@ -194,8 +194,9 @@ def info(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         expected = len(completeness["communes_expected"])
         lines.append(("Số xã có số liệu", f"{len(completeness['communes_with_data'])}/{expected}"))
         if completeness.get("reports") is not None:
-            lines.append(("Số xã đã có báo cáo", f"{completeness['reports_produced']}/{expected}"))
-            lines.append(("Số xã báo cáo đúng hạn", f"{completeness['reports_on_time']}/{expected}"))
+            lines.append(("Số xã đã có số liệu báo cáo", f"{completeness['reports_produced']}/{expected}"))
+            lines.append(("Số xã đã gửi báo cáo", f"{completeness.get('reports_sent') or 0}/{expected}"))
+            lines.append(("Số xã gửi báo cáo đúng hạn", f"{completeness['reports_on_time']}/{expected}"))
     if summary.get("note"):
         lines.append(("Ghi chú", summary["note"]))
     return lines
@@ -229,7 +230,12 @@ def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> byte
     return buffer.getvalue()
 
 
-TIMELINESS_HEADINGS = ["Mã xã", "Tên xã", "Đã có báo cáo", "Phiên bản mới nhất", "Lập lần đầu", "Hạn gửi", "Đúng hạn"]
+TIMELINESS_HEADINGS = [
+    "Mã xã", "Tên xã", "Đã có số liệu", "Phiên bản số liệu mới nhất", "Lập lần đầu", "Hạn gửi", "Gửi đúng hạn",
+    "Tình trạng văn bản", "Phiên bản văn bản", "Ngày gửi", "Thời hạn",
+]
+DOCUMENT_STATUS = {None: "Chưa lập", "draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi"}
+TIMELINESS = {"on_time": "Đúng hạn", "late": "Trễ hạn", "pending": "Chưa đến hạn"}
 
 
 def _yes_no(value: bool | None) -> str:
@@ -252,6 +258,10 @@ def _timeliness_sheet(book: Workbook, reports: list[Mapping[str, Any]]) -> None:
                 _moment(r["first_produced_at"]) if r["first_produced_at"] else "",
                 _day(r["due"]),
                 _yes_no(r["on_time"]),
+                DOCUMENT_STATUS.get(r.get("document_status"), ""),
+                r.get("document_version") or "",
+                _moment(r["sent_at"]) if r.get("sent_at") else "",
+                TIMELINESS.get(r.get("timeliness") or "", ""),
             ])
         )
 

@@ -20,8 +20,6 @@ from pathlib import Path
 import pytest
 from docx import Document
 
-from shared.auth import issue_token
-from shared.db import make_sessionmaker
 from shared.enums import LABELS_VI, Role
 from shared.events import (
     AssignmentAcknowledged,
@@ -33,7 +31,7 @@ from shared.events import (
     IncidentFacts,
     IncidentReported,
 )
-from tests.integration.test_reporting_generation import World, world  # noqa: F401  (the fixture)
+from tests.reporting_support import World, unit_tokens
 
 VN = timezone(timedelta(hours=7))
 pytestmark = pytest.mark.skipif(
@@ -121,12 +119,6 @@ def recount() -> dict:
         "closed": sum(f.closed for f in INCIDENTS),
         "acknowledged": Counter(f.acknowledged_by for f in INCIDENTS if f.acknowledged_by),
     }
-
-
-async def tokens_for(world: World, *subjects: str) -> None:
-    async with make_sessionmaker(world.runtime.auth_engine)() as session, session.begin():
-        for subject in subjects:
-            world.tokens[subject] = await issue_token(session, "unit", subject, label="test")
 
 
 async def call(world: World, method: str, path: str, who: str, **kwargs):
@@ -218,7 +210,7 @@ def abuse_recounted() -> dict[str, list[int]]:
 
 class TestTheCommunesReport:
     async def test_drafted_submitted_approved_sent_and_every_number_of_the_docx_and_pdf_is_the_summarys(self, world: World, tmp_path: Path):
-        await tokens_for(world, "25349.chairman")
+        await unit_tokens(world, "25349.chairman")
         await fill(world)
         world.clock.now = datetime(2025, 5, 2, tzinfo=UTC)
         await world.generate()
@@ -295,7 +287,7 @@ class TestTheCommunesReport:
         assert_a4_with_the_decrees_margins(path)
 
     async def test_a_later_revision_makes_a_new_version_marked_as_a_replacement_and_the_sent_one_stays(self, world: World):
-        await tokens_for(world, "25349.chairman")
+        await unit_tokens(world, "25349.chairman")
         await fill(world)
         world.clock.now = datetime(2025, 5, 2, tzinfo=UTC)
         await world.generate()
@@ -317,7 +309,7 @@ class TestTheCommunesReport:
         assert (number(abused(first.content)), number(abused(newer.content))) == (recount()["abused"], recount()["abused"] + 1)
 
     async def test_only_the_officer_drafts_and_only_the_chairman_approves(self, world: World):
-        await tokens_for(world, "25349.chairman", "25349.police")
+        await unit_tokens(world, "25349.chairman", "25349.police")
         await fill(world)
         world.clock.now = datetime(2025, 5, 2, tzinfo=UTC)
         await world.generate()
@@ -354,3 +346,59 @@ def assert_a4_with_the_decrees_margins(path: Path) -> None:
     assert right <= (210 - 15) * mm + 0.5, right / mm
     assert 20 * mm - 0.5 <= top <= 25 * mm, top / mm
     assert bottom <= (297 - 20) * mm + 0.5, bottom / mm
+
+
+class TestTheDistrict:
+    async def test_timeliness_follows_the_sending_date_in_vietnam_and_the_consolidated_report_shows_it(self, world: World, tmp_path: Path):
+        await unit_tokens(world, "25349.chairman", "25348.cp_officer", "25348.chairman")
+        await fill(world, "25349")
+        await fill(world, "25348")
+        world.clock.now = datetime(2025, 5, 2, tzinfo=UTC)
+        await world.generate()
+        on_time = await through_sign_off(world, "25349", sent_at=datetime(2025, 5, 10, 16, 59, tzinfo=UTC))  # 23:59 on 10 May
+        late = await through_sign_off(world, "25348", sent_at=datetime(2025, 5, 10, 17, 0, tzinfo=UTC))  # 00:00 on 11 May
+        assert (on_time["on_time"], late["on_time"]) == (True, False)
+        events = {e["payload"]["org_unit"]: e["payload"]["on_time"] for e in await world.published() if e["event_type"] == "report.submitted"}
+        assert events == {"25349": True, "25348": False}
+
+        world.clock.now = datetime(2025, 5, 11, 3, tzinfo=UTC)
+        summary = await world.json("/v1/summaries/694", "district:694", period="2025-6M")
+        c = summary["completeness"]
+        rows = {r["code"]: (r["document_status"], r["sent"], r["on_time"], r["timeliness"]) for r in c["reports"]}
+        assert rows == {
+            "25349": ("sent", True, True, "on_time"),
+            "25348": ("sent", True, False, "late"),
+            "25339": (None, False, None, "late"),  # nothing sent, and 10 May is over
+        }
+        assert (c["reports_sent"], c["reports_on_time"], c["reports_late"]) == (2, 1, 2)
+
+        docx = await call(world, "GET", "/v1/consolidated/694/2025-6M", "district:694", params={"format": "docx"})
+        assert docx.status_code == 200, docx.text
+        tables = docx_tables(docx.content)
+        statuses = {r[1]: (r[2], r[4], r[5]) for r in next(rows for head, rows in tables.items() if head[:3] == ("STT", "Xã", "Tình trạng báo cáo"))}
+        assert statuses == {
+            "Minh Tâm": ("Đã gửi", "10/05/2025", "Đúng hạn"),
+            "Minh Đức": ("Đã gửi", "11/05/2025", "Trễ hạn"),
+            "An Phú": ("Chưa lập", "", "Trễ hạn"),
+        }
+        figures = next(rows for head, rows in tables.items() if head[:3] == ("STT", "Xã", "Số vụ việc"))
+        by_commune = {r["name"]: r["indicators"] for r in summary["communes"]}
+        for row in figures[:-1]:
+            ind = by_commune[row[1]]
+            assert [number(v) for v in row[2:]] == [ind["incidents_total"], ind["children_total"], ind["abused_children_total"],
+                                                    ind["cases_closed"], ind["cases_open"], ind["injuries_and_drownings"]]
+        total = summary["indicators"]
+        assert [number(v) for v in figures[-1][2:4]] == [total["incidents_total"], total["children_total"]] == [2 * recount()["incidents"], 2 * recount()["children"]]
+        text = docx_text(docx.content)
+        assert unicodedata.is_normalized("NFC", text) and "\ufffd" not in text and "ỦY BAN NHÂN DÂN HUYỆN HỚN QUẢN" in text
+
+        pdf = await call(world, "GET", "/v1/consolidated/694/2025-6M", "district:694", params={"format": "pdf"})
+        path = tmp_path / "district.pdf"
+        path.write_bytes(pdf.content)
+        layout = pdf_text(path, "-layout")
+        assert unicodedata.is_normalized("NFC", layout) and "\ufffd" not in layout
+        assert pdf_rows(layout, ["Minh Tâm"])["Minh Tâm"][:2] == [by_commune["Minh Tâm"]["incidents_total"], by_commune["Minh Tâm"]["children_total"]]
+        assert "Trễ hạn" in layout and "Đúng hạn" in layout
+        assert_a4_with_the_decrees_margins(path)
+        refused = await call(world, "GET", "/v1/consolidated/694/2025-6M", "25349.cp_officer", params={"format": "pdf"})
+        assert refused.status_code == 404, "a commune does not read the district's report"
