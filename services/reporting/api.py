@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import Response
 
+from shared import plans as plans_data
 from shared.auth import Principal
 from shared.deps import AppHierarchy, Caller, Now, Uow, from_state
 from shared.errors import Invalid, NotFound
@@ -207,8 +208,19 @@ async def _document_export(reads: Summaries, commune: str, period_id: str, revis
 
 
 def plan_words(commune: str, period) -> documents.PlanWords:
-    """The commune's plan's words for the report (its basis, recipients, task and kind labels)."""
-    return documents.PlanWords()
+    """The commune's plan's words for the report (its title, basis, recipients, tasks); the defaults without a plan."""
+    try:
+        plan = plans_data.load_plan(commune, period.due.year if period.due else period.start.year)
+    except plans_data.PlanNotFound:
+        return documents.PlanWords(kinds=plans_data.kind_labels())
+    return documents.PlanWords(
+        title=plan.title,
+        issued_by=plan.issued_by,
+        basis=plan.basis,
+        recipients=plan.reporting.recipients,
+        tasks={t.id: t.text for t in plan.tasks},
+        kinds={code: kind.label for code, kind in plan.kinds.items()},
+    )
 
 
 @documents_router.get("/reports/{org_unit}/{period}/document", response_model=DocumentsRead, responses=DOC_ERRORS)

@@ -17,6 +17,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shared.enums import LABELS_VI
+from shared.plans import COUNT_LABELS_VI
 
 from .exports import AGE_BANDS, DOCUMENT_STATUS, SECTIONS, TIMELINESS, flatten, label
 from .periods import VN
@@ -68,6 +69,7 @@ class PlanWords:
     """What the commune's plan says that the report repeats: its title and basis, recipients, labels of tasks and kinds."""
 
     title: str = "Kế hoạch triển khai, thực hiện công tác trẻ em"
+    issued_by: str | None = None
     basis: tuple[str, ...] = ()
     recipients: tuple[str, ...] = ()
     tasks: Mapping[str, str] = field(default_factory=dict)
@@ -145,12 +147,15 @@ def activity_table(activities: Mapping[str, Any] | None, words: PlanWords) -> Ta
         rows.append((
             str(i),
             unit_name(row["unit_id"]),
-            f"{task}. {words.tasks[task]}" if task in words.tasks else task,
+            task_words(task, words),
             words.kinds.get(row["kind"], row["kind"]),
             *(n(row.get(key, 0)) for key, _ in ACTIVITY_COLUMNS),
         ))
     totals = (activities or {}).get("totals")
-    if totals is not None:
+    if not rows:
+        rows.append(("", "Chưa có hoạt động nào được ghi nhận trong kỳ", "", "", *("0" for _ in ACTIVITY_COLUMNS)))
+        totals = None
+    elif totals is not None:
         rows.append(("", "Tổng cộng", "", "", *(n(totals.get(key, 0)) for key, _ in ACTIVITY_COLUMNS)))
     return Table(
         "Bảng 1. Kết quả hoạt động của các đơn vị theo nhiệm vụ của Kế hoạch",
@@ -233,13 +238,13 @@ def appendix_table(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) 
     return Table("Phụ lục 1. Số liệu chi tiết các chỉ tiêu", ("Nhóm chỉ tiêu", "Chỉ tiêu", "Số lượng"), tuple(rows), (2.4, 3, 1))
 
 
-def activity_appendix(activities: Mapping[str, Any] | None, words: PlanWords, count_labels: Mapping[str, str]) -> Table | None:
+def activity_appendix(activities: Mapping[str, Any] | None, words: PlanWords) -> Table | None:
     by_task = (activities or {}).get("by_task") or []
     if not by_task:
         return None
     rows = []
     for row in by_task:
-        counts = "; ".join(f"{count_labels.get(k, k)}: {n(v)}" for k, v in row.items()
+        counts = "; ".join(f"{COUNT_LABELS_VI.get(k, k)}: {n(v)}" for k, v in row.items()
                            if k not in ("task", "kind", "units", "activities") and v)
         rows.append((row["task"], words.kinds.get(row["kind"], row["kind"]), n(row["activities"]), counts))
     return Table("Phụ lục 2. Hoạt động theo nhiệm vụ (các đơn vị cộng lại)", ("Nhiệm vụ", "Hoạt động", "Số hoạt động", "Các số đếm"),
@@ -256,7 +261,6 @@ def commune_context(
     words: PlanWords,
     hamlet_names: Mapping[str, str],
     district_name: str | None,
-    count_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Everything the commune's report prints."""
     ind = summary["indicators"]
@@ -270,7 +274,8 @@ def commune_context(
     if sign.version > 1:
         marks.append(f"(Bản thay thế - phiên bản {sign.version}, thay thế phiên bản {sign.version - 1})")
     basis = [f"Căn cứ {b};" for b in words.basis] + [
-        f"Thực hiện {words.title} của Ủy ban nhân dân xã {name}, Ủy ban nhân dân xã báo cáo {subject[0].lower()}{subject[1:]}"
+        f"Thực hiện {words.title} của {words.issued_by or f'Ủy ban nhân dân xã {name}'}, Ủy ban nhân dân xã báo cáo "
+        f"{subject[0].lower()}{subject[1:]}"
         f" (từ ngày {day_vi(period['start'])} đến ngày {day_vi(period['end'])}) như sau:"
     ]
     activities = summary.get("activities")
@@ -291,14 +296,9 @@ def commune_context(
         )),
     ]
     appendix = [appendix_table(summary, hamlet_names)]
-    if extra := activity_appendix(activities, words, count_labels or {}):
+    if extra := activity_appendix(activities, words):
         appendix.append(extra)
-    recipients = list(words.recipients) or [
-        f"- Phòng Văn hóa - Xã hội huyện {district_name} (b/c);" if district_name else "- Cơ quan cấp trên (b/c);",
-        "- TT. Đảng ủy, HĐND xã (b/c);",
-        "- CT, PCT UBND xã;",
-        "- Lưu: VT.",
-    ]
+    recipients = recipients_of(words.recipients, name, district_name)
     deputy = sign.signed_as == "deputy"
     return {
         "issuer_upper": "ỦY BAN NHÂN DÂN",
@@ -322,6 +322,28 @@ def commune_context(
         "appendix": appendix,
         "footer": f"Báo cáo {subject[0].lower()}{subject[1:]} - xã {name}",
     }
+
+
+def recipients_of(plan_recipients: Sequence[str], commune: str, district: str | None) -> list[str]:
+    """"Nơi nhận": those the plan's section V names (the commune's own committee issues the report, so it is its
+    leaders), then the commune's leaders and the archive; a district named where the plan says only "huyện"."""
+    upper = [
+        f"{r} {district}" if district and r.rstrip().endswith("huyện") else r
+        for r in plan_recipients
+        if "xã" not in r.split()[-1:]
+    ] or ([f"Phòng Văn hóa - Xã hội huyện {district}"] if district else ["Cơ quan cấp trên"])
+    return [*(f"- {r} (b/c);" for r in upper), "- TT. Đảng ủy, HĐND xã (b/c);", "- CT, các PCT UBND xã;", "- Lưu: VT."]
+
+
+def task_words(task: str, words: PlanWords, limit: int = 110) -> str:
+    """"IV.7. Phối hợp ..." cut at a word near `limit` characters: the plan has the whole text."""
+    text = words.tasks.get(task)
+    if not text:
+        return task
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return f"{task}. {text}"
 
 
 # -- the district's consolidated report ---------------------------------------------------------------

@@ -22,6 +22,8 @@ from docx import Document
 
 from shared.enums import LABELS_VI, Role
 from shared.events import (
+    ActivityRecorded,
+    ActivityWithdrawn,
     AssignmentAcknowledged,
     ChildCase,
     ChildFacts,
@@ -31,6 +33,7 @@ from shared.events import (
     IncidentFacts,
     IncidentReported,
 )
+from shared.plans import ActivityCounts
 from tests.reporting_support import World, unit_tokens
 
 VN = timezone(timedelta(hours=7))
@@ -72,6 +75,43 @@ INCIDENTS = (
 )
 
 
+@dataclass(frozen=True)
+class Done:
+    """One activity a unit recorded under the plan (withdrawn: recorded, then taken back by its author)."""
+
+    unit: str
+    task: str
+    kind: str
+    counts: dict
+    withdrawn: bool = False
+
+
+ACTIVITIES = (
+    Done("police", "IV.7", "communication", {"sessions": 3, "participants_total": 120, "participants_male": 50, "participants_female": 70,
+                                              "participants_under_16": 80, "participants_adult": 40}),
+    Done("police", "IV.7", "communication", {"sessions": 1, "participants_total": 35, "participants_male": 20, "participants_female": 15,
+                                              "participants_adult": 35}),
+    Done("police", "IV.7", "communication", {"sessions": 9, "participants_total": 900}, withdrawn=True),
+    Done("school.th-minh-tam-a", "IV.5", "inspection", {"sessions": 2, "sites_inspected": 4, "violations_found": 1}),
+    Done("culture_info", "IV.6", "inspection", {"sessions": 1, "sites_inspected": 5}),
+    Done("health", "IV.4", "child_support", {"children_supported": 6}),
+)
+
+
+def activity(commune: str, day: datetime, done: Done) -> list[Envelope]:
+    activity_id = str(uuid.uuid4())
+    unit_type = done.unit.split(".")[0]
+    fields = dict(
+        activity_id=activity_id, revision=1, commune_code=commune, unit_id=f"{commune}.{done.unit}", unit_type=unit_type,
+        task_id=done.task, plan_version="2025.1", kind=done.kind, held_on=day.date(), counts=ActivityCounts(**done.counts),
+        by=f"{commune}.{done.unit}", at=day.replace(tzinfo=VN),
+    )
+    events = [ActivityRecorded(**fields).envelope(correlation_id=activity_id, producer="intake")]
+    if done.withdrawn:
+        events.append(ActivityWithdrawn(**{**fields, "revision": 2}).envelope(correlation_id=activity_id, producer="intake"))
+    return events
+
+
 def reported(commune: str, day: datetime, fed: Fed) -> Envelope:
     incident_id = str(uuid.uuid4())
     facts = IncidentFacts(
@@ -102,6 +142,24 @@ async def fill(world: World, commune: str = "25349") -> None:
         if fed.closed:
             closed = IncidentClosed(incident_id=incident_id, commune_code=commune, risk_level="low", outcome="x", by="b", at=at + timedelta(days=2))
             await world.feed(closed.envelope(correlation_id=incident_id, producer="routing"))
+    for i, done in enumerate(ACTIVITIES):
+        await world.feed(*activity(commune, datetime(2025, 1, 6) + timedelta(days=11 * i), done))
+
+
+ACTIVITY_COLUMNS = ("sessions", "participants_total", "children_supported", "households_visited", "sites_inspected")
+
+
+def activities_recounted() -> dict[tuple[str, str, str], list[int]]:
+    """(unit, task, kind) -> [activities, then the counts of ACTIVITY_COLUMNS], from ACTIVITIES alone."""
+    out: dict[tuple[str, str, str], list[int]] = {}
+    for done in ACTIVITIES:
+        if done.withdrawn:
+            continue
+        row = out.setdefault((done.unit, done.task, done.kind), [0] * (1 + len(ACTIVITY_COLUMNS)))
+        row[0] += 1
+        for i, key in enumerate(ACTIVITY_COLUMNS, 1):
+            row[i] += done.counts.get(key, 0)
+    return out
 
 
 def recount() -> dict:
@@ -238,6 +296,15 @@ class TestTheCommunesReport:
         printed = {row[1]: [number(v) for v in row[2:]] for row in abuse[:-1]}
         assert printed == abuse_expected(stored) == abuse_recounted()
         assert abuse[-1][1].startswith("Tổng số") and number(abuse[-1][2]) == ind["abused_children_total"] == truth["abused"]
+        activities = next(rows for head, rows in tables.items() if head[:4] == ("STT", "Đơn vị", "Nhiệm vụ", "Hoạt động"))
+        summed = stored["activities"]["rows"]
+        assert len(activities) == len(summed) + 1 and activities[-1][1] == "Tổng cộng"
+        for printed_row, row in zip(activities, summed, strict=False):
+            numbers_printed = [number(v) for v in printed_row[4:]]
+            assert numbers_printed == [row["activities"], *(row[k] for k in ACTIVITY_COLUMNS)]
+            assert numbers_printed == activities_recounted()[(row["unit_id"].split(".", 1)[1], row["task"], row["kind"])]
+            assert printed_row[2].startswith(f"{row['task']}. ")
+        assert [number(v) for v in activities[-1][4:]] == [sum(r[i] for r in activities_recounted().values()) for i in range(6)]
         urgency = {row[0]: (number(row[1]), number(row[2])) for row in tables[("Mức độ khẩn cấp", "Số vụ việc", "Số trẻ em")]}
         for code in ("emergency", "high", "medium", "low"):
             assert urgency[LABELS_VI[code]] == (ind["by_urgency"][code], ind["children_by_urgency"][code])

@@ -1,7 +1,7 @@
 """report documents: the commune's report as an official document, its narrative and sign-off
 
 Revision ID: c7d2e5a91b30
-Revises: f05f4e98c860
+Revises: 2563be205e9a
 Create Date: 2026-11-29 22:50:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = 'c7d2e5a91b30'
-down_revision = 'f05f4e98c860'
+down_revision = '2563be205e9a'
 branch_labels = None
 depends_on = None
 
