@@ -335,7 +335,7 @@ def recipients_of(plan_recipients: Sequence[str], commune: str, district: str | 
     return [*(f"- {r} (b/c);" for r in upper), "- TT. Đảng ủy, HĐND xã (b/c);", "- CT, các PCT UBND xã;", "- Lưu: VT."]
 
 
-def task_words(task: str, words: PlanWords, limit: int = 110) -> str:
+def task_words(task: str, words: PlanWords, limit: int = 70) -> str:
     """"IV.7. Phối hợp ..." cut at a word near `limit` characters: the plan has the whole text."""
     text = words.tasks.get(task)
     if not text:
@@ -356,7 +356,7 @@ def district_context(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]
     period = summary["period"]
     name = summary["name"]
     year = int(period["id"][:4])
-    subject = f"Tổng hợp kết quả thực hiện công tác trẻ em {period_words(period)} của các xã"
+    subject = f"Tổng hợp kết quả công tác trẻ em {period_words(period)} của các xã"
     completeness = summary.get("completeness") or {}
     reports = {r["code"]: r for r in completeness.get("reports") or []}
     rows = []
@@ -399,14 +399,15 @@ def district_context(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]
         Section("II. TÌNH HÌNH TRẺ EM BỊ XÂM HẠI VÀ KẾT QUẢ XỬ LÝ", (), (abuse_table(ind), urgency_table(ind), response_table(ind))),
     ]
     return {
-        "issuer_upper": f"ỦY BAN NHÂN DÂN HUYỆN {name.upper()}",
+        "issuer_upper": f"UBND HUYỆN {name.upper()}",
         "issuer_lower": "PHÒNG VĂN HÓA - XÃ HỘI",
         "number": "Số:        /BC-VHXH",
         "place_date": place_date(name, None, year),
         "title": "BÁO CÁO",
         "subject": subject,
         "marks": [f"(Tổng hợp lúc {now.astimezone(VN).strftime('%H:%M ngày %d/%m/%Y')})"],
-        "basis": [f"Căn cứ báo cáo của Ủy ban nhân dân các xã, Phòng Văn hóa - Xã hội huyện {name} tổng hợp {subject[0].lower()}{subject[1:]} như sau:"],
+        "basis": [f"Căn cứ báo cáo của Ủy ban nhân dân các xã, Phòng Văn hóa - Xã hội huyện {name} báo cáo kết quả công tác trẻ em "
+                  f"{period_words(period)} trên địa bàn huyện như sau:"],
         "sections": sections,
         "recipients": [f"- UBND huyện {name} (b/c);", "- UBND các xã;", "- Lưu: VT."],
         "sign_on_behalf": "",

@@ -246,6 +246,19 @@ def pdf_rows(text: str, labels: list[str]) -> dict[str, list[int]]:
     return found
 
 
+def pdf_numbered_rows(text: str, width: int) -> dict[int, list[int]]:
+    """Rows that start with their STT and end with exactly `width` numbers (a table's row, whatever wraps in between)."""
+    found = {}
+    for line in text.splitlines():
+        words = line.split()
+        numbers = []
+        while words and re.fullmatch(r"\d[\d.]*", words[-1]):
+            numbers.insert(0, number(words.pop()))
+        if words and re.fullmatch(r"\d+", words[0]) and len(numbers) == width:
+            found.setdefault(int(words[0]), numbers)
+    return found
+
+
 def abuse_expected(summary: dict) -> dict[str, list[int]]:
     ind = summary["indicators"]
     rows = {}
@@ -351,6 +364,12 @@ class TestTheCommunesReport:
         for code in ("emergency", "high", "medium", "low"):
             assert pdf_rows(layout, [LABELS_VI[code]])[LABELS_VI[code]] == [truth["incidents_by_urgency"][code], truth["children_by_urgency"][code]]
         assert pdf_rows(layout, ["Số vụ việc đang xử lý"])["Số vụ việc đang xử lý"] == [ind["cases_open"]]
+        printed_activities = pdf_numbered_rows(layout, 1 + len(ACTIVITY_COLUMNS))
+        assert [printed_activities[i] for i in range(1, len(summed) + 1)] == [
+            activities_recounted()[(r["unit_id"].split(".", 1)[1], r["task"], r["kind"])] for r in summed
+        ]
+        totals = stored["activities"]["totals"]
+        assert pdf_rows(layout, ["Tổng cộng"])["Tổng cộng"] == [totals["activities"], *(totals[k] for k in ACTIVITY_COLUMNS)]
         assert_a4_with_the_decrees_margins(path)
 
     async def test_a_later_revision_makes_a_new_version_marked_as_a_replacement_and_the_sent_one_stays(self, world: World):
@@ -457,7 +476,7 @@ class TestTheDistrict:
         total = summary["indicators"]
         assert [number(v) for v in figures[-1][2:4]] == [total["incidents_total"], total["children_total"]] == [2 * recount()["incidents"], 2 * recount()["children"]]
         text = docx_text(docx.content)
-        assert unicodedata.is_normalized("NFC", text) and "\ufffd" not in text and "ỦY BAN NHÂN DÂN HUYỆN HỚN QUẢN" in text
+        assert unicodedata.is_normalized("NFC", text) and "\ufffd" not in text and "UBND HUYỆN HỚN QUẢN" in text and "PHÒNG VĂN HÓA - XÃ HỘI" in text
 
         pdf = await call(world, "GET", "/v1/consolidated/694/2025-6M", "district:694", params={"format": "pdf"})
         path = tmp_path / "district.pdf"
