@@ -117,6 +117,11 @@ def _child(form: dict, i: int, errors: dict[str, str], now: datetime) -> dict[st
     return child
 
 
+def _located(exc) -> list[tuple[list[str], dict]]:
+    """An API's 422 list as (where in the body, the error)."""
+    return [([str(p) for p in e.get("loc", []) if p != "body"], e) for e in (exc.detail if isinstance(exc.detail, list) else [])]
+
+
 def api_errors(exc) -> dict[str, str]:
     """intake's 422 list (`loc` like body.children.0.sex) as form field names; other refusals on the form."""
     if exc.status == 429:
@@ -124,8 +129,7 @@ def api_errors(exc) -> dict[str, str]:
     if exc.status == 409:
         return {"form": "Mã báo cáo này đã được dùng. Tải lại trang để báo cáo mới."}
     errors: dict[str, str] = {}
-    for error in exc.detail if isinstance(exc.detail, list) else []:
-        loc = [str(p) for p in error.get("loc", []) if p != "body"]
+    for loc, error in _located(exc):
         name = "-".join(loc[:3]) if loc else "form"
         if loc and loc[0] in ("reporter", "consent"):
             name = "-".join(loc[:2])
@@ -230,8 +234,7 @@ def activity_api_errors(exc) -> dict[str, str]:
     if exc.status == 409:
         return {"form": "Hoạt động này đã được rút lại, không sửa được nữa."}
     errors: dict[str, str] = {}
-    for error in exc.detail if isinstance(exc.detail, list) else []:
-        loc = [str(p) for p in error.get("loc", []) if p != "body"]
+    for loc, _ in _located(exc):
         name = "-".join(loc[:2]) if loc else "form"
         errors[name] = vi.ACTIVITY_ERRORS.get(name, vi.ACTIVITY_ERRORS["counts"] if name.startswith("counts") else "Giá trị không hợp lệ.")
     return errors or {"form": "Kết quả chưa được ghi nhận. Vui lòng kiểm tra lại các thông tin."}

@@ -113,24 +113,8 @@ NOT_YOURS = {404: {"description": "no such activity for this principal"}, 403: {
 
 
 def activity_read(activity: Activity, principal: Principal) -> ActivityRead:
-    return ActivityRead(
-        activity_id=activity.id,
-        commune_code=activity.commune_code,
-        unit_id=activity.unit_id,
-        unit_type=activity.unit_type,
-        task_id=activity.task_id,
-        plan_version=activity.plan_version,
-        kind=activity.kind,
-        held_on=activity.held_on,
-        counts=activity.counts,
-        note=activity.note,
-        status=activity.status,
-        revision=activity.revision,
-        recorded_by=activity.recorded_by,
-        yours=activity.author == service.activities.author_of(principal),
-        recorded_at=activity.recorded_at,
-        changed_at=activity.changed_at,
-    )
+    row = service.activity_row(activity)
+    return ActivityRead.model_validate({**row, "activity_id": activity.id, "yours": activity.author == service.activities.author_of(principal)})
 
 
 @activity_router.post("/activities", status_code=201, response_model=ActivityRead, responses={**ERRORS, 422: {"description": "not allowed by the commune's plan, or inconsistent counts"}})

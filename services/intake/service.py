@@ -239,7 +239,7 @@ def _checked(hierarchy: Hierarchy, unit_id: str, change: ActivityChange, plans=l
     return fields, errors
 
 
-def _row(activity: Activity) -> dict:
+def activity_row(activity: Activity) -> dict:
     return {c.name: getattr(activity, c.name) for c in Activity.__table__.columns}
 
 
@@ -255,7 +255,7 @@ async def record_activity(uow: UnitOfWork, hierarchy: Hierarchy, body: ActivityC
         recorded_at=now, changed_at=now,
     )
     uow.session.add(activity)
-    await uow.stage(activities.build_event("recorded", _row(activity), principal.label, now))
+    await uow.stage(activities.build_event("recorded", activity_row(activity), principal.label, now))
     return activity
 
 
@@ -286,7 +286,7 @@ async def correct_activity(
         setattr(activity, name, value)
     activity.revision += 1
     activity.changed_at = now
-    await uow.stage(activities.build_event("corrected", _row(activity), principal.label, now))
+    await uow.stage(activities.build_event("corrected", activity_row(activity), principal.label, now))
     return activity
 
 
@@ -298,7 +298,7 @@ async def withdraw_activity(uow: UnitOfWork, activity_id: str, principal: Princi
     activity.status = "withdrawn"
     activity.revision += 1
     activity.changed_at = now
-    await uow.stage(activities.build_event("withdrawn", _row(activity), principal.label, now))
+    await uow.stage(activities.build_event("withdrawn", activity_row(activity), principal.label, now))
     return activity
 
 

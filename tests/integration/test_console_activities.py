@@ -95,3 +95,11 @@ class TestRecordingFromThePhone:
         browser = await signed_in(console, "c-police")
         answer = await browser.post("/activities", data=FORM)
         assert answer.status_code == 403
+
+
+async def test_the_incident_form_still_renders_its_fields_from_the_shared_macros(console):
+    browser = await signed_in(console, "c-police")
+    page = await browser.get("/cases/new")
+    assert page.status_code == 200 and '<select id="category" name="category" required>' in page.text
+    answer = await browser.post("/cases/new", data={"action": "submit", "csrf_token": csrf(page.text)})
+    assert answer.status_code == 422 and 'aria-describedby="category-error"' in answer.text
