@@ -189,7 +189,6 @@ async def _document_export(reads: Summaries, commune: str, period_id: str, revis
         raise NotFound(f"no generated report of {commune} for {period.id} ({'any revision' if revision == 'latest' else f'revision {revision}'})")
     doc = await signoff.document_for(session, commune, period.id, row.revision)
     summary = SummaryRead.model_validate({**row.summary, "revision": row.revision}).model_dump()
-    summary["activities"] = row.summary.get("activities")
     if doc is None:
         sign, narrative = documents.Sign(status="draft", revision=row.revision), {}
     else:
