@@ -87,7 +87,11 @@ def _cell(cell: Any, text: str, *, bold: bool = False, align: Any = None, width:
     if width is not None:
         cell.width = width
     p = cell.paragraphs[0]
-    set_font(p.add_run(text), TABLE_PT, bold=bold)
+    run = p.add_run(text)
+    # The face comes from the document's Normal style (the template's Times New Roman): per-run fonts cost 2/3 of the time.
+    run.font.size = Pt(TABLE_PT)
+    if bold:
+        run.font.bold = True
     p.paragraph_format.space_before = p.paragraph_format.space_after = Pt(1)
     if align is not None:
         p.alignment = align
