@@ -31,6 +31,7 @@ PUBLISHED: dict[str, tuple[str, str]] = {
     "activity.corrected": ("intake", "The author corrected an activity: the new revision replaces the earlier ones."),
     "activity.withdrawn": ("intake", "The author withdrew an activity: it no longer counts in any report."),
     "report.generated": ("reporting", "A periodic report, or a new revision of one, was generated; for systems outside baove."),
+    "report.submitted": ("reporting", "A commune's report document was approved, signed and sent to the district; for the district's systems."),
 }
 
 

@@ -219,6 +219,22 @@ class ReportGenerated(Event):
     as_of: datetime
 
 
+class ReportSubmitted(Event):
+    """A commune's report document, approved and signed, sent to the district: which version, pinning which figures."""
+
+    event_type: ClassVar[str] = "report.submitted"
+
+    org_unit: str
+    period: str
+    version: int = Field(description="the document's version (2, 3, ...: a replacement of the one before)")
+    revision: int = Field(description="the generated revision whose figures the document prints")
+    replaces: int | None = Field(None, description="the version this one replaces; null for the first")
+    signed_as: str = Field(description="chairman, or deputy (KT. CHỦ TỊCH / PHÓ CHỦ TỊCH)")
+    sent_at: datetime
+    due: date
+    on_time: bool = Field(description="sent by the due date, in Vietnam's time")
+
+
 # -- activities: what each unit did under the commune's plan (issue 16) ---------------------------
 
 
@@ -269,6 +285,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         IncidentClosed,
         IncidentReopened,
         ReportGenerated,
+        ReportSubmitted,
         ActivityRecorded,
         ActivityCorrected,
         ActivityWithdrawn,

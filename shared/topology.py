@@ -73,7 +73,7 @@ INTAKE_TIMELINE = ConsumerQueue(
 
 # Notifications for systems outside baove (the district's): no queue of ours consumes them, so a
 # publish with nobody bound must not bounce. The report itself is stored and served over HTTP.
-NOTIFICATIONS = frozenset({"report.generated"})
+NOTIFICATIONS = frozenset({"report.generated", "report.submitted"})
 
 CONSUMER_QUEUES: tuple[ConsumerQueue, ...] = (ROUTING_INCIDENTS, REPORTING_EVENTS, INTAKE_TIMELINE)
 

@@ -72,6 +72,7 @@ ACTIVITY = {
     "note": "Tuyên truyền phòng chống xâm hại",
 }
 CORRECTION = {name: value for name, value in ACTIVITY.items() if name != "unit_id"}  # a correction keeps the unit
+DOCUMENT = "/v1/reports/25349/2025-6M/document"
 RULES: dict[tuple[str, str], Rule] = {
     # intake
     ("POST", "/v1/incidents"): Rule(
@@ -149,6 +150,19 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/reports/{org_unit}/{period}/{revision}/export"): Rule(
         "25349.cp_officer", 404, lambda w: ("/v1/reports/25349/2025-6M/latest/export", {"format": "csv"}, None)
     ),
+    # The report document: read by the summaries' readers (and the chairman); drafted by the cp_officer (409: no figures
+    # generated yet), signed by the chairman; each step finds no document here, past the scope check.
+    ("GET", "/v1/reports/{org_unit}/{period}/document"): Rule("25349.cp_officer", 200, lambda w: (DOCUMENT, None, None)),
+    ("PUT", "/v1/reports/{org_unit}/{period}/document"): Rule(
+        "25349.cp_officer", 409, lambda w: (DOCUMENT, None, {"narrative": {"situation": "Tình hình ổn định."}})
+    ),
+    ("POST", "/v1/reports/{org_unit}/{period}/document/submit"): Rule("25349.cp_officer", 404, lambda w: (f"{DOCUMENT}/submit", None, None)),
+    ("POST", "/v1/reports/{org_unit}/{period}/document/return"): Rule("25349.chairman", 404, lambda w: (f"{DOCUMENT}/return", None, None)),
+    ("POST", "/v1/reports/{org_unit}/{period}/document/approve"): Rule(
+        "25349.chairman", 404, lambda w: (f"{DOCUMENT}/approve", None, {"signer_name": "Nguyễn Quốc Trung"})
+    ),
+    ("POST", "/v1/reports/{org_unit}/{period}/document/send"): Rule("25349.cp_officer", 404, lambda w: (f"{DOCUMENT}/send", None, None)),
+    ("GET", "/v1/consolidated/{org_unit}/{period}"): Rule("admin", 200, lambda w: ("/v1/consolidated/694/2025-6M", {"format": "docx"}, None)),
 }
 
 
