@@ -65,11 +65,12 @@ async def record_event(
     detail: str | None = None,
     endpoint: str = "cli",
     service: str = "cli",
+    incident_id: str | None = None,
 ) -> None:
-    """Append a sign-in, sign-out, people or token event in the caller's transaction."""
+    """Append a sign-in, sign-out, people, token or erasure event (of `incident_id`) in the caller's transaction."""
     await session.execute(
         audit_entry.insert().values(
-            at=utcnow(), principal=principal, action=action, incident_id=None, endpoint=endpoint, service=service,
+            at=utcnow(), principal=principal, action=action, incident_id=incident_id, endpoint=endpoint, service=service,
             username=username, token_id=token_id, detail=detail[:300] if detail else None,
         )
     )
