@@ -15,7 +15,7 @@ from tests.support import incident_payload
 NOW = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
 POLICY = RetentionPolicy(closed_case_days=1825)
 CHILD = {"full_name": "Lê Văn Tý", "sex": "male", "birth_date": "2014-03-02", "age_years": None,
-         "school": "25349.school.th-minh-tam-a", "special_circumstances": ["disability"]}
+         "school": "25349.school.th-minh-tam-a", "special_circumstances": ["disabled"]}
 
 
 class TestWhichCasesAreDue:
@@ -45,7 +45,7 @@ class TestWhichCasesAreDue:
 
 class TestWhatAnErasureKeeps:
     def test_a_child_keeps_sex_age_band_and_circumstances_only(self):
-        assert anonymous_child(CHILD, date(2025, 3, 2)) == {"sex": "male", "age_band": "11-15", "special_circumstances": ["disability"]}
+        assert anonymous_child(CHILD, date(2025, 3, 2)) == {"sex": "male", "age_band": "11-15", "special_circumstances": ["disabled"]}
 
     def test_erasing_twice_keeps_the_same_facts(self):
         once = anonymous_child(CHILD, date(2025, 3, 2))
@@ -60,7 +60,7 @@ class TestWhatAnErasureKeeps:
         for personal in ("Tý", "Bà Ba", "0912000111", "2014-03-02", "th-minh-tam-a"):
             assert personal not in text
         assert erased["consent"] == {"child": True, "guardian": None}
-        assert erased["children"] == [{"sex": "male", "age_band": "11-15", "special_circumstances": ["disability"]}]
+        assert erased["children"] == [{"sex": "male", "age_band": "11-15", "special_circumstances": ["disabled"]}]
 
     def test_a_timeline_entry_loses_the_review_outcome_and_keeps_the_risk_level(self):
         assert erased_detail({"risk_level": "low", "outcome": "Tý về với bà ngoại"}) == {"risk_level": "low"}
