@@ -149,10 +149,12 @@ def cmd_erase(args) -> None:
 
     async def run():
         try:
-            return await erasure.erase(
+            done = await erasure.erase(
                 runtime, args.incident, principal="admin", username=None, token_id=None,
                 reason=f"{args.reason} (by {login()})", endpoint="cli erase",
             )
+            await runtime.forget({args.incident})  # this process's share: intake's files (its dead letters: intake's)
+            return done
         finally:
             await runtime.engine.dispose()
             await runtime.auth_engine.dispose()

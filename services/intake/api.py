@@ -120,6 +120,7 @@ async def erase_incident(incident_id: str, body: ErasureCreate, runtime: AppRunt
         runtime, incident_id, principal=principal.label, username=principal.username, token_id=principal.token_id,
         reason=body.reason, endpoint="POST /v1/incidents/{incident_id}/erasure",
     )
+    runtime.forget_later({incident_id})  # a VACUUM may take a while: the answer does not wait for it
     return ErasureRead(incident_id=incident_id, status=erasure.ERASED, erased_at=done.erased_at, already_erased=not done.new)
 
 

@@ -85,8 +85,8 @@ async def erase(
     runtime: Runtime, incident_id: str, *, principal: str, username: str | None, token_id: str | None, reason: str,
     endpoint: str, cause: Cause = "request",
 ) -> Erasure:
-    """An erasure from start to end: blanked and the event staged in one transaction, then audited in the security
-    store, then the files scrubbed. An erasure repeated is audited again but changes nothing."""
+    """An erasure: blanked and the event staged in one transaction, then audited in the security store. An erasure
+    repeated is audited again but changes nothing. The caller then scrubs the files (`runtime.forget`)."""
     async with runtime.unit_of_work() as uow:
         done = await erase_incident(uow, runtime.outbox_table, incident_id, by=principal, cause=cause, now=utcnow())
     async with runtime.auth_sessionmaker() as session, session.begin():
@@ -94,7 +94,6 @@ async def erase(
             session, ERASED if done.new else "erased_again", principal=principal, username=username, token_id=token_id,
             incident_id=incident_id, detail=reason, endpoint=endpoint, service=runtime.name,
         )
-    await runtime.forget({incident_id})
     return done
 
 
