@@ -32,6 +32,9 @@ PUBLISHED: dict[str, tuple[str, str]] = {
         "An incident's personal data was erased in intake (on request or at the end of its retention period): "
         "each service that holds any blanks it and keeps the anonymous facts. Ids and codes only.",
     ),
+    "activity.recorded": ("intake", "A unit recorded an activity under a task of its commune's plan: codes and counts, no personal data."),
+    "activity.corrected": ("intake", "The author corrected an activity: the new revision replaces the earlier ones."),
+    "activity.withdrawn": ("intake", "The author withdrew an activity: it no longer counts in any report."),
     "report.generated": ("reporting", "A periodic report, or a new revision of one, was generated; for systems outside baove."),
 }
 
@@ -66,7 +69,7 @@ def _message(event_type: str) -> dict[str, Any]:
         "title": _title(event_type),
         "summary": PUBLISHED[event_type][1],
         "contentType": "application/json",
-        "correlationId": {"description": "the incident id (a report's own key for report.generated)", "location": "$message.payload#/correlation_id"},
+        "correlationId": {"description": "the incident id (a report's own key for report.generated, the activity id for activity.*)", "location": "$message.payload#/correlation_id"},
         "payload": payload,
         "bindings": {"amqp": {"messageType": event_type, "bindingVersion": "0.3.0"}},
     }
