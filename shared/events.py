@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -210,6 +210,18 @@ class IncidentReopened(Event):
     at: datetime
 
 
+class IncidentErased(Event):
+    """The personal data of an incident was erased in intake (on request, or at the end of its retention period):
+    every service that holds any blanks it. Ids and codes only; the reason stays in the audit."""
+
+    event_type: ClassVar[str] = "incident.erased"
+
+    incident_id: str
+    commune_code: str
+    cause: Literal["request", "retention"]
+    at: datetime
+
+
 class ReportGenerated(Event):
     event_type: ClassVar[str] = "report.generated"
 
@@ -284,6 +296,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         IncidentEscalated,
         IncidentClosed,
         IncidentReopened,
+        IncidentErased,
         ReportGenerated,
         ReportSubmitted,
         ActivityRecorded,

@@ -43,6 +43,7 @@ TIMELINE = {
     "escalated": "Báo lên cấp trên do quá hạn",
     "closed": "Kết thúc vụ việc",
     "reopened": "Mở lại vụ việc",
+    "erased": "Đã xoá dữ liệu cá nhân",
 }
 # The commune's report document (issue 16): its status, its timeliness, the sections the officer writes.
 DOCUMENT_STATUS = {"draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi huyện"}

@@ -92,6 +92,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/v1/activities/{activity_id}"): Rule(
         "25349.police", 200, lambda w: (f"/v1/activities/{w.withdrawn_activity_id}", None, None)
     ),
+    # privacy: the commune's cp_officer exports what is held about a child; only an admin erases (an unknown id here:
+    # the other routes still need the seeded incident).
+    ("GET", "/v1/incidents/{incident_id}/subject-access"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.incident_id}/subject-access", None, None)
+    ),
+    ("POST", "/v1/incidents/{incident_id}/erasure"): Rule(
+        "admin", 404, lambda w: ("/v1/incidents/00000000-0000-4000-8000-000000000000/erasure", None, {"reason": "matrix"})
+    ),
     # people: anyone signed in reads themselves, changes their password (here: a wrong current one), signs out
     ("GET", "/v1/me"): Rule("25349.police", 200, lambda w: ("/v1/me", None, None), also_allowed=EVERYONE),
     ("POST", "/v1/sessions/password"): Rule(
