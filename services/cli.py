@@ -168,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     dreplay = dsub.add_parser("replay", help="send dead letters back to their queue once the cause is fixed")
     dreplay.add_argument("--queue")
     dreplay.add_argument("--limit", type=int)
+    dsub.add_parser(
+        "policy",
+        help="print the rabbitmqctl command that gives every dead-letter queue BAOVE_DLQ_TTL_DAYS and BAOVE_DLQ_MAX_LENGTH "
+        "(the vhost of BAOVE_AMQP_URL); deployed brokers get it from their definitions",
+    )
     dlq.set_defaults(func=cmd_dlq)
 
     contracts = sub.add_parser("contracts", help="write (or --check) the OpenAPI, AsyncAPI and event schema documents")

@@ -19,7 +19,7 @@ from shared.reference import Hierarchy
 from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
-from .incidents import build_event, check_commune, may_read, may_report
+from .incidents import build_event, check_commune, facts_event, may_read, may_report
 from .models import Incident, TimelineEntry
 from .schemas import IncidentCreate
 from .timeline import timeline_entry, timeline_order
@@ -77,7 +77,7 @@ def _incident_row(incident_id: str, report: Report) -> dict:
 
 
 async def store_reports(uow: UnitOfWork, reports: list[Report]) -> list[Accepted | Conflict]:
-    """Store reports with their timeline entries and `incident.reported` events, in the caller's unit of work.
+    """Store reports with their timeline entries, `incident.reported` and `incident.recorded` events, in the caller's unit of work.
 
     A report_id seen before answers with its incident (created False); one result per report, in order.
     """
@@ -122,7 +122,8 @@ async def store_reports(uow: UnitOfWork, reports: list[Report]) -> list[Accepted
                 "detail": {"channel": body.channel.value, "category": body.category.value, "urgency": body.urgency.value},
             }
         )
-        envelopes.append(build_event(row["id"], body, report.principal, report.received_at))
+        reported = build_event(row["id"], body, report.principal, report.received_at)
+        envelopes += [reported, facts_event(reported)]
     if timeline:
         await session.execute(TimelineEntry.__table__.insert(), timeline)
         await uow.stage(*envelopes)
