@@ -111,6 +111,8 @@ class ServiceSettings(BaseSettings):
 
     def check_broker_user(self, service: str) -> None:
         """Refuse to start publishing as a user the other services would not believe (their events would be dead-lettered)."""
+        if self.common.env != "dev" and self.common.broker_users is None:
+            raise SystemExit("BAOVE_BROKER_USERS is not set: outside development each service has its own broker user, name them")
         connects_as, expected = amqp_user(self.broker_url()), self.common.broker_user(service)
         if connects_as != expected:
             raise SystemExit(

@@ -176,6 +176,27 @@ async def _at_least(url: str, queue: str, n: int) -> bool:
     return await messages_in(url, queue) >= n
 
 
+class TestReportingsQueue:
+    async def test_an_upgraded_queue_loses_its_old_binding_and_gets_no_case(self, users, amqp_url):
+        # reporting.events as the previous version bound it: incident.* (which took incident.reported).
+        connection = await aio_pika.connect(amqp_url)
+        await bind(await connection.channel(), REPORTING_EVENTS.name, "incident.*")
+        await connection.close()
+        broker = RabbitBroker(amqp_url)  # the development user, which may unbind it
+        try:
+            await topology.declare(broker, own=(REPORTING_EVENTS,))
+        finally:
+            await broker.stop()
+        connection = await aio_pika.connect(amqp_url)
+        channel = await connection.channel(publisher_confirms=True)
+        await publish(channel, "incident.reported", user_id="guest")
+        await publish(channel, "incident.recorded", user_id="guest")
+        await connection.close()
+        assert await eventually(lambda: _at_least(amqp_url, ROUTING_INCIDENTS.name, 1), timeout=5)
+        assert await messages_in(amqp_url, ROUTING_INCIDENTS.name) == 1
+        assert await messages_in(amqp_url, REPORTING_EVENTS.name) == 1  # incident.recorded only
+
+
 class TestEachServiceStartsWithItsOwnUser:
     @pytest.mark.parametrize("service", topology.SERVICES)
     async def test_it_declares_what_it_must_at_start_and_nothing_else(self, users, service, caplog):
