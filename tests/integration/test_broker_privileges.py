@@ -27,7 +27,7 @@ from shared import topology
 from shared.events import AssignmentAcknowledged
 from shared.topology import DEAD_LETTERS, EVENTS, REPORTING_EVENTS, ROUTING_INCIDENTS, permissions
 from tests.harness import ROOT, rabbitmqctl
-from tests.support import eventually, make_runtime, migrate
+from tests.support import bearer, client, eventually, incident_payload, issue_token, make_runtime, migrate
 
 AT = datetime(2025, 3, 2, 1, tzinfo=UTC)
 
@@ -205,6 +205,39 @@ class TestEachServiceStartsWithItsOwnUser:
             await topology.declare(broker, own=topology.queues_of(service))
         finally:
             await broker.stop()
+
+
+    async def test_intakes_relay_publishes_both_its_events_as_itself(self, users, tmp_path):
+        runtime = make_runtime("intake", tmp_path, amqp_url=users.url("intake"))
+        runtime.common.broker_users = dict(users.names)
+        await migrate(runtime)
+        police = await issue_token(runtime, "unit", "25349.police")
+        await runtime.broker.connect()
+        await topology.declare(runtime.broker, own=runtime.queues)
+        runtime.relay.start()
+        try:
+            async with client(runtime) as http:
+                answer = await http.post("/v1/incidents", json=incident_payload(), headers=bearer(police))
+            assert answer.status_code == 202
+            for queue, event_type in ((ROUTING_INCIDENTS.name, "incident.reported"), (REPORTING_EVENTS.name, "incident.recorded")):
+                assert await eventually(lambda queue=queue: _at_least(users.vhost_url, queue, 1), timeout=10), queue
+                message = await _take(users.vhost_url, queue)
+                assert (message.type, message.user_id) == (event_type, users.names["intake"])
+        finally:
+            await runtime.relay.stop()
+            await runtime.broker.stop()
+            await runtime.engine.dispose()
+            await runtime.auth_engine.dispose()
+
+
+async def _take(url: str, queue: str) -> aio_pika.abc.AbstractIncomingMessage:
+    connection = await aio_pika.connect(url)
+    try:
+        message = await (await (await connection.channel()).declare_queue(queue, passive=True)).get()
+        await message.ack()
+        return message
+    finally:
+        await connection.close()
 
 
 class TestForgedEvents:
