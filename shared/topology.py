@@ -69,7 +69,10 @@ REPORTING_EVENTS = ConsumerQueue(
     "reporting",
     "events",
     # Never incident.reported (it carries the case): its facts come alone as incident.recorded.
-    ("incident.recorded", "incident.routed", "incident.escalated", "incident.closed", "incident.reopened", "assignment.*"),
+    (
+        "incident.recorded", "incident.routed", "incident.escalated", "incident.closed", "incident.reopened",
+        "assignment.*", "activity.*",
+    ),
     "Reporting keeps a read model without personal data for the periodic reports.",
     retired_bindings=("incident.*",),
 )
