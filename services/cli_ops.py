@@ -82,7 +82,7 @@ def cmd_dlq(args) -> None:
     if args.dlq_command == "policy":
         print(shlex.join(dead_letter_policy_command(settings)))
         return
-    url = settings.amqp_url.get_secret_value()
+    url = settings.broker_url()
     require_broker(url)
     try:
         if args.dlq_command == "list":
