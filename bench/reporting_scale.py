@@ -242,16 +242,13 @@ async def time_summaries(url: str, hierarchy: Hierarchy, year: int, repeat: int,
 
 
 def replay_events(n: int, seed: int = 7) -> list:
-    """The events of n incidents as the pipeline emits them: reported, routed (with its assignments), the lead acknowledged."""
+    """The events of n incidents as reporting receives them: recorded, routed (with its assignments), the lead acknowledged."""
     from shared.events import (
         AssignmentAcknowledged,
-        ChildCase,
         ChildFacts,
-        IncidentCase,
         IncidentFacts,
-        IncidentReported,
+        IncidentRecorded,
         IncidentRouted,
-        Reporter,
         RoutedAssignment,
     )
 
@@ -266,9 +263,7 @@ def replay_events(n: int, seed: int = 7) -> list:
         child = ChildFacts(sex=rng.choice(list(Sex)), age_band=rng.choice(list(AgeBand)))
         facts = IncidentFacts(commune_code="25349", hamlet="25349.hamlet.ap-2", category=category, urgency=urgency,
                               channel=rng.choice(list(Channel)), occurred_at=received, received_at=received, children=(child,))
-        case = IncidentCase(description="replayed", children=(ChildCase(full_name="x", sex=child.sex),),
-                            reporter=Reporter(name="y", phone="0900000000"))
-        reported = IncidentReported(incident_id=incident_id, reported_by="25349.cp_officer", facts=facts, case=case)
+        reported = IncidentRecorded(incident_id=incident_id, facts=facts)  # what reporting's queue receives
         due = received + deadlines[urgency]
         assignments = tuple(
             RoutedAssignment(assignment_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)), unit_id=f"25349.{unit}",
@@ -281,8 +276,8 @@ def replay_events(n: int, seed: int = 7) -> list:
         ack = AssignmentAcknowledged(incident_id=incident_id, assignment_id=lead.assignment_id, unit_id=lead.unit_id,
                                      unit_type=lead.unit_type, role=lead.role, commune_code="25349", by=lead.unit_id,
                                      at=received + timedelta(minutes=20), due_at=due, assigned_at=received)
-        for event in (reported, routed, ack):
-            out.append(event.envelope(correlation_id=incident_id, producer="bench"))
+        for event, producer in ((reported, "intake"), (routed, "routing"), (ack, "routing")):
+            out.append(event.envelope(correlation_id=incident_id, producer=producer))
     return out
 
 
@@ -309,7 +304,7 @@ async def rebuild_rate(n: int) -> dict:
                     exchange.publish(
                         aio_pika.Message(e.model_dump_json().encode(), message_id=str(e.event_id), content_type="application/json",
                                          type=e.event_type, correlation_id=e.correlation_id,
-                                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id="guest"),
                         routing_key=e.event_type,
                     )
                     for e in envelopes[i : i + 500]

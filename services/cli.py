@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     dreplay = dsub.add_parser("replay", help="send dead letters back to their queue once the cause is fixed")
     dreplay.add_argument("--queue")
     dreplay.add_argument("--limit", type=int)
+    dsub.add_parser(
+        "policy",
+        help="print the rabbitmqctl command that gives every dead-letter queue BAOVE_DLQ_TTL_DAYS and BAOVE_DLQ_MAX_LENGTH "
+        "(the vhost of BAOVE_AMQP_URL); deployed brokers get it from their definitions",
+    )
     dlq.set_defaults(func=cmd_dlq)
 
     erase = sub.add_parser("erase", help="erase one incident's personal data in every service, keeping the anonymous facts (audited)")

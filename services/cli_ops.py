@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import getpass
 import importlib
+import json
+import shlex
 import sys
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from shared.settings import CommonSettings, ConsoleSettings, IntakeSettings, ReportingSettings, RoutingSettings
 
@@ -61,10 +63,26 @@ def cmd_migrate(_args) -> None:
 
 
 
+def dead_letter_policy_command(settings: CommonSettings) -> list[str]:
+    """`rabbitmqctl set_policy` for the dead-letter queues, on the vhost of BAOVE_AMQP_URL."""
+    from shared.topology import dead_letter_policy
+
+    policy = dead_letter_policy(settings.dlq_ttl_days, settings.dlq_max_length)
+    vhost = unquote(urlsplit(settings.amqp_url.get_secret_value()).path[1:]) or "/"
+    return [
+        "rabbitmqctl", "set_policy", "-p", vhost, "--apply-to", policy["apply-to"], "--priority", str(policy["priority"]),
+        policy["name"], policy["pattern"], json.dumps(policy["definition"]),
+    ]
+
+
 def cmd_dlq(args) -> None:
     from shared import deadletters
 
-    url = CommonSettings().broker_url()
+    settings = CommonSettings()
+    if args.dlq_command == "policy":
+        print(shlex.join(dead_letter_policy_command(settings)))
+        return
+    url = settings.broker_url()
     require_broker(url)
     try:
         if args.dlq_command == "list":

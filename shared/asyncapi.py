@@ -7,19 +7,19 @@ consumer queue bound to it. `baove contracts` writes it to docs/contracts/asynca
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
 from shared.events import EVENT_TYPES, Envelope
-from shared.topology import CONSUMER_QUEUES, EVENTS, NOTIFICATIONS
+from shared.topology import CONSUMER_QUEUES, EVENTS, NOTIFICATIONS, binds, producer_of
 
 REFS = "#/components/schemas/{model}"
 
 # Who publishes each event type, and what it tells (the producer field of its envelope says the same).
 PUBLISHED: dict[str, tuple[str, str]] = {
     "incident.reported": ("intake", "A report intake accepted: the facts every consumer may keep, and the case (personal data) only routing stores."),
+    "incident.recorded": ("intake", "The facts of a report intake accepted, with no case: what reporting's queue receives instead of incident.reported."),
     "incident.routed": ("routing", "The units an incident was routed to, each with its role and the rule that chose it."),
     "assignment.acknowledged": ("routing", "A unit took note of its assignment (pending -> acknowledged)."),
     "assignment.status_changed": ("routing", "An assignment moved on (in_progress, done or declined; a declined lead goes to the cp_officer)."),
@@ -42,12 +42,6 @@ PUBLISHED: dict[str, tuple[str, str]] = {
 
 def _title(event_type: str) -> str:
     return EVENT_TYPES[event_type].__name__
-
-
-def binds(pattern: str, routing_key: str) -> bool:
-    """Whether a topic binding (`*` one word, `#` any number) takes this routing key."""
-    words = [r"[^.]+" if w == "*" else r".*" if w == "#" else re.escape(w) for w in pattern.split(".")]
-    return re.fullmatch(r"\.".join(words), routing_key) is not None
 
 
 def _schemas() -> dict[str, Any]:
@@ -120,6 +114,9 @@ def document() -> dict[str, Any]:
     missing = EVENT_TYPES.keys() ^ PUBLISHED.keys()
     if missing:
         raise ValueError(f"event types without a publisher in shared/asyncapi.py, or gone from shared/events.py: {sorted(missing)}")
+    wrong = {e: (p, producer_of(e)) for e, (p, _) in PUBLISHED.items() if producer_of(e) != p}
+    if wrong:
+        raise ValueError(f"publishers in shared/asyncapi.py that shared/topology.py PRODUCERS does not allow (said, allowed): {wrong}")
     events = sorted(EVENT_TYPES)
     return {
         "asyncapi": "3.0.0",

@@ -90,6 +90,8 @@ async def replay(amqp_url: str, queue: str | None = None, limit: int | None = No
                     correlation_id=message.correlation_id,
                     type=message.type,
                     app_id=message.app_id,
+                    # The producer's user, which consumers check: only a user tagged impersonator (ops) may set another's.
+                    user_id=message.user_id,
                 )
                 # To this queue only (default exchange): other consumers already handled the event.
                 await channel.default_exchange.publish(copy, routing_key=spec.name, mandatory=True)

@@ -1,7 +1,8 @@
 """Bus contracts: the envelope and one frozen payload model per event (contract.md, Events).
 
 Personal data travels only in `IncidentReported.case`, which routing needs for the
-agency inboxes; `IncidentReported.facts` is what every other consumer may keep.
+agency inboxes; `IncidentRecorded` carries the same incident's facts alone, for every other consumer
+(reporting's queue is bound to it, never to `incident.reported`).
 """
 
 from __future__ import annotations
@@ -119,6 +120,15 @@ class IncidentReported(Event):
     reported_by: str
     facts: IncidentFacts
     case: IncidentCase
+
+
+class IncidentRecorded(Event):
+    """The facts of a reported incident and nothing personal: no case, no reporter, no principal."""
+
+    event_type: ClassVar[str] = "incident.recorded"
+
+    incident_id: str
+    facts: IncidentFacts
 
 
 # -- routing and the assignment lifecycle ------------------------------------------------
@@ -289,6 +299,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
         IncidentReported,
+        IncidentRecorded,
         IncidentRouted,
         AssignmentAcknowledged,
         AssignmentStatusChanged,

@@ -37,13 +37,20 @@ class OutboxMetrics:
 @dataclass
 class ConsumerMetrics:
     duplicates: Counter
+    forged: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ConsumerMetrics:
         return cls(
             duplicates=Counter(
                 "baove_events_duplicate", "Redelivered events skipped by the inbox", ["queue"], registry=registry
-            )
+            ),
+            forged=Counter(
+                "baove_events_forged",
+                "Events dead-lettered because their AMQP user_id is not their producer's broker user",
+                ["queue", "event_type"],
+                registry=registry,
+            ),
         )
 
 

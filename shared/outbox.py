@@ -90,8 +90,11 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_interval: float = 1.0,
         retention: timedelta = timedelta(days=1),
+        user_id: str | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        # The broker user this service connects as: the broker refuses any other, consumers check it is the producer's.
+        self._user_id = user_id
         self._table = table
         self._broker = broker
         self._metrics = metrics
@@ -194,6 +197,7 @@ class OutboxRelay:
             correlation_id=row.correlation_id,
             message_type=row.event_type,
             content_type="application/json",
+            user_id=self._user_id,
         )
 
     async def _housekeeping(self) -> None:

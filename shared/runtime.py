@@ -38,8 +38,8 @@ from shared.events import Envelope, Event, IncidentErased, parse_payload
 from shared.groupcommit import GroupCommit
 from shared.loops import Backoff, repeat
 from shared.metrics import ConsumerMetrics, HttpMetricsMiddleware, OutboxMetrics, metrics_response, new_registry
-from shared.settings import ServiceSettings
-from shared.topology import ConsumerQueue, declare, queues_of
+from shared.settings import ServiceSettings, amqp_user
+from shared.topology import EVENTS, ConsumerQueue, declare, producer_of, queues_of
 from shared.uow import UnitOfWork
 
 log = logging.getLogger("baove.runtime")
@@ -145,6 +145,7 @@ class Runtime:
             self.broker,
             OutboxMetrics.create(self.registry),
             batch_size=settings.relay_batch_size,
+            user_id=amqp_user(settings.broker_url()),
         )
         self.queues: tuple[ConsumerQueue, ...] = queues_of(name)
         self.dead_letters = Gauge(
@@ -204,14 +205,15 @@ class Runtime:
     @asynccontextmanager
     async def _lifespan(self, _app: FastAPI):
         self.settings.check_secrets()
+        self.settings.check_broker_user(self.name)
         if self.run_migrations:
             await asyncio.to_thread(self.migrate)
         for hook in self.startup:
             await hook()
         await self.broker.connect()
-        # Every service declares the whole topology, so an event is queued for its consumers
-        # even before they first start (a mandatory publish with no queue bound would bounce).
-        await declare(self.broker)
+        # The whole topology, so an event is queued for its consumers even before they first start (a mandatory
+        # publish with no queue bound would bounce): its own queues always, others' when missing and this user may.
+        await declare(self.broker, own=self.queues)
         await self.broker.start()
         self.relay.start()
         self._watch_task = asyncio.create_task(self._watch_dead_letters(), name="dead-letter-watch")
@@ -382,6 +384,15 @@ class Runtime:
                 # It can never succeed: dead-letter it now rather than after the delivery limit.
                 log.error("malformed event dead-lettered", extra={"queue": spec.name, "error": type(exc).__name__})
                 raise RejectMessage() from exc
+            forgery = self.forgery(message, envelope)
+            if forgery:
+                # Not believed, not retried: dead-lettered for the operator, named by type and claimed producer only.
+                self.consumer_metrics.forged.labels(spec.name, envelope.event_type).inc()
+                log.error(
+                    "forged event dead-lettered",
+                    extra={"queue": spec.name, "event_type": envelope.event_type, "claimed_producer": forgery, "event_id": str(envelope.event_id)},
+                )
+                raise RejectMessage()
             await group.submit((envelope, event))
 
         handle.__name__ = f"handle_{spec.purpose}"
@@ -392,6 +403,21 @@ class Runtime:
             description=spec.description,
             title=spec.name,
         )(handle)
+
+    def forgery(self, message: RabbitMessage, envelope: Envelope) -> str | None:
+        """None when the event comes from its producer; else who sent it (the AMQP user_id, which the broker vouches for).
+
+        Its producer is PRODUCERS' service for its type, whose broker user must be the message's user_id; a message
+        through baove.events must also carry its type as routing key (topic permissions check the key, not the body)."""
+        raw = message.raw_message
+        sender = raw.user_id or "none"
+        producer = producer_of(envelope.event_type)
+        if producer is None or envelope.producer != producer:
+            return f"{sender} (as {envelope.producer})"
+        if raw.exchange == EVENTS.name and raw.routing_key != envelope.event_type:
+            return f"{sender} (with routing key {raw.routing_key})"
+        expected = self.common.broker_user(producer)
+        return None if expected is not None and raw.user_id == expected else sender
 
     async def _consume(self, spec: ConsumerQueue, envelope: Envelope, event: Event, work: Work) -> None:
         async def once() -> None:

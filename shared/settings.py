@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +36,14 @@ class CommonSettings(BaseSettings):
         description="comma-separated addresses whose X-Baove-Client-Address header intake believes, and whose "
         "X-Forwarded-Proto the console believes (the TLS proxy in front); loopback always",
     )
+    broker_users: dict[str, str] | None = Field(
+        None,
+        description="each service's broker user as JSON, e.g. "
+        '{"intake": "intake", "routing": "routing", "reporting": "reporting"}: a consumer believes an event only when its '
+        "AMQP user_id is its producer's user; default: every service is the user of BAOVE_AMQP_URL (one user in development)",
+    )
+    dlq_ttl_days: float = Field(14.0, gt=0, description="a dead letter is dropped after this many days (the broker's dead-letter-queues policy)")
+    dlq_max_length: int = Field(10_000, ge=1, description="a dead-letter queue keeps at most this many letters, the oldest dropped first")
 
     def database_url(self, name: str, override: SecretStr | None) -> str:
         """The service's database: its own URL when given, else a SQLite file under the data folder."""
@@ -46,6 +54,12 @@ class CommonSettings(BaseSettings):
 
     def auth_url(self) -> str:
         return self.database_url("auth", self.auth_database_url)
+
+    def broker_user(self, service: str) -> str | None:
+        """The broker user `service` publishes as (its events' AMQP user_id), or None when BAOVE_BROKER_USERS omits it."""
+        if self.broker_users is not None:
+            return self.broker_users.get(service)
+        return amqp_user(self.amqp_url.get_secret_value())
 
     def auth_admin_url(self) -> str:
         """The security store as its owner: what migrates it and issues people and tokens (the CLI), never a service."""
@@ -75,6 +89,12 @@ class CommonSettings(BaseSettings):
             )
         if dict(parse_qsl(urlsplit(url).query)).get("no_verify_ssl", "0") != "0":
             raise SystemExit(f"{name} turns off the broker's certificate check (no_verify_ssl); set BAOVE_AMQP_CA_FILE instead")
+
+
+def amqp_user(url: str) -> str:
+    """The user an AMQP URL logs in as (RabbitMQ's default, guest, when it names none)."""
+    user = urlsplit(url).username
+    return unquote(user) if user else "guest"
 
 
 def private_folder(path: Path) -> None:
@@ -120,6 +140,17 @@ class ServiceSettings(BaseSettings):
             self.common.check_secrets()
         else:
             self.common.check_secrets(self.amqp_url, f"{self.model_config['env_prefix']}AMQP_URL")
+
+    def check_broker_user(self, service: str) -> None:
+        """Refuse to start publishing as a user the other services would not believe (their events would be dead-lettered)."""
+        if self.common.env != "dev" and self.common.broker_users is None:
+            raise SystemExit("BAOVE_BROKER_USERS is not set: outside development each service has its own broker user, name them")
+        connects_as, expected = amqp_user(self.broker_url()), self.common.broker_user(service)
+        if connects_as != expected:
+            raise SystemExit(
+                f"{service} connects to the broker as {connects_as!r} but BAOVE_BROKER_USERS says its user is {expected!r}: "
+                "the other services would dead-letter its events as forged"
+            )
 
 
 class IntakeSettings(ServiceSettings):

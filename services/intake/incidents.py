@@ -7,7 +7,18 @@ from datetime import date, datetime, timedelta, timezone
 
 from shared.auth import Principal
 from shared.children import age_band, age_on
-from shared.events import ChildCase, ChildFacts, Consent, Envelope, IncidentCase, IncidentFacts, IncidentReported, Reporter
+from shared.enums import AgeBand
+from shared.events import (
+    ChildCase,
+    ChildFacts,
+    Consent,
+    Envelope,
+    IncidentCase,
+    IncidentFacts,
+    IncidentRecorded,
+    IncidentReported,
+    Reporter,
+)
 from shared.reference import Hierarchy
 
 from .models import Incident
@@ -98,6 +109,13 @@ def build_event(incident_id: str, body: IncidentCreate, principal: Principal, re
     )
     event = IncidentReported(incident_id=incident_id, reported_by=principal.label, facts=facts, case=case)
     return event.envelope(correlation_id=incident_id, producer=PRODUCER)
+
+
+def facts_event(reported: Envelope) -> Envelope:
+    """incident.recorded: the facts of an incident.reported without its case, for the consumers that keep no personal data."""
+    payload = reported.payload
+    event = IncidentRecorded(incident_id=payload["incident_id"], facts=IncidentFacts.model_validate(payload["facts"]))
+    return event.envelope(correlation_id=reported.correlation_id, producer=PRODUCER, emitted_at=reported.emitted_at)
 
 
 

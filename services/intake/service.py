@@ -24,7 +24,7 @@ from shared.uow import UnitOfWork
 
 from . import activities
 from .erasure import ERASED
-from .incidents import build_event, check_commune, may_read, may_report
+from .incidents import build_event, check_commune, facts_event, may_read, may_report
 from .models import Activity, Incident, TimelineEntry
 from .retention import erased_detail
 from .schemas import ActivityChange, ActivityCreate, IncidentCreate
@@ -83,7 +83,7 @@ def _incident_row(incident_id: str, report: Report) -> dict:
 
 
 async def store_reports(uow: UnitOfWork, reports: list[Report]) -> list[Accepted | Conflict]:
-    """Store reports with their timeline entries and `incident.reported` events, in the caller's unit of work.
+    """Store reports with their timeline entries, `incident.reported` and `incident.recorded` events, in the caller's unit of work.
 
     A report_id seen before answers with its incident (created False); one result per report, in order.
     """
@@ -128,7 +128,8 @@ async def store_reports(uow: UnitOfWork, reports: list[Report]) -> list[Accepted
                 "detail": {"channel": body.channel.value, "category": body.category.value, "urgency": body.urgency.value},
             }
         )
-        envelopes.append(build_event(row["id"], body, report.principal, report.received_at))
+        reported = build_event(row["id"], body, report.principal, report.received_at)
+        envelopes += [reported, facts_event(reported)]
     if timeline:
         await session.execute(TimelineEntry.__table__.insert(), timeline)
         await uow.stage(*envelopes)

@@ -26,6 +26,7 @@ from shared.events import (
     IncidentClosed,
     IncidentEscalated,
     IncidentFacts,
+    IncidentRecorded,
     IncidentReopened,
     IncidentReported,
     IncidentRouted,
@@ -119,8 +120,13 @@ def _assignment_keys(event: AssignmentAcknowledged | AssignmentStatusChanged | A
 
 
 
-def _reported_rows(event: IncidentReported, now: datetime) -> tuple[dict, list[dict]]:
-    """The incident's facts and its children's codes; `event.case` (the personal part) is never read."""
+# incident.recorded is what reporting's queue is bound to; an incident.reported (queued before the upgrade
+# removed that binding) gives the same facts, its case never read.
+Reported = IncidentRecorded | IncidentReported
+
+
+def _reported_rows(event: Reported, now: datetime) -> tuple[dict, list[dict]]:
+    """The incident's facts and its children's codes."""
     facts = event.facts
     effective_at = as_utc(facts.occurred_at or facts.received_at)
     day = local_date(effective_at)
@@ -154,7 +160,7 @@ def _reported_rows(event: IncidentReported, now: datetime) -> tuple[dict, list[d
 
 
 
-async def _record_reported(session: AsyncSession, events: list[IncidentReported], now: datetime) -> dict[str, tuple[str, date]]:
+async def _record_reported(session: AsyncSession, events: list[Reported], now: datetime) -> dict[str, tuple[str, date]]:
     """Insert new incidents with their children; an incident already here (a producer's retry) is left alone.
 
     Returns the incidents inserted, with their cell (commune, day)."""
@@ -285,7 +291,7 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
     a batch is folded kind by kind.
     """
     now = clock()
-    reported: list[IncidentReported] = []
+    reported: list[Reported] = []
     assignments: dict[str, list[dict]] = {"routed": [], "acknowledged": [], "status": [], "overdue": []}
     escalations: list[dict] = []
     closures: dict[str, list[dict]] = {"closed_at": [], "reopened_at": []}
@@ -295,7 +301,7 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
         if isinstance(event, ActivityEvent):
             activities.append(_activity_row(event, now))
             continue
-        if isinstance(event, IncidentReported):
+        if isinstance(event, (IncidentRecorded, IncidentReported)):
             reported.append(event)
         elif isinstance(event, IncidentRouted):
             assignments["routed"].extend(_routed_rows(event, envelope.emitted_at))

@@ -84,10 +84,12 @@ class TestPoisonMessage:
         connection = await aio_pika.connect(amqp_url)
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange("baove.events")
-        await exchange.publish(
-            aio_pika.Message(b'{"event_type": "incident.reported", "payload": "poison"}', delivery_mode=2, message_id="poison-1"),
-            routing_key="incident.reported",
-        )
+        # One poison for routing's queue, one for reporting's (which is bound to incident.recorded, not incident.reported).
+        for n, key in enumerate(("incident.reported", "incident.recorded"), 1):
+            await exchange.publish(
+                aio_pika.Message(f'{{"event_type": "{key}", "payload": "poison"}}'.encode(), delivery_mode=2, message_id=f"poison-{n}"),
+                routing_key=key,
+            )
 
         async def nothing():
             return None

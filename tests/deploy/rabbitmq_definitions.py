@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import sys
 
-from shared.topology import CONSUMER_QUEUES, DEAD_LETTERS, EVENTS
+from shared.settings import CommonSettings
+from shared.topology import CONSUMER_QUEUES, DEAD_LETTERS, EVENTS, dead_letter_policy, permissions, regex_alternatives
 from tests.deploy.common import BROKER
 
 VHOST = "baove"
@@ -21,23 +22,19 @@ USERS = ("ops", "intake", "routing", "reporting")
 FILES = (BROKER / "definitions.json",)
 
 
-def _alternatives(names) -> str:
-    return "|".join(name.replace(".", "\\.") for name in names)
-
-
 def render() -> str:
     exchanges = (EVENTS, DEAD_LETTERS)
-    exchange_names = rf"^({_alternatives(e.name for e in exchanges)})$"
-    every_queue = rf"^({_alternatives(q.name for q in CONSUMER_QUEUES)})(\.dlq)?$"
-    permissions = [{"user": "ops", "vhost": VHOST, "configure": ".*", "write": ".*", "read": ".*"}]
+    permitted = [{"user": "ops", "vhost": VHOST, "configure": ".*", "write": ".*", "read": ".*"}]
+    topic_permissions = []
     for service in USERS[1:]:
-        own = [q.name for q in CONSUMER_QUEUES if q.service == service]
-        read = exchange_names + (rf"|^({_alternatives(own)})(\.dlq)?$" if own else "")
-        topology = f"{exchange_names}|{every_queue}"
-        permissions.append({"user": service, "vhost": VHOST, "configure": topology, "write": topology, "read": read})
+        p = permissions(service)
+        permitted.append({"user": service, "vhost": VHOST, "configure": p.configure, "write": p.write, "read": p.read})
+        topic_permissions.append(
+            {"user": service, "vhost": VHOST, "exchange": EVENTS.name, "write": p.topic_write, "read": p.topic_read}
+        )
     policies = [
         {
-            "vhost": VHOST, "name": f"dead-letter-{q.name}", "pattern": f"^{_alternatives([q.name])}$",
+            "vhost": VHOST, "name": f"dead-letter-{q.name}", "pattern": f"^{regex_alternatives([q.name])}$",
             "apply-to": "queues", "priority": 0,
             "definition": {
                 "delivery-limit": q.delivery_limit,
@@ -49,6 +46,9 @@ def render() -> str:
         }
         for q in CONSUMER_QUEUES
     ]
+    # start.sh replaces the two numbers with BAOVE_DLQ_TTL_DAYS and BAOVE_DLQ_MAX_LENGTH when they are set.
+    fields = CommonSettings.model_fields
+    policies.append({"vhost": VHOST, **dead_letter_policy(fields["dlq_ttl_days"].default, fields["dlq_max_length"].default)})
     queues = [
         {"name": queue.name, "vhost": VHOST, "durable": True, "auto_delete": False, "arguments": dict(queue.arguments or {})}
         for q in CONSUMER_QUEUES
@@ -67,8 +67,8 @@ def render() -> str:
         "rabbitmq_version": "3.10.8",
         "users": "@USERS@",
         "vhosts": [{"name": VHOST}],
-        "permissions": permissions,
-        "topic_permissions": [],
+        "permissions": permitted,
+        "topic_permissions": topic_permissions,
         "parameters": [],
         "global_parameters": [],
         "policies": policies,
@@ -83,7 +83,8 @@ def render() -> str:
     # One user per line: start.sh finds each user's empty password_hash by its line.
     users = ",\n".join(
         "    " + json.dumps({"name": user, "password_hash": "", "hashing_algorithm": "rabbit_password_hashing_sha256",
-                             "tags": ["administrator"] if user == "ops" else []})
+                             # ops replays dead letters with their producer's user_id: impersonator.
+                             "tags": ["administrator", "impersonator"] if user == "ops" else []})
         for user in USERS
     )
     return json.dumps(document, indent=2).replace('"@USERS@"', "[\n" + users + "\n  ]") + "\n"

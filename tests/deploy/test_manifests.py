@@ -6,6 +6,7 @@ kubernetes-validate); these tests check what a schema cannot: names, ports, user
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import urlsplit
 
@@ -140,7 +141,19 @@ class TestCompose:
     def test_the_broker_gets_a_password_for_every_user_in_the_definitions(self):
         env = compose()["services"]["rabbitmq"]["environment"]
         users = {u["name"] for u in definitions()["users"]}
-        assert set(env) == {f"BAOVE_RABBITMQ_PASSWORD_{u.upper()}" for u in users}
+        assert {k for k in env if k.startswith("BAOVE_RABBITMQ_PASSWORD_")} == {f"BAOVE_RABBITMQ_PASSWORD_{u.upper()}" for u in users}
+
+    def test_the_broker_gets_the_operators_dead_letter_limits(self):
+        env = compose()["services"]["rabbitmq"]["environment"]
+        assert env["BAOVE_DLQ_TTL_DAYS"] == "${BAOVE_DLQ_TTL_DAYS:-14}"
+        assert env["BAOVE_DLQ_MAX_LENGTH"] == "${BAOVE_DLQ_MAX_LENGTH:-10000}"
+
+    @pytest.mark.parametrize("name", sorted(SERVICES))
+    def test_each_service_knows_every_services_broker_user(self, name):
+        # Else its consumers would dead-letter every event as forged (and it refuses to start in prod).
+        env = compose()["services"][name]["environment"]
+        assert json.loads(env["BAOVE_BROKER_USERS"]) == {"intake": "intake", "routing": "routing", "reporting": "reporting"}
+        assert json.loads(k8s_find("ConfigMap", "baove-config")["data"]["BAOVE_BROKER_USERS"]) == json.loads(env["BAOVE_BROKER_USERS"])
 
     def test_the_broker_keeps_its_node_name_and_the_files_it_mounts_exist(self):
         rabbitmq = compose()["services"]["rabbitmq"]

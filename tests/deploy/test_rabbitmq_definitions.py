@@ -1,14 +1,17 @@
 """deploy/k8s/rabbitmq: the definitions match shared/topology.py, and each service user gets only what it needs.
 
-RabbitMQ's access rules for what the services do (every service declares the whole topology):
-- exchange.declare and queue.declare need *configure* on the exchange or queue;
-- queue.bind needs *write* on the queue and *read* on the exchange it binds from;
-- basic.publish needs *write* on the exchange; basic.consume needs *read* on the queue;
-- declaring a queue that does not exist yet with a dead-letter exchange also needs *read* on
-  the queue and *write* on that exchange (checked by test_rabbitmq_broker.py on a real broker).
-So each service may configure and write (bind) the whole topology and publish to baove.events,
-but read only its own queue and its dead-letter queue. The definitions declare the topology at
-broker boot, so a service never has to create another service's queue.
+RabbitMQ's access rules for what the services do:
+- exchange.declare, queue.declare and queue.delete need *configure* on the exchange or queue (a passive
+  declare needs nothing);
+- queue.bind and queue.unbind need *write* on the queue and *read* on the exchange, and on a topic exchange
+  the binding key must match the user's topic *read* permission;
+- basic.publish needs *write* on the exchange, and on a topic exchange the routing key must match the
+  user's topic *write* permission; basic.consume needs *read* on the queue;
+- declaring a queue that does not exist yet with a dead-letter exchange also needs *read* on the
+  queue and *write* on that exchange (checked by test_rabbitmq_broker.py on a real broker).
+So each service configures, binds and reads only its own queue and its dead-letter queue, publishes only
+the routing keys it produces (shared/topology.py PRODUCERS) and binds only its own binding keys. The
+definitions declare the whole topology at broker boot; a service declares the rest only passively.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import subprocess
 
 import pytest
 
-from shared.topology import CONSUMER_QUEUES, DEAD_LETTERS, EVENTS
+from shared.events import EVENT_TYPES
+from shared.topology import CONSUMER_QUEUES, DEAD_LETTER_POLICY, DEAD_LETTERS, EVENTS, producer_of
 from tests.deploy import rabbitmq_definitions
 from tests.deploy.common import BROKER, DEPLOY, compose, definitions, kustomization
 
@@ -58,7 +62,8 @@ class TestUsers:
     def test_there_is_a_user_per_service_and_an_administrator_for_people(self):
         users = {u["name"]: u for u in definitions()["users"]}
         assert set(users) == {"ops", *SERVICE_USERS}
-        assert users["ops"]["tags"] == ["administrator"]
+        # ops replays dead letters keeping their producer's user_id, which only an impersonator may set.
+        assert users["ops"]["tags"] == ["administrator", "impersonator"]
         assert all(users[s]["tags"] == [] for s in SERVICE_USERS)
 
     def test_no_user_has_a_password_in_the_repository(self):
@@ -76,16 +81,17 @@ class TestUsers:
 
 class TestServicePermissions:
     @pytest.mark.parametrize("service", SERVICE_USERS)
-    def test_a_service_may_declare_the_whole_topology(self, service):
+    def test_a_service_configures_only_its_own_queues(self, service):
+        # Not another's queue (it could delete or redeclare it), not an exchange (it could delete baove.events).
         for name in EXCHANGES | ALL_QUEUES:
-            assert allows(permission(service)["configure"], name), name
+            assert allows(permission(service)["configure"], name) == (name in own_queues(service)), name
 
     @pytest.mark.parametrize("service", SERVICE_USERS)
-    def test_a_service_may_publish_events_and_bind_every_queue(self, service):
+    def test_a_service_may_publish_events_and_bind_only_its_own_queues(self, service):
         write = permission(service)["write"]
         assert allows(write, EVENTS.name)
         for name in ALL_QUEUES:
-            assert allows(write, name), name
+            assert allows(write, name) == (name in own_queues(service)), name
 
     @pytest.mark.parametrize("service", SERVICE_USERS)
     def test_a_service_may_create_its_own_queue_with_its_dead_letter_exchange(self, service):
@@ -118,9 +124,40 @@ class TestServicePermissions:
             "user": "ops", "vhost": VHOST, "configure": ".*", "write": ".*", "read": ".*"
         }
 
-    def test_no_topic_permissions_restrict_the_routing_keys_yet(self):
-        # Producers per event type are not fixed yet; write topic permissions could pin them later.
-        assert definitions()["topic_permissions"] == []
+
+
+def topic_permission(user: str) -> dict:
+    [p] = [p for p in definitions()["topic_permissions"] if p["user"] == user and p["vhost"] == VHOST]
+    assert p["exchange"] == EVENTS.name
+    return p
+
+
+# Routing keys of events announced by issues 15 and 16 (erasure, activities), produced by intake.
+ANNOUNCED = ("incident.erased", "activity.recorded", "activity.corrected", "activity.withdrawn")
+
+
+class TestTopicPermissions:
+    @pytest.mark.parametrize("service", SERVICE_USERS)
+    @pytest.mark.parametrize("key", [*sorted(EVENT_TYPES), *ANNOUNCED])
+    def test_a_service_publishes_only_the_routing_keys_it_produces(self, service, key):
+        assert allows(topic_permission(service)["write"], key) == (producer_of(key) == service)
+
+    @pytest.mark.parametrize("key", ["", "incident", "incident.reported.x", "x.incident.reported", "assignment", "spy.key"])
+    def test_no_service_publishes_a_routing_key_nobody_produces(self, key):
+        for service in SERVICE_USERS:
+            assert not allows(topic_permission(service)["write"], key), (service, key)
+
+    @pytest.mark.parametrize("service", SERVICE_USERS)
+    def test_a_service_binds_its_queues_by_their_own_binding_keys_only(self, service):
+        read = topic_permission(service)["read"]
+        mine = {key for q in CONSUMER_QUEUES if q.service == service for key in q.bindings}
+        assert all(allows(read, key) for key in mine)
+        for key in {key for q in CONSUMER_QUEUES for key in q.bindings} - mine | {"#", "*.*", "incident.*"}:
+            assert not allows(read, key), key
+
+    def test_reporting_can_never_bind_to_the_event_carrying_a_case(self):
+        assert not allows(topic_permission("reporting")["read"], "incident.reported")
+        assert allows(topic_permission("routing")["read"], "incident.reported")
 
 
 class TestTopology:
@@ -173,9 +210,11 @@ class TestPolicies:
         }
 
     @pytest.mark.parametrize("spec", CONSUMER_QUEUES, ids=lambda s: s.name)
-    def test_no_policy_applies_to_a_dead_letter_queue(self, spec):
-        # A delivery limit or a length limit there would drop the very messages kept for inspection.
-        assert self.policy_for(spec.dead_letter_name) == []
+    def test_a_dead_letter_queue_keeps_letters_for_a_while_and_a_number_only(self, spec):
+        # No delivery limit there (that would drop letters kept for inspection); a TTL and a length the operator sets.
+        [policy] = self.policy_for(spec.dead_letter_name)
+        assert policy["name"] == DEAD_LETTER_POLICY and policy["apply-to"] == "queues"
+        assert policy["definition"] == {"message-ttl": 14 * 86_400_000, "max-length": 10_000, "overflow": "drop-head"}
 
 
 class TestConfiguration:
@@ -231,6 +270,19 @@ def run_start(tmp_path, command=("true",), **env):
 
 
 class TestStartScript:
+    def test_it_writes_the_operators_dead_letter_limits_into_the_policy(self, tmp_path):
+        result, out = run_start(tmp_path, BAOVE_DLQ_TTL_DAYS="3.5", BAOVE_DLQ_MAX_LENGTH="250", **PASSWORDS)
+        assert result.returncode == 0, result.stderr
+        [policy] = [p for p in json.loads(out.read_text())["policies"] if p["name"] == DEAD_LETTER_POLICY]
+        assert policy["definition"] == {"message-ttl": 302_400_000, "max-length": 250, "overflow": "drop-head"}
+        others = [p for p in json.loads(out.read_text())["policies"] if p["name"] != DEAD_LETTER_POLICY]
+        assert others == [p for p in definitions()["policies"] if p["name"] != DEAD_LETTER_POLICY]
+
+    @pytest.mark.parametrize(("name", "bad"), [("BAOVE_DLQ_TTL_DAYS", "two"), ("BAOVE_DLQ_TTL_DAYS", "0"), ("BAOVE_DLQ_MAX_LENGTH", "-1")])
+    def test_it_refuses_a_dead_letter_limit_that_is_not_a_number(self, tmp_path, name, bad):
+        result, out = run_start(tmp_path, **{name: bad}, **PASSWORDS)
+        assert result.returncode != 0 and name in result.stderr and not out.exists()
+
     def test_it_writes_each_user_a_rabbitmq_sha256_hash_of_its_password(self, tmp_path):
         result, out = run_start(tmp_path, **PASSWORDS)
         assert result.returncode == 0, result.stderr

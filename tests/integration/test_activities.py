@@ -211,12 +211,16 @@ class TestReportingCountsActivities:
         for body in bodies:
             envelope = json.loads(body)
             await exchange.publish(
-                aio_pika.Message(body.encode(), message_id=envelope["event_id"], delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                aio_pika.Message(
+                    body.encode(), message_id=envelope["event_id"], delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id="guest"
+                ),
                 routing_key=envelope["event_type"],
             )
         stale = json.loads(bodies[0])
         stale["event_id"] = "00000000-0000-4000-8000-000000000001"
-        await exchange.publish(aio_pika.Message(json.dumps(stale).encode(), message_id=stale["event_id"]), routing_key="activity.recorded")
+        await exchange.publish(
+            aio_pika.Message(json.dumps(stale).encode(), message_id=stale["event_id"], user_id="guest"), routing_key="activity.recorded"
+        )
         await connection.close()
         await eventually(lambda: _at_least(folded, reporting, 7), timeout=15, what="the stale revision folded")
         assert await summary() == before

@@ -1,6 +1,7 @@
 """The delivery guarantees against a real RabbitMQ: outbox with confirms, inbox dedupe, dead letters."""
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -67,10 +68,18 @@ class TestOutboxRelay:
         [message] = await read_queue(vhost, "routing.incidents", 1)
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
         assert message.correlation_id == incident_id and message.type == "incident.reported"
+        assert message.user_id == "guest"  # the producer's broker user, which consumers check
+        # Reporting's queue gets the facts alone: no case, none of the child's or reporter's data.
+        [facts] = await read_queue(vhost, "reporting.events", 1)
+        assert facts.type == "incident.recorded" and facts.correlation_id == incident_id and facts.user_id == "guest"
+        payload = json.loads(facts.body)["payload"]
+        assert set(payload) == {"incident_id", "facts"}
+        for personal in ("Nguyễn", "description", "reporter", "birth_date", "full_name", "school"):
+            assert personal not in facts.body.decode()
 
         async def marked():
             async with intake.sessionmaker() as session:
-                row = (await session.execute(select(outbox_message))).one()
+                row = (await session.execute(select(outbox_message).where(outbox_message.c.event_type == "incident.reported"))).one()
             return row.published_at is not None and row.event_id == message.message_id
 
         await eventually(marked)
@@ -83,8 +92,9 @@ class TestOutboxRelay:
         with pytest.raises(Exception, match="NO_ROUTE"):
             await intake.relay.publish_batch()
         async with intake.sessionmaker() as session:
-            row = (await session.execute(select(outbox_message))).one()
-        assert row.published_at is None and row.attempts == 1 and "NO_ROUTE" in row.last_error
+            rows = (await session.execute(select(outbox_message))).all()
+        assert {r.event_type for r in rows} == {"incident.reported", "incident.recorded"}
+        assert all(r.published_at is None and r.attempts == 1 and "NO_ROUTE" in r.last_error for r in rows)
 
 
 class TestInbox:
@@ -100,7 +110,7 @@ class TestInbox:
         for _ in range(3):  # the same event three times, as after a publisher retry
             await intake.broker.publish(
                 envelope.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="incident.routed",
-                persist=True, message_id=str(envelope.event_id),
+                persist=True, message_id=str(envelope.event_id), user_id="guest",
             )
 
         async def routed_entries():
@@ -139,8 +149,8 @@ class TestDeadLetters:
         # A valid envelope whose work fails: redelivered until the limit, then dead-lettered.
         closed = IncidentClosed(
             incident_id="x", commune_code="25349", risk_level="low", outcome="ok", by="t", at=datetime.now(UTC)
-        ).envelope(correlation_id="x", producer="test")
-        await intake.broker.publish(closed.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="incident.closed", persist=True)
+        ).envelope(correlation_id="x", producer="routing")
+        await intake.broker.publish(closed.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="incident.closed", persist=True, user_id="guest")
         [dead] = await read_queue(vhost, spec.dead_letter_name, 1, timeout=20)
         assert len(attempts) == 3  # first delivery + 2 redeliveries (x-delivery-limit 2)
         assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
@@ -176,8 +186,8 @@ class TestGroupCommit:
             exchange.publish(
                 aio_pika.Message(
                     IncidentClosed(incident_id=i, commune_code="25349", risk_level="low", outcome="ok", by="t", at=now)
-                    .envelope(correlation_id=i, producer="test").model_dump_json().encode(),
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    .envelope(correlation_id=i, producer="routing").model_dump_json().encode(),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id="guest",
                 ),
                 routing_key="incident.closed",
             )
@@ -229,9 +239,9 @@ class TestDeadLetterTools:
         await intake.broker.start()
         closed = IncidentClosed(
             incident_id="inc-9", commune_code="25349", risk_level="low", outcome="ok", by="t", at=datetime.now(UTC)
-        ).envelope(correlation_id="inc-9", producer="test")
+        ).envelope(correlation_id="inc-9", producer="routing")
         await intake.broker.publish(
-            closed.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="incident.closed", persist=True,
+            closed.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="incident.closed", persist=True, user_id="guest",
             message_id=str(closed.event_id), correlation_id="inc-9", message_type="incident.closed",
         )
 

@@ -30,9 +30,9 @@ async def intake(tmp_path, database_url):
     await runtime.auth_engine.dispose()
 
 
-async def outbox_rows(runtime):
+async def outbox_rows(runtime, event_type: str = "incident.reported"):
     async with runtime.sessionmaker() as session:
-        return (await session.execute(select(outbox_message))).all()
+        return (await session.execute(select(outbox_message).where(outbox_message.c.event_type == event_type))).all()
 
 
 class TestReportingAnIncident:
@@ -45,6 +45,20 @@ class TestReportingAnIncident:
         assert row.event_type == "incident.reported" and row.correlation_id == incident_id and row.published_at is None
         body = json.loads(row.body)
         assert body["payload"]["incident_id"] == incident_id and body["schema_version"] == 1
+
+    async def test_its_facts_are_staged_alone_for_the_consumers_that_keep_no_personal_data(self, intake):
+        payload = incident_payload(reporter={"name": "Trần Văn Báo", "phone": "0912345678", "relation": "neighbour"})
+        async with client(intake) as http:
+            incident_id = (await http.post("/v1/incidents", json=payload, headers=bearer(intake.tokens["police"]))).json()["incident_id"]
+        [reported] = await outbox_rows(intake)
+        [recorded] = await outbox_rows(intake, "incident.recorded")
+        full, facts = json.loads(reported.body)["payload"], json.loads(recorded.body)["payload"]
+        assert facts == {"incident_id": incident_id, "facts": full["facts"]} and recorded.correlation_id == incident_id
+        for child in full["case"]["children"]:
+            for value in (child["full_name"], child["birth_date"], child["school"]):
+                assert value is None or value not in recorded.body
+        for value in ("Trần Văn Báo", "0912345678", full["case"]["description"]):
+            assert value not in recorded.body
 
     async def test_a_repeated_report_id_returns_the_same_incident(self, intake):
         payload = incident_payload(report_id=str(uuid.uuid4()))

@@ -35,7 +35,7 @@ async def deliver_and_watch(runtime, caplog, queue: str, error: str) -> str:
     envelope = event.envelope(correlation_id=event.incident_id, producer="intake")
     caplog.set_level(logging.INFO)
     await runtime.broker.start()
-    await runtime.broker.publish(envelope.model_dump_json().encode(), queue=queue, message_id=str(envelope.event_id))
+    await runtime.broker.publish(envelope.model_dump_json().encode(), queue=queue, message_id=str(envelope.event_id), user_id="guest")
     formatter = JsonFormatter("test")
     for _ in range(100):
         logged = "\n".join(f"{r.getMessage()}\n{formatter.format(r)}" for r in caplog.records)

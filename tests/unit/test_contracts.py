@@ -74,6 +74,8 @@ class TestTheAsyncAPIDocument:
         assert bool(receivers) == (event_type not in NOTIFICATIONS)
 
     def test_who_receives_what(self):
-        assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.reported")} == {"routing.incidents", "reporting.events"}
+        # The case (children's personal data) reaches routing only; reporting gets the same facts as incident.recorded.
+        assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.reported")} == {"routing.incidents"}
+        assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.recorded")} == {"reporting.events"}
         assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.closed")} == {"reporting.events", "intake.timeline"}
         assert self.operations("send", "report.generated") == ["reporting.send.report.generated"]

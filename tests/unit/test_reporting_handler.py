@@ -14,6 +14,7 @@ from shared.events import (
     ChildFacts,
     IncidentCase,
     IncidentFacts,
+    IncidentRecorded,
     IncidentReported,
     ReportGenerated,
 )
@@ -31,10 +32,11 @@ async def reporting(tmp_path):
     await runtime.auth_engine.dispose()
 
 
-async def publish(broker, envelope):
+async def publish(broker, envelope, user_id: str | None = "guest"):
     # In memory there are no exchange bindings (they are declared apart): deliver to the queue itself.
     await broker.publish(
-        envelope.model_dump_json().encode(), queue=topology.REPORTING_EVENTS.name, message_id=str(envelope.event_id)
+        envelope.model_dump_json().encode(), queue=topology.REPORTING_EVENTS.name, message_id=str(envelope.event_id),
+        user_id=user_id,  # the producer's broker user (one user in development)
     )
 
 
@@ -87,3 +89,43 @@ class TestReadModelSubscriber:
         async with TestRabbitBroker(reporting.broker) as broker:
             await publish(broker, generated.envelope(correlation_id="25349", producer="reporting"))
         assert await count(reporting, IncidentFact) == 0 and await count(reporting, AssignmentFact) == 0
+
+
+class TestOnlyFactsFromTheirProducer:
+    async def test_incident_recorded_gives_the_same_facts_as_incident_reported(self, reporting):
+        facts = IncidentReported.model_validate(reported().payload).facts
+        recorded = IncidentRecorded(incident_id="inc-1", facts=facts).envelope(correlation_id="inc-1", producer="intake")
+        async with TestRabbitBroker(reporting.broker) as broker:
+            await publish(broker, recorded)
+        async with reporting.sessionmaker() as session:
+            fact = await session.get(IncidentFact, "inc-1")
+        assert (fact.commune_code, fact.hamlet, fact.local_date.isoformat()) == ("25349", "25349.hamlet.ap-2", "2025-04-30")
+        assert await count(reporting, ChildFact) == 1
+
+    @pytest.mark.parametrize(
+        ("user_id", "producer", "believed"),
+        [
+            ("routing", "routing", True),  # routing's user: its own event
+            ("reporting", "routing", False),  # another service's user
+            ("reporting", "reporting", False),  # ... even naming itself as producer
+            (None, "routing", False),  # no user_id at all
+        ],
+    )
+    async def test_an_event_not_sent_by_its_producers_user_is_dead_lettered_unread(self, reporting, user_id, producer, believed):
+        reporting.common.broker_users = {"intake": "intake", "routing": "routing", "reporting": "reporting"}
+        acked = AssignmentAcknowledged(
+            incident_id="inc-1", assignment_id="a1", unit_id="25349.police", unit_type="police", role="lead",
+            commune_code="25349", by="25349.police", at=AT, due_at=AT, assigned_at=AT,
+        ).envelope(correlation_id="inc-1", producer=producer)
+        async with TestRabbitBroker(reporting.broker) as broker:
+            await publish(broker, acked, user_id=user_id)
+        assert await count(reporting, AssignmentFact) == int(believed)
+        forged = reporting.consumer_metrics.forged.labels("reporting.events", "assignment.acknowledged")._value.get()
+        assert forged == int(not believed)
+
+    async def test_with_one_development_user_the_user_id_must_still_be_there(self, reporting):
+        # No BAOVE_BROKER_USERS: every service is BAOVE_AMQP_URL's user (guest here).
+        async with TestRabbitBroker(reporting.broker) as broker:
+            await publish(broker, reported(), user_id=None)
+            await publish(broker, reported(), user_id="guest")
+        assert await count(reporting, IncidentFact) == 1

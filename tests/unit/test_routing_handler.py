@@ -29,7 +29,8 @@ async def routing(tmp_path):
 async def publish(broker, envelope):
     # In memory there are no exchange bindings (they are declared apart): deliver to the queue itself.
     await broker.publish(
-        envelope.model_dump_json().encode(), queue=topology.ROUTING_INCIDENTS.name, message_id=str(envelope.event_id)
+        envelope.model_dump_json().encode(), queue=topology.ROUTING_INCIDENTS.name, message_id=str(envelope.event_id),
+        user_id="guest",  # the producer's broker user (one user in development)
     )
 
 

@@ -37,6 +37,35 @@ def test_prod_refuses_guest_credentials_naming_the_setting_in_use(own, common, n
     assert str(exit_.value.code).startswith(named)
 
 
+USERS = '{"intake": "intake", "routing": "routing", "reporting": "reporting"}'
+
+
+def test_each_services_broker_user_comes_from_baove_broker_users(monkeypatch):
+    monkeypatch.setenv("BAOVE_BROKER_USERS", USERS)
+    assert [CommonSettings().broker_user(s) for s in ("intake", "routing", "reporting", "console")] == [
+        "intake", "routing", "reporting", None
+    ]
+
+
+def test_in_development_every_service_is_the_user_of_the_common_url():
+    common = CommonSettings(amqp_url=SecretStr("amqp://dev%20user:pw@127.0.0.1/"))
+    assert common.broker_user("intake") == common.broker_user("reporting") == "dev user"
+    assert CommonSettings(amqp_url=SecretStr("amqp://127.0.0.1/")).broker_user("routing") == "guest"
+
+
+def test_a_service_connecting_as_another_user_than_its_own_refuses_to_start(monkeypatch):
+    monkeypatch.setenv("BAOVE_BROKER_USERS", USERS)
+    IntakeSettings(amqp_url=SecretStr("amqp://intake:pw@rabbit/baove")).check_broker_user("intake")
+    with pytest.raises(SystemExit, match="connects to the broker as 'reporting'"):
+        IntakeSettings(amqp_url=SecretStr("amqp://reporting:pw@rabbit/baove")).check_broker_user("intake")
+
+
+def test_outside_development_the_broker_users_must_be_named():
+    settings = IntakeSettings(amqp_url=SecretStr("amqp://intake:pw@rabbit/baove"), common=CommonSettings(env="prod"))
+    with pytest.raises(SystemExit, match="BAOVE_BROKER_USERS"):
+        settings.check_broker_user("intake")
+
+
 def test_an_amqps_url_verifies_the_broker_against_the_ca_file(tmp_path):
     ca = tmp_path / "ca.pem"
     common = CommonSettings(amqp_url=SecretStr("amqps://svc:pw@rabbit:5671/baove"), amqp_ca_file=ca)

@@ -14,6 +14,8 @@
 #   BAOVE_DEFINITIONS_FILE          the copy to write; rabbitmq.conf's load_definitions names it
 #                                   (default /var/lib/rabbitmq/baove-definitions.json)
 #   BAOVE_ERLANG_COOKIE_FILE        optional: install this file as the node's Erlang cookie (clusters)
+#   BAOVE_DLQ_TTL_DAYS              optional: days a dead letter is kept (the dead-letter-queues policy's message-ttl)
+#   BAOVE_DLQ_MAX_LENGTH            optional: dead letters kept per queue, the oldest dropped first (its max-length)
 #   BAOVE_RABBITMQ_GROW_QUORUM      "true" in a cluster: once running, add this node as a replica of
 #                                   every baove quorum queue that lacks one here (see grow_quorum_queues)
 set -euo pipefail
@@ -58,6 +60,18 @@ for user in $users; do
   hash=$(password_hash "$password")
   script+=(-e "/\"name\": *\"$user\", *\"password_hash\"/ s|\"password_hash\": *\"\"|\"password_hash\": \"$hash\"|")
 done
+
+# Dead letters are whole events (routing's and intake's carry children's data): the operator bounds them.
+if [ -n "${BAOVE_DLQ_TTL_DAYS:-}" ]; then
+  [[ $BAOVE_DLQ_TTL_DAYS =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BAOVE_DLQ_TTL_DAYS must be a number of days, e.g. 14"
+  ttl_ms=$(awk -v days="$BAOVE_DLQ_TTL_DAYS" 'BEGIN { printf "%.0f", days * 86400000 }')
+  [ "$ttl_ms" -gt 0 ] || die "BAOVE_DLQ_TTL_DAYS must be more than 0"
+  script+=(-e "s|\"message-ttl\": *[0-9]*|\"message-ttl\": $ttl_ms|")
+fi
+if [ -n "${BAOVE_DLQ_MAX_LENGTH:-}" ]; then
+  [[ $BAOVE_DLQ_MAX_LENGTH =~ ^[1-9][0-9]*$ ]] || die "BAOVE_DLQ_MAX_LENGTH must be a whole number above 0"
+  script+=(-e "s|\"max-length\": *[0-9]*|\"max-length\": $BAOVE_DLQ_MAX_LENGTH|")
+fi
 
 umask 077
 mkdir -p "$(dirname "$out")"
