@@ -7,7 +7,6 @@ from datetime import date, datetime, timedelta, timezone
 
 from shared.auth import Principal
 from shared.children import age_band, age_on
-from shared.enums import AgeBand
 from shared.events import (
     ChildCase,
     ChildFacts,

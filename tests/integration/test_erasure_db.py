@@ -118,7 +118,7 @@ class TestRetention:
             assert NAME not in await stored(intake, gone)
         async with intake.sessionmaker() as session:
             types = (await session.execute(select(outbox_message.c.event_type).where(outbox_message.c.correlation_id == unpublished))).scalars()
-            assert sorted(types) == ["incident.erased", "incident.reported"]  # still to be published, without its case
+            assert sorted(types) == ["incident.erased", "incident.recorded", "incident.reported"]  # to be published, no case
         for kept in (recent, still_open):
             assert NAME in await stored(intake, kept)
         assert await erasure.apply_retention(intake, RetentionPolicy(closed_case_days=30), batch=1) == []
