@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -15,18 +16,20 @@ from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
 from shared.db import dialect_insert, new_id, on_postgresql, utcnow
 from shared.enums import UnitType
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
-from shared.events import Envelope, Event
+from shared.events import Envelope, Event, IncidentLinked, IncidentPossibleDuplicate
 from shared.groupcommit import GroupCommit
 from shared.plans import load_plan
 from shared.reference import Hierarchy
 from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
-from . import activities
-from .incidents import build_event, check_commune, may_read, may_report
-from .models import Activity, Incident, TimelineEntry
+from . import activities, duplicates
+from .incidents import PRODUCER, build_event, check_commune, may_read, may_report
+from .models import Activity, DuplicateCandidate, Incident, TimelineEntry
 from .schemas import ActivityChange, ActivityCreate, IncidentCreate
 from .timeline import timeline_entry, timeline_order
+
+log = logging.getLogger("baove.intake.duplicates")
 
 
 @dataclass
@@ -76,6 +79,7 @@ def _incident_row(incident_id: str, report: Report) -> dict:
         "children": [c.model_dump(mode="json") for c in body.children],
         "reporter": body.reporter.model_dump(mode="json") if body.reporter else None,
         "consent": body.consent.model_dump(mode="json"),
+        "duplicates_pending": True,
     }
 
 
@@ -134,16 +138,21 @@ async def store_reports(uow: UnitOfWork, reports: list[Report]) -> list[Accepted
 
 
 
-def report_writer(runtime: Runtime) -> GroupCommit[Report, Accepted]:
-    """Reports posted at the same moment are stored in one transaction; each request answers after its commit."""
+def report_writer(runtime: Runtime, stored: Callable[[], None] = lambda: None) -> GroupCommit[Report, Accepted]:
+    """Reports posted at the same moment are stored in one transaction; each request answers after its commit.
+
+    `stored` is called after each commit (it wakes the duplicate check, which runs beside, never in, the request)."""
 
     async def run_batch(reports: list[Report]) -> list[Accepted | Conflict]:
         async with runtime.unit_of_work() as uow:
-            return await store_reports(uow, reports)
+            results = await store_reports(uow, reports)
+        stored()
+        return results
 
     async def run_one(report: Report) -> Accepted:
         async with runtime.unit_of_work() as uow:
             [result] = await store_reports(uow, [report])
+        stored()
         if isinstance(result, Conflict):
             raise result
         return result
@@ -152,6 +161,113 @@ def report_writer(runtime: Runtime) -> GroupCommit[Report, Accepted]:
     # whose outcome is unknown, and none waits for the others to fail one by one.
     return GroupCommit("intake.reports", run_batch, run_one, max_batch=100, shared_failure=lambda exc: isinstance(exc, DBAPIError))
 
+
+
+# -- possible duplicates (issue 17) ------------------------------------------------------------------
+
+
+async def check_duplicates(uow: UnitOfWork, threshold: float, now: datetime, batch: int = 20) -> int:
+    """Compare accepted reports not yet checked with their commune's last 30 days; store and announce candidates.
+
+    Runs after the report's own commit (its answer never waits for it). A report whose check fails for another
+    reason than the database is marked checked all the same, the error's type logged (never its data): an
+    accepted report is never held back by the matching. Returns how many reports were checked."""
+    session = uow.session
+    pending = (
+        await session.execute(select(Incident).where(Incident.duplicates_pending).order_by(Incident.received_at, Incident.id).limit(batch))
+    ).scalars().all()
+    for incident in pending:
+        try:
+            async with session.begin_nested():
+                await _check_one(uow, incident, threshold, now)
+        except DBAPIError:
+            raise  # the database away: the whole batch again later
+        except Exception as exc:
+            log.warning("duplicate check failed", extra={"error": type(exc).__name__, "incident_id": incident.id})
+        incident.duplicates_pending = False
+    await session.flush()
+    return len(pending)
+
+
+async def _check_one(uow: UnitOfWork, incident: Incident, threshold: float, now: datetime) -> None:
+    new = duplicates.child_keys(incident.id, incident.children, incident.hamlet, incident.received_at)
+    if not new:
+        return
+    i = Incident
+    stmt = select(i.id, i.hamlet, i.children, i.received_at).where(
+        i.commune_code == incident.commune_code,
+        i.received_at >= incident.received_at - duplicates.WINDOW,
+        i.received_at <= incident.received_at,
+        i.id != incident.id,
+    )
+    window = [key for row in (await uow.session.execute(stmt)).all() for key in duplicates.child_keys(row.id, row.children, row.hamlet, row.received_at)]
+    found = duplicates.candidates(new, window, threshold)
+    if not found:
+        return
+    rows = [
+        {"incident_id": incident.id, "other_id": c.incident_id, "commune_code": incident.commune_code, "score": c.score, "status": "open", "found_at": now}
+        for c in found
+    ]
+    await uow.session.execute(dialect_insert(uow.session)(DuplicateCandidate.__table__).values(rows).on_conflict_do_nothing())
+    await uow.stage(
+        *(
+            IncidentPossibleDuplicate(
+                incident_id=incident.id, duplicate_of=c.incident_id, commune_code=incident.commune_code, score=c.score, at=now
+            ).envelope(correlation_id=incident.id, producer=PRODUCER, emitted_at=now)
+            for c in found
+        )
+    )
+
+
+async def _pair(session: AsyncSession, incident_id: str, other_id: str, principal: Principal, *, lock: bool = False) -> DuplicateCandidate:
+    """The candidate pair of two reports (either order), for the cp_officer of their commune."""
+    d = DuplicateCandidate
+    stmt = select(d).where(((d.incident_id == incident_id) & (d.other_id == other_id)) | ((d.incident_id == other_id) & (d.other_id == incident_id)))
+    if lock and on_postgresql(session):
+        stmt = stmt.with_for_update()
+    pair = (await session.execute(stmt)).scalars().first()
+    if pair is None or not (principal.is_admin or principal.is_cp_officer_of(pair.commune_code)):
+        raise NotFound("no such possible duplicate")
+    return pair
+
+
+async def list_duplicates(session: AsyncSession, incident_id: str, principal: Principal) -> list[tuple[DuplicateCandidate, str]]:
+    """The possible duplicates of a report, best first, each with the other report's id: for its commune's cp_officer."""
+    incident = await session.get(Incident, incident_id)
+    if incident is None or not may_read(principal, incident):
+        raise NotFound("incident not found")
+    if not (principal.is_admin or principal.is_cp_officer_of(incident.commune_code)):
+        raise Forbidden("possible duplicates are for the commune's cp_officer")
+    d = DuplicateCandidate
+    pairs = (await session.execute(select(d).where((d.incident_id == incident_id) | (d.other_id == incident_id)))).scalars().all()
+    return [(p, p.other_id if p.incident_id == incident_id else p.incident_id) for p in sorted(pairs, key=lambda p: (-p.score, p.id))]
+
+
+async def decide_duplicate(uow: UnitOfWork, incident_id: str, other_id: str, decision: str, principal: Principal, now: datetime) -> DuplicateCandidate:
+    """The cp_officer links two reports (one case; `incident.linked`) or dismisses the candidate. Never merged.
+
+    A repeat changes nothing; a dismissed pair may still be linked; a link is not undone here."""
+    pair = await _pair(uow.session, incident_id, other_id, principal, lock=True)
+    if not principal.is_cp_officer_of(pair.commune_code):
+        raise Forbidden("only the commune's cp_officer links or dismisses possible duplicates")
+    status = {"link": "linked", "dismiss": "dismissed"}[decision]
+    if pair.status == status:
+        return pair
+    if pair.status == "linked":
+        raise Conflict({"message": "these reports are linked: a link is not dismissed", "current": "linked", "allowed": []})
+    pair.status, pair.decided_by, pair.decided_at = status, principal.label, now
+    kind = "linked" if status == "linked" else "duplicate_dismissed"
+    await uow.session.execute(
+        TimelineEntry.__table__.insert(),
+        [
+            {"incident_id": a, "at": now, "kind": kind, "principal": principal.label, "detail": {"other_incident_id": b}}
+            for a, b in ((pair.incident_id, pair.other_id), (pair.other_id, pair.incident_id))
+        ],
+    )
+    if status == "linked":
+        event = IncidentLinked(incident_id=pair.incident_id, linked_to=pair.other_id, commune_code=pair.commune_code, by=principal.label, at=now)
+        await uow.stage(event.envelope(correlation_id=pair.incident_id, producer=PRODUCER, emitted_at=now))
+    return pair
 
 
 async def _by_report_ids(session: AsyncSession, report_ids: set[str]):
