@@ -166,42 +166,52 @@ def report_writer(runtime: Runtime, stored: Callable[[], None] = lambda: None) -
 # -- possible duplicates (issue 17) ------------------------------------------------------------------
 
 
-async def check_duplicates(uow: UnitOfWork, threshold: float, now: datetime, batch: int = 20) -> int:
+async def check_duplicates(uow: UnitOfWork, threshold: float, now: datetime, batch: int = 200) -> int:
     """Compare accepted reports not yet checked with their commune's last 30 days; store and announce candidates.
 
-    Runs after the report's own commit (its answer never waits for it). A report whose check fails for another
-    reason than the database is marked checked all the same, the error's type logged (never its data): an
-    accepted report is never held back by the matching. Returns how many reports were checked."""
+    Runs after the report's own commit (its answer never waits for it), a batch at a time with one read of each
+    commune's window. A report whose check fails for another reason than the database is marked checked all the
+    same, the error's type logged (never its data): an accepted report is never held back by the matching.
+    Returns how many reports were checked."""
     session = uow.session
     pending = (
         await session.execute(select(Incident).where(Incident.duplicates_pending).order_by(Incident.received_at, Incident.id).limit(batch))
     ).scalars().all()
+    by_commune: dict[str, list[Incident]] = {}
     for incident in pending:
-        try:
-            async with session.begin_nested():
-                await _check_one(uow, incident, threshold, now)
-        except DBAPIError:
-            raise  # the database away: the whole batch again later
-        except Exception as exc:
-            log.warning("duplicate check failed", extra={"error": type(exc).__name__, "incident_id": incident.id})
-        incident.duplicates_pending = False
+        by_commune.setdefault(incident.commune_code, []).append(incident)
+    for commune, incidents in sorted(by_commune.items()):
+        window = await _window(session, commune, incidents[0].received_at - duplicates.WINDOW, incidents[-1].received_at)
+        for incident in incidents:
+            try:
+                async with session.begin_nested():
+                    await _check_one(uow, incident, window, threshold, now)
+            except DBAPIError:
+                raise  # the database away: the whole batch again later
+            except Exception as exc:
+                log.warning("duplicate check failed", extra={"error": type(exc).__name__, "incident_id": incident.id})
+            incident.duplicates_pending = False
     await session.flush()
     return len(pending)
 
 
-async def _check_one(uow: UnitOfWork, incident: Incident, threshold: float, now: datetime) -> None:
-    new = duplicates.child_keys(incident.id, incident.children, incident.hamlet, incident.received_at)
-    if not new:
-        return
+async def _window(session: AsyncSession, commune: str, since: datetime, until: datetime) -> list[tuple[tuple[datetime, str], duplicates.ChildKey]]:
+    """The commune's children reported between two moments, each with its report's place in the order received."""
     i = Incident
-    stmt = select(i.id, i.hamlet, i.children, i.received_at).where(
-        i.commune_code == incident.commune_code,
-        i.received_at >= incident.received_at - duplicates.WINDOW,
-        i.received_at <= incident.received_at,
-        i.id != incident.id,
-    )
-    window = [key for row in (await uow.session.execute(stmt)).all() for key in duplicates.child_keys(row.id, row.children, row.hamlet, row.received_at)]
-    found = duplicates.candidates(new, window, threshold)
+    stmt = select(i.id, i.hamlet, i.children, i.received_at).where(i.commune_code == commune, i.received_at >= since, i.received_at <= until)
+    return [
+        ((row.received_at, row.id), key)
+        for row in (await session.execute(stmt)).all()
+        for key in duplicates.child_keys(row.id, row.children, row.hamlet, row.received_at)
+    ]
+
+
+async def _check_one(uow: UnitOfWork, incident: Incident, window: list, threshold: float, now: datetime) -> None:
+    new = duplicates.child_keys(incident.id, incident.children, incident.hamlet, incident.received_at)
+    # Each report is compared with those received before it: a pair is found once, by its later report.
+    place = (incident.received_at, incident.id)
+    earlier = [key for at, key in window if at < place and at[0] >= incident.received_at - duplicates.WINDOW]
+    found = duplicates.candidates(new, earlier, threshold) if new else []
     if not found:
         return
     rows = [

@@ -84,6 +84,13 @@ class TestAtIntake:
         assert await check(intake) == 0
         assert len(await events(intake, "incident.possible_duplicate")) == 1
 
+    async def test_two_reports_checked_in_one_batch_make_one_pair(self, intake):
+        first = await report(intake, "school", child("Lê Thị Mai", birth_date="2015-02-03", school=SCHOOL))
+        second = await report(intake, "hamlet", child("Mai Lê Thị", birth_date="2015-02-03"))
+        assert await check(intake) == 2
+        [body] = await events(intake, "incident.possible_duplicate")
+        assert json.loads(body)["payload"]["incident_id"] == second and json.loads(body)["payload"]["duplicate_of"] == first
+
     async def test_a_failing_match_never_holds_an_accepted_report_and_logs_no_data(self, intake, monkeypatch, caplog):
         def broken(*_args, **_kwargs):
             raise ValueError("Nguyễn Thị Hương")
