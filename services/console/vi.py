@@ -43,7 +43,11 @@ TIMELINE = {
     "escalated": "Báo lên cấp trên do quá hạn",
     "closed": "Kết thúc vụ việc",
     "reopened": "Mở lại vụ việc",
+    "linked": "Liên kết với hồ sơ cùng trẻ em",
+    "duplicate_dismissed": "Xác định không trùng hồ sơ khác",
 }
+# A possible duplicate's status (issue 17).
+DUPLICATE_STATUS = {"open": "Chưa xem xét", "linked": "Đã liên kết (cùng một trẻ em)", "dismissed": "Không trùng"}
 AGE_BANDS = {"0-5": "0-5 tuổi", "6-10": "6-10 tuổi", "11-15": "11-15 tuổi", "16-17": "16-17 tuổi", "unknown": "Không rõ tuổi"}
 # Password change refusals (people-api.md), by code.
 PASSWORD_ERRORS = {

@@ -72,6 +72,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/v1/incidents/{incident_id}"): Rule("25349.police", 200, lambda w: (f"/v1/incidents/{w.incident_id}", None, None)),
     ("GET", "/v1/audit"): Rule("admin", 200, lambda w: ("/v1/audit", None, None)),
+    # possible duplicates (issue 17): the commune's cp_officer; no pair is seeded, so a decision finds none
+    ("GET", "/v1/incidents/{incident_id}/duplicates"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.incident_id}/duplicates", None, None)
+    ),
+    ("POST", "/v1/incidents/{incident_id}/duplicates/{other_id}/{decision}"): Rule(
+        "25349.cp_officer", 404, lambda w: (f"/v1/incidents/{w.incident_id}/duplicates/{w.routed_incident_id}/link", None, None)
+    ),
     # people: anyone signed in reads themselves, changes their password (here: a wrong current one), signs out
     ("GET", "/v1/me"): Rule("25349.police", 200, lambda w: ("/v1/me", None, None), also_allowed=EVERYONE),
     ("POST", "/v1/sessions/password"): Rule(
