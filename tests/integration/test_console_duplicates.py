@@ -4,11 +4,10 @@ cp_officer sees the other report of the same child and links it; other units see
 import httpx
 import pytest
 
-from services.console.app import Console
 from services.intake import service
 from shared.db import make_engine, make_sessionmaker, utcnow
 from shared.people import add_person
-from shared.settings import CommonSettings, ConsoleSettings
+from tests.integration import test_console_activities
 from tests.integration.test_console_activities import PASSWORD, csrf, signed_in
 from tests.support import bearer, client, incident_payload, issue_token, make_runtime, migrate
 
@@ -30,18 +29,15 @@ async def intake(tmp_path):
     await runtime.auth_engine.dispose()
 
 
-@pytest.fixture
-async def console(tmp_path, intake):
-    app = Console(ConsoleSettings(common=CommonSettings(data_dir=tmp_path), intake_url="http://intake"))
-    await migrate(app)
-    app.apis.clients["intake"] = httpx.AsyncClient(transport=httpx.ASGITransport(app=intake.api), base_url="http://intake")
-    # No assignments of the unit in routing: the case page reads intake's case alone.
-    app.apis.clients["routing"] = httpx.AsyncClient(
+console = test_console_activities.console  # the console over this module's intake
+
+
+async def no_assignments(console) -> None:
+    """Routing has no assignment of the unit: the case page reads intake's case alone."""
+    await console.apis.clients["routing"].aclose()
+    console.apis.clients["routing"] = httpx.AsyncClient(
         transport=httpx.MockTransport(lambda _request: httpx.Response(200, json={"items": [], "next_cursor": None})), base_url="http://routing"
     )
-    yield app
-    await app.apis.close()
-    await app.engine.dispose()
 
 
 async def report(intake, who, name, **child):
@@ -56,6 +52,7 @@ async def test_the_cp_officer_sees_the_other_report_and_links_it(console, intake
     second = await report(intake, "hamlet", "Hoang Minh Tuan", birth_date="2015-08-20")
     async with intake.unit_of_work() as uow:
         assert await service.check_duplicates(uow, 80.0, utcnow()) == 2
+    await no_assignments(console)
     browser = await signed_in(console, "c-cp")
     page = await browser.get(f"/cases/{second}")
     assert page.status_code == 200 and "Có thể trùng (1)" in page.text
