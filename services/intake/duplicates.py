@@ -40,7 +40,10 @@ def fold(name: str | None) -> str:
     if not name:
         return ""
     decomposed = unicodedata.normalize("NFD", name.replace("đ", "d").replace("Đ", "D"))
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    # After NFD a Vietnamese letter is an ASCII letter and its marks: dropping what is not ASCII, in C, drops the marks.
+    bare = decomposed.encode("ascii", "ignore").decode("ascii")
+    if not bare.strip():  # a name in another script: its marks dropped one by one instead
+        bare = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(bare.lower().split())
 
 
