@@ -152,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--subject", help="e.g. 25349.police, 694 or admin")
     token.set_defaults(func=cmd_token)
 
-    aud = sub.add_parser("audit", help="print the audit, newest first: who read which incident, who signed in, who changed people")
+    aud = sub.add_parser("audit", help="print the audit, newest first: who read which incident, who signed in, who changed people; "
+                         "`baove audit verify` checks its hash chain (exit 1 at the first broken entry)")
+    aud.add_argument("verify", nargs="?", choices=["verify"], help="check the chain instead of printing entries")
     aud.add_argument("--incident", help="only reads of this incident id")
     aud.add_argument("--principal", help="only entries of this principal, e.g. 25349.police, district:694 or admin")
     aud.add_argument("--user", help="only entries of this person")

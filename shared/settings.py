@@ -17,7 +17,12 @@ class CommonSettings(BaseSettings):
     env: Literal["dev", "prod"] = "dev"
     data_dir: Path = Path("./var")
     amqp_url: SecretStr = SecretStr(DEV_AMQP_URL)
-    auth_database_url: SecretStr | None = None
+    auth_database_url: SecretStr | None = Field(
+        None, description="the security store as the services reach it: on PostgreSQL a service's restricted role"
+    )
+    auth_admin_database_url: SecretStr | None = Field(
+        None, description="the security store's owner (migrations, `baove user|token|audit`); default: BAOVE_AUTH_DATABASE_URL"
+    )
     log_level: str = "INFO"
     session_hours: float = Field(12.0, gt=0, description="a sign-in session's lifetime (BAOVE_SESSION_HOURS)")
     session_idle_minutes: float = Field(30.0, gt=0, description="a session unused this long is refused")
@@ -34,6 +39,10 @@ class CommonSettings(BaseSettings):
 
     def auth_url(self) -> str:
         return self.database_url("auth", self.auth_database_url)
+
+    def auth_admin_url(self) -> str:
+        """The security store as its owner: what migrates it and issues people and tokens (the CLI), never a service."""
+        return self.database_url("auth", self.auth_admin_database_url or self.auth_database_url)
 
     def check_secrets(self, amqp_url: SecretStr | None = None, name: str = "BAOVE_AMQP_URL") -> None:
         """Refuse to run outside development with the broker's well-known default credentials (a service's own URL if given)."""
