@@ -169,29 +169,39 @@ def report_writer(runtime: Runtime, stored: Callable[[], None] = lambda: None) -
 async def check_duplicates(uow: UnitOfWork, threshold: float, now: datetime, batch: int = 200) -> int:
     """Compare accepted reports not yet checked with their commune's last 30 days; store and announce candidates.
 
-    Runs after the report's own commit (its answer never waits for it), a batch at a time with one read of each
-    commune's window. A report whose check fails for another reason than the database is marked checked all the
-    same, the error's type logged (never its data): an accepted report is never held back by the matching.
-    Returns how many reports were checked."""
+    Runs after the report's own commit (its answer never waits for it), a batch at a time: each commune's window
+    read once, every match worked out, then all the writes at the end (a short write, so that on SQLite the
+    report writer is not kept waiting). A report whose match fails is marked checked all the same, the error's
+    type logged (never its data): an accepted report is never held back by the matching. Database errors
+    propagate (the batch is tried again later). Returns how many reports were checked."""
     session = uow.session
+    i = Incident
     pending = (
-        await session.execute(select(Incident).where(Incident.duplicates_pending).order_by(Incident.received_at, Incident.id).limit(batch))
-    ).scalars().all()
-    by_commune: dict[str, list[Incident]] = {}
-    for incident in pending:
-        by_commune.setdefault(incident.commune_code, []).append(incident)
+        await session.execute(
+            select(i.id, i.commune_code, i.hamlet, i.children, i.received_at).where(i.duplicates_pending).order_by(i.received_at, i.id).limit(batch)
+        )
+    ).all()
+    by_commune: dict[str, list] = {}
+    for row in pending:
+        by_commune.setdefault(row.commune_code, []).append(row)
+    rows, envelopes = [], []
     for commune, incidents in sorted(by_commune.items()):
         window = await _window(session, commune, incidents[0].received_at - duplicates.WINDOW, incidents[-1].received_at)
         for incident in incidents:
             try:
-                async with session.begin_nested():
-                    await _check_one(uow, incident, window, threshold, now)
-            except DBAPIError:
-                raise  # the database away: the whole batch again later
+                found = _match(incident, window, threshold)
             except Exception as exc:
                 log.warning("duplicate check failed", extra={"error": type(exc).__name__, "incident_id": incident.id})
-            incident.duplicates_pending = False
-    await session.flush()
+                continue
+            for c in found:
+                rows.append({"incident_id": incident.id, "other_id": c.incident_id, "commune_code": commune, "score": c.score, "status": "open", "found_at": now})
+                event = IncidentPossibleDuplicate(incident_id=incident.id, duplicate_of=c.incident_id, commune_code=commune, score=c.score, at=now)
+                envelopes.append(event.envelope(correlation_id=incident.id, producer=PRODUCER, emitted_at=now))
+    if rows:
+        await session.execute(dialect_insert(session)(DuplicateCandidate.__table__).on_conflict_do_nothing(), rows)
+        await uow.stage(*envelopes)
+    if pending:
+        await session.execute(update(Incident).where(Incident.id.in_([row.id for row in pending])).values(duplicates_pending=False))
     return len(pending)
 
 
@@ -206,27 +216,12 @@ async def _window(session: AsyncSession, commune: str, since: datetime, until: d
     ]
 
 
-async def _check_one(uow: UnitOfWork, incident: Incident, window: list, threshold: float, now: datetime) -> None:
+def _match(incident, window: list, threshold: float) -> list[duplicates.Candidate]:
+    """The earlier reports of the window that may be about a child of this one (a pair is found once, by its later report)."""
     new = duplicates.child_keys(incident.id, incident.children, incident.hamlet, incident.received_at)
-    # Each report is compared with those received before it: a pair is found once, by its later report.
     place = (incident.received_at, incident.id)
     earlier = [key for at, key in window if at < place and at[0] >= incident.received_at - duplicates.WINDOW]
-    found = duplicates.candidates(new, earlier, threshold) if new else []
-    if not found:
-        return
-    rows = [
-        {"incident_id": incident.id, "other_id": c.incident_id, "commune_code": incident.commune_code, "score": c.score, "status": "open", "found_at": now}
-        for c in found
-    ]
-    await uow.session.execute(dialect_insert(uow.session)(DuplicateCandidate.__table__).values(rows).on_conflict_do_nothing())
-    await uow.stage(
-        *(
-            IncidentPossibleDuplicate(
-                incident_id=incident.id, duplicate_of=c.incident_id, commune_code=incident.commune_code, score=c.score, at=now
-            ).envelope(correlation_id=incident.id, producer=PRODUCER, emitted_at=now)
-            for c in found
-        )
-    )
+    return duplicates.candidates(new, earlier, threshold) if new else []
 
 
 async def _pair(session: AsyncSession, incident_id: str, other_id: str, principal: Principal, *, lock: bool = False) -> DuplicateCandidate:
