@@ -15,6 +15,7 @@ from services.cli_ops import (
     checked_broker_url,
     cmd_contracts,
     cmd_dlq,
+    cmd_erase,
     cmd_migrate,
     cmd_rules,
     require_broker,
@@ -42,7 +43,18 @@ def cmd_run(args) -> None:
         port=args.port or settings.port,
         log_config=None,
         timeout_graceful_shutdown=int(settings.graceful_timeout),
+        forwarded_allow_ips=forwarded_allow_ips(settings.common) if args.service == "console" else None,
     )
+
+
+def forwarded_allow_ips(common: CommonSettings) -> str | None:
+    """Whose X-Forwarded-Proto the console believes: loopback and BAOVE_TRUSTED_PROXIES (the TLS proxy in front).
+
+    The console marks its session cookie Secure when the request came over HTTPS; behind a proxy that terminates TLS
+    that is known only from the proxy's X-Forwarded-Proto, which uvicorn takes from these addresses alone (None:
+    uvicorn's default, $FORWARDED_ALLOW_IPS or 127.0.0.1)."""
+    listed = [p.strip() for p in common.trusted_proxies.split(",") if p.strip()]
+    return ",".join(["127.0.0.1", "::1", *listed]) if listed else None
 
 
 def cmd_up(args) -> None:
@@ -171,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     dreplay.add_argument("--queue")
     dreplay.add_argument("--limit", type=int)
     dlq.set_defaults(func=cmd_dlq)
+
+    erase = sub.add_parser("erase", help="erase one incident's personal data in every service, keeping the anonymous facts (audited)")
+    erase.add_argument("--incident", required=True, help="the incident id")
+    erase.add_argument("--reason", required=True, help="why, for the audit: a request's reference, never the child's name")
+    erase.set_defaults(func=cmd_erase)
 
     contracts = sub.add_parser("contracts", help="write (or --check) the OpenAPI, AsyncAPI and event schema documents")
     contracts.add_argument("--dir", default="docs/contracts")

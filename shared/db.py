@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import ssl
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, MetaData, String, event, make_url
@@ -87,6 +89,45 @@ def _private_file(url: str) -> None:
     os.chmod(path, 0o600)  # a file made before, under a loose umask, is tightened too
 
 
+# libpq's TLS options as a PostgreSQL URL carries them; asyncpg takes none of them as a keyword (SQLAlchemy passes the
+# query through, so `?sslmode=require` fails with "unexpected keyword argument 'sslmode'"): they become its `ssl`.
+LIBPQ_TLS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def postgres_tls(url: str) -> tuple[str, dict]:
+    """The URL without libpq's TLS options, and asyncpg's `ssl` argument that means the same.
+
+    sslmode disable/allow/prefer/require pass through by name (require: encrypted, certificate unchecked, as libpq);
+    verify-ca checks the server's certificate against sslrootcert (default: the system's CAs), verify-full also its
+    host name; sslcert/sslkey give a client certificate. Like libpq, require with an sslrootcert means verify-ca.
+    """
+    parsed = make_url(url)
+    given = {k: parsed.query[k] for k in LIBPQ_TLS if k in parsed.query}
+    if not given:
+        return url, {}
+    rest = parsed.difference_update_query(LIBPQ_TLS).render_as_string(hide_password=False)
+    mode = given.get("sslmode", "prefer")
+    if mode not in SSL_MODES:
+        raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}")
+    root, cert = given.get("sslrootcert"), given.get("sslcert")
+    if mode == "require" and root:
+        mode = "verify-ca"
+    if mode not in ("verify-ca", "verify-full") and not cert:
+        return rest, {"ssl": mode}
+    if mode == "disable":
+        return rest, {"ssl": "disable"}
+    context = ssl.create_default_context(cafile=root)
+    if mode in ("verify-ca", "verify-full"):
+        context.check_hostname = mode == "verify-full"
+    else:  # allow, prefer, require with a client certificate: encrypted, the server's certificate unchecked
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert:
+        context.load_cert_chain(cert, given.get("sslkey"))
+    return rest, {"ssl": context}
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # hide_parameters: a failing statement's error (logged, or in an exception message) must not carry a child's
     # name or birth date.
@@ -106,16 +147,37 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Deleted and overwritten content is zeroed in the file, not left in free space and free pages
+            # (an erased child's name must be gone from the bytes, not only from the rows: docs/privacy.md).
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
+    url, connect_args = postgres_tls(url)
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args
     )
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def scrub(engine: AsyncEngine, tables: Sequence[str]) -> None:
+    """After an erasure, get the old versions of the rows out of the files as far as the database allows.
+
+    SQLite (secure_delete on): a TRUNCATE checkpoint copies the WAL into the database file and empties the WAL,
+    where the pages written before the erasure still were. PostgreSQL: VACUUM removes the dead row versions
+    of `tables` (WAL segments and backups keep them until they expire: docs/privacy.md)."""
+    from sqlalchemy import text
+
+    async with engine.connect() as conn:
+        if is_sqlite(engine):
+            await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+            return
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        for table in tables:
+            await conn.execute(text(f'VACUUM "{table}"'))
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -45,6 +45,30 @@ TIMELINE = {
     "reopened": "Mở lại vụ việc",
     "linked": "Liên kết với hồ sơ cùng trẻ em",
     "duplicate_dismissed": "Xác định không trùng hồ sơ khác",
+    "erased": "Đã xoá dữ liệu cá nhân",
+}
+# The commune's report document (issue 16): its status, its timeliness, the sections the officer writes.
+DOCUMENT_STATUS = {"draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi huyện"}
+TIMELINESS = {"on_time": "Đúng hạn", "late": "Trễ hạn", "pending": "Chưa đến hạn"}
+NARRATIVE = (
+    ("situation", "I. Tình hình chung"),
+    ("results", "II. Kết quả thực hiện nhiệm vụ theo đơn vị"),
+    ("incidents", "III. Tình hình trẻ em bị xâm hại, vụ việc và kết quả xử lý"),
+    ("assessment", "IV. Đánh giá chung (ưu điểm, hạn chế, nguyên nhân)"),
+    ("next_tasks", "V.1. Phương hướng, nhiệm vụ thời gian tới"),
+    ("recommendations", "V.2. Kiến nghị, đề xuất"),
+)
+DOCUMENT_DONE = {
+    "save": "Đã lưu dự thảo.",
+    "submit": "Đã trình Chủ tịch ký duyệt.",
+    "return": "Đã trả lại để chỉnh sửa.",
+    "approve": "Đã ký duyệt báo cáo.",
+    "send": "Đã gửi báo cáo lên huyện.",
+}
+DOCUMENT_REFUSED = {
+    403: "Bạn không có quyền thực hiện thao tác này với báo cáo.",
+    409: "Báo cáo đang ở trạng thái khác (có thể đã có người thao tác trước, hoặc chưa có số liệu kỳ này). Hãy tải lại trang.",
+    422: "Chưa thực hiện được: cần viết đủ các mục trước khi trình ký, và ghi họ tên người ký khi ký duyệt.",
 }
 # A possible duplicate's status (issue 17).
 DUPLICATE_STATUS = {"open": "Chưa xem xét", "linked": "Đã liên kết (cùng một trẻ em)", "dismissed": "Không trùng"}

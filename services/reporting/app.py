@@ -43,8 +43,11 @@ def create_runtime(settings: ReportingSettings | None = None, *, plans: PlanConf
     state.hierarchy = load_hierarchy()
     state.plans = plans or plans_of(settings)
     state.clock = offset_clock(settings.clock_offset_seconds)
+    state.small_cells = settings.small_cell_threshold
     state.metrics = ReportingMetrics.create(runtime.registry)
     runtime.api.include_router(api.router)
+    # Before the revisions' routes: /reports/{unit}/{period}/document is not a revision number.
+    runtime.api.include_router(api.documents_router)
     runtime.api.include_router(api.reports_router)
     consumers.register(runtime, state.clock)
     generate = partial(

@@ -19,6 +19,7 @@ from shared.labels_vi import CHANNELS, CIRCUMSTANCES
 from shared.plans import COUNT_FIELDS, COUNT_LABELS_VI, kind_labels
 from shared.reference import Hierarchy
 
+from . import smallcells
 from .aggregates import UNKNOWN_HAMLET, Tally, indicators
 from .periods import VN
 
@@ -37,6 +38,8 @@ SECTIONS: dict[str, str] = {
     "children_by_hamlet": "Trẻ em theo ấp, sóc",
     "abused_children_total": "Số trẻ em bị xâm hại",
     "abused_children_by_form": "Trẻ em bị xâm hại theo hình thức",
+    "abused_children_by_form_and_sex": "Trẻ em bị xâm hại theo hình thức và giới tính",
+    "abused_children_by_form_and_age_band": "Trẻ em bị xâm hại theo hình thức và nhóm tuổi",
     "by_special_circumstance": "Trẻ em có hoàn cảnh đặc biệt theo nhóm",
     "children_in_special_circumstances": "Số trẻ em có hoàn cảnh đặc biệt",
     "children_in_special_circumstances_supported": "Số trẻ em có hoàn cảnh đặc biệt được hỗ trợ",
@@ -63,6 +66,12 @@ MEASURES = {
     "escalations": "Số lần báo lên cấp trên do quá hạn",
 }
 
+# Nested breakdowns (form -> code -> count): one line per form and code, labelled by both.
+CROSS_TABS: dict[str, Mapping[str, str]] = {
+    "abused_children_by_form_and_sex": LABELS_VI,
+    "abused_children_by_form_and_age_band": AGE_BANDS,
+}
+
 LEVELS = {"commune": "Xã", "district": "Huyện", "province": "Tỉnh"}
 
 FIXED_HEADINGS = ["Nhóm chỉ tiêu", "Mã", "Chỉ tiêu", "Tổng số"]
@@ -79,7 +88,7 @@ def flatten(ind: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     """(section, code, value) for every number of an indicator object; code is "" for a single number."""
     out: list[tuple[str, str, Any]] = []
     for section, value in ind.items():
-        if section == "response":
+        if section == "response" or section in CROSS_TABS:
             out += [(section, f"{unit}.{m}", n) for unit, measures in value.items() for m, n in measures.items()]
         elif isinstance(value, Mapping):
             out += [(section, code, n) for code, n in value.items()]
@@ -95,6 +104,9 @@ def label(section: str, code: str, hamlet_names: Mapping[str, str]) -> str:
     if section == "response":
         unit, measure = code.split(".", 1)
         return f"{LABELS_VI.get(unit, unit)} - {MEASURES.get(measure, measure)}"
+    if section in CROSS_TABS:
+        form, part = code.split(".", 1)
+        return f"{LABELS_VI.get(form, form)} - {CROSS_TABS[section].get(part, part)}"
     if section in ("by_hamlet", "children_by_hamlet"):
         return "Không rõ ấp" if code == UNKNOWN_HAMLET else hamlet_names.get(code, code)
     table = {
@@ -106,23 +118,38 @@ def label(section: str, code: str, hamlet_names: Mapping[str, str]) -> str:
     return table.get(code, code)
 
 
-def table(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> tuple[list[str], list[list[Any]]]:
-    """Headings and rows: one row per number, the total then one column per commune; blank where no data."""
+def table(
+    summary: Mapping[str, Any], hamlet_names: Mapping[str, str], small_cells: int = 0
+) -> tuple[list[str], list[list[Any]]]:
+    """Headings and rows: one row per number, the total then one column per commune; blank where no data.
+
+    With `small_cells` (the threshold, e.g. 5) counts below district level from 1 to 4 show as "<5", and the other
+    counts that would give them away as "x" (smallcells.py)."""
     total = summary["indicators"]
     communes = summary.get("communes") or []
     headings = FIXED_HEADINGS + [f"{row['name']} ({row['code']})" for row in communes]
     # With no data the lines still show, empty: a blank cell is "no data", a 0 is a counted zero.
     lines = flatten(total if total is not None else indicators(Tally()))
-    columns = [dict(((s, c), v) for s, c, v in flatten(row["indicators"])) for row in communes]
+    columns = [
+        {(s, c): (v if total is not None else None) for s, c, v in lines},
+        *(dict(((s, c), v) for s, c, v in flatten(row["indicators"])) for row in communes),
+    ]
+    values = {(s, c, n): col.get((s, c)) for n, col in enumerate(columns) for s, c, _ in lines}
+    commune_total = summary["level"] == "commune"
+
+    def below_district(cell: tuple[str, str, int]) -> bool:
+        section, _, column = cell
+        return column > 0 or commune_total or section in smallcells.HAMLET_SECTIONS
+
+    hidden = smallcells.protect(values, [(s, c) for s, c, _ in lines], len(columns), below_district, small_cells)
     rows = []
-    for section, code, value in lines:
+    for section, code, _ in lines:
         rows.append(
             [
                 SECTIONS.get(section, section),
                 code,
                 label(section, code, hamlet_names),
-                _cell(value if total is not None else None),
-                *(_cell(col.get((section, code))) for col in columns),
+                *(hidden.get((section, code, n), _cell(values[(section, code, n)])) for n in range(len(columns))),
             ]
         )
     codes = [row["code"] for row in communes]
@@ -172,9 +199,9 @@ def _inert(row: list[Any]) -> list[Any]:
     return [f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v for v in row]
 
 
-def to_csv(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> bytes:
+def to_csv(summary: Mapping[str, Any], hamlet_names: Mapping[str, str], small_cells: int = 0) -> bytes:
     """UTF-8 with a byte-order mark, so spreadsheet programs show Vietnamese correctly."""
-    headings, rows = table(summary, hamlet_names)
+    headings, rows = table(summary, hamlet_names, small_cells)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(_inert(headings))
@@ -190,7 +217,7 @@ def _moment(value: datetime) -> str:
     return value.astimezone(VN).strftime("%d/%m/%Y %H:%M") + " (giờ Việt Nam)"
 
 
-def info(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+def info(summary: Mapping[str, Any], small_cells: int = 0) -> list[tuple[str, str]]:
     """The report's heading block: unit, period, due date, data time, hierarchy versions, note."""
     period = summary["period"]
     lines = [
@@ -214,21 +241,28 @@ def info(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         expected = len(completeness["communes_expected"])
         lines.append(("Số xã có số liệu", f"{len(completeness['communes_with_data'])}/{expected}"))
         if completeness.get("reports") is not None:
-            lines.append(("Số xã đã có báo cáo", f"{completeness['reports_produced']}/{expected}"))
-            lines.append(("Số xã báo cáo đúng hạn", f"{completeness['reports_on_time']}/{expected}"))
+            lines.append(("Số xã đã có số liệu báo cáo", f"{completeness['reports_produced']}/{expected}"))
+            lines.append(("Số xã đã gửi báo cáo", f"{completeness.get('reports_sent') or 0}/{expected}"))
+            lines.append(("Số xã gửi báo cáo đúng hạn", f"{completeness['reports_on_time']}/{expected}"))
     if summary.get("note"):
         lines.append(("Ghi chú", summary["note"]))
+    if small_cells > 1:
+        lines.append((
+            "Bảo vệ số liệu nhỏ",
+            f"Dưới cấp huyện, số từ 1 đến {small_cells - 1} ghi \"<{small_cells}\"; "
+            "ô \"x\" được ẩn để không suy ra được các ô đó (small counts below district level are hidden)",
+        ))
     return lines
 
 
-def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> bytes:
-    headings, rows = table(summary, hamlet_names)
+def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str], small_cells: int = 0) -> bytes:
+    headings, rows = table(summary, hamlet_names, small_cells)
     book = Workbook()
     sheet = book.active
     sheet.title = "Tổng hợp"
     sheet.append(["BÁO CÁO TỔNG HỢP CÔNG TÁC BẢO VỆ TRẺ EM"])
     sheet["A1"].font = Font(bold=True, size=13)
-    for key, value in info(summary):
+    for key, value in info(summary, small_cells):
         sheet.append(_inert([key, value]))
     sheet.append([])
     sheet.append(_inert(headings))
@@ -251,7 +285,12 @@ def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> byte
     return buffer.getvalue()
 
 
-TIMELINESS_HEADINGS = ["Mã xã", "Tên xã", "Đã có báo cáo", "Phiên bản mới nhất", "Lập lần đầu", "Hạn gửi", "Đúng hạn"]
+TIMELINESS_HEADINGS = [
+    "Mã xã", "Tên xã", "Đã có số liệu", "Phiên bản số liệu mới nhất", "Lập lần đầu", "Hạn gửi", "Gửi đúng hạn",
+    "Tình trạng văn bản", "Phiên bản văn bản", "Ngày gửi", "Thời hạn",
+]
+DOCUMENT_STATUS = {None: "Chưa lập", "draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi"}
+TIMELINESS = {"on_time": "Đúng hạn", "late": "Trễ hạn", "pending": "Chưa đến hạn"}
 
 
 def _yes_no(value: bool | None) -> str:
@@ -274,6 +313,10 @@ def _timeliness_sheet(book: Workbook, reports: list[Mapping[str, Any]]) -> None:
                 _moment(r["first_produced_at"]) if r["first_produced_at"] else "",
                 _day(r["due"]),
                 _yes_no(r["on_time"]),
+                DOCUMENT_STATUS.get(r.get("document_status"), ""),
+                r.get("document_version") or "",
+                _moment(r["sent_at"]) if r.get("sent_at") else "",
+                TIMELINESS.get(r.get("timeliness") or "", ""),
             ])
         )
 

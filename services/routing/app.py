@@ -9,7 +9,7 @@ from shared.metrics import RoutingMetrics
 from shared.runtime import Runtime
 from shared.settings import RoutingSettings
 
-from . import api, consumers, deadlines, rulesets
+from . import api, consumers, deadlines, erasure, rulesets
 from .models import metadata
 from .rules import DEFAULT_RULES, parse_rules
 
@@ -39,5 +39,6 @@ def create_runtime(settings: RoutingSettings | None = None) -> Runtime:
     )
     runtime.background["deadline-watcher"] = state.watcher.run
     runtime.api.include_router(api.router)
+    runtime.personal_tables = erasure.PERSONAL_TABLES
     consumers.register(runtime)
     return runtime

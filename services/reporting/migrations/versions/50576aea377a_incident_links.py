@@ -1,7 +1,7 @@
 """incident links
 
 Revision ID: 50576aea377a
-Revises: 2563be205e9a
+Revises: c7d2e5a91b30
 Create Date: 2026-11-29 23:16:35.881114
 """
 from alembic import op
@@ -10,7 +10,7 @@ import shared.db
 
 
 revision = '50576aea377a'
-down_revision = '2563be205e9a'
+down_revision = 'c7d2e5a91b30'
 branch_labels = None
 depends_on = None
 
