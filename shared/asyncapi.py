@@ -35,6 +35,8 @@ PUBLISHED: dict[str, tuple[str, str]] = {
     "activity.recorded": ("intake", "A unit recorded an activity under a task of its commune's plan: codes and counts, no personal data."),
     "activity.corrected": ("intake", "The author corrected an activity: the new revision replaces the earlier ones."),
     "activity.withdrawn": ("intake", "The author withdrew an activity: it no longer counts in any report."),
+    "incident.possible_duplicate": ("intake", "A new report may be about a child of an earlier report of the commune: both ids and the score, no personal data."),
+    "incident.linked": ("intake", "The commune's cp_officer linked two reports of the same child: one case, a child counted once."),
     "report.generated": ("reporting", "A periodic report, or a new revision of one, was generated; for systems outside baove."),
     "report.submitted": ("reporting", "A commune's report document was approved, signed and sent to the district; for the district's systems."),
 }

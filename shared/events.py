@@ -295,6 +295,33 @@ class ActivityWithdrawn(ActivityEvent):
     event_type: ClassVar[str] = "activity.withdrawn"
 
 
+# -- possible duplicates: two reports of one child (issue 17) ----------------------------------------
+
+
+class IncidentPossibleDuplicate(Event):
+    """Intake found that a new report may be about a child of an earlier one: ids and the score, no personal data."""
+
+    event_type: ClassVar[str] = "incident.possible_duplicate"
+
+    incident_id: str = Field(description="the new report")
+    duplicate_of: str = Field(description="the earlier report of the commune (within 30 days)")
+    commune_code: str
+    score: float = Field(ge=0, le=100)
+    at: datetime
+
+
+class IncidentLinked(Event):
+    """The commune's cp_officer confirmed two reports are about the same child or children: one case, counted once."""
+
+    event_type: ClassVar[str] = "incident.linked"
+
+    incident_id: str
+    linked_to: str
+    commune_code: str
+    by: str
+    at: datetime
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
@@ -313,6 +340,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ActivityRecorded,
         ActivityCorrected,
         ActivityWithdrawn,
+        IncidentPossibleDuplicate,
+        IncidentLinked,
     )
 }
 

@@ -163,6 +163,9 @@ class IntakeSettings(ServiceSettings):
     sign_in_per_minute: float = Field(20.0, ge=0, description="sign-in attempts one address may make per minute (0: no limit)")
     sign_in_burst: int = Field(10, ge=1, description="sign-in attempts one address may make at once")
     sign_in_failure_delay_seconds: float = Field(1.0, ge=0, description="every failed sign-in answers after this delay")
+    duplicate_threshold: float = Field(
+        80.0, ge=0, le=100, description="score (0-100) from which two reports of a commune are a possible duplicate (issue 17)"
+    )
     retention_closed_case_days: int = Field(
         1825, ge=1, description="a closed case's personal data is erased this many days after it was last closed (docs/privacy.md)"
     )

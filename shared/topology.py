@@ -72,7 +72,7 @@ REPORTING_EVENTS = ConsumerQueue(
     # facts stay, but reporting drops the incident's dead letters (a closing's outcome is free text).
     (
         "incident.recorded", "incident.routed", "incident.escalated", "incident.closed", "incident.reopened",
-        "incident.erased", "assignment.*", "activity.*",
+        "incident.erased", "incident.linked", "assignment.*", "activity.*",
     ),
     "Reporting keeps a read model without personal data for the periodic reports.",
     retired_bindings=("incident.*",),
@@ -99,6 +99,8 @@ PRODUCERS: dict[str, str] = {
     "incident.recorded": "intake",
     "incident.erased": "intake",  # issue 15: erasure of one incident travels as an event
     "activity.*": "intake",  # issue 16: activity.recorded, activity.corrected, activity.withdrawn
+    "incident.possible_duplicate": "intake",  # issue 17: ids and a score, for the cp_officer
+    "incident.linked": "intake",  # issue 17: the cp_officer's decision; reporting counts the child once
     "incident.routed": "routing",
     "assignment.*": "routing",
     "incident.escalated": "routing",

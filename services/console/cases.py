@@ -109,7 +109,9 @@ async def _case_context(request: Request, session: Session, incident_id: str) ->
     case = incident or {**assignment["incident"], "incident_id": incident_id, "timeline": None, "status": None}
     may_close = session.kind == "admin" or (session.is_cp_officer and case.get("commune_code") == session.commune)
     closed = bool(incident) and incident["status"] == "closed"
+    may_link = session.is_cp_officer and case.get("commune_code") == session.commune and incident is not None
     return {
+        "duplicates": await _duplicates(request, session, incident_id) if may_link else [],
         "case": case,
         "incident_id": incident_id,
         "assignment": inbox_rows([assignment], utc_now())[0] if assignment else None,
@@ -118,6 +120,18 @@ async def _case_context(request: Request, session: Session, incident_id: str) ->
         "closed": closed,
         "risk_levels": vi.RISK,
     }
+
+
+async def _duplicates(request: Request, session: Session, incident_id: str) -> list[dict]:
+    """The possible duplicates of a case (issue 17), each with the other report's children, for the cp_officer."""
+    apis = request.app.state.console.apis
+    items = (await apis.json("intake", "GET", f"/v1/incidents/{incident_id}/duplicates", session.token))["items"]
+    for item in items:
+        try:
+            item["other"] = await apis.json("intake", "GET", f"/v1/incidents/{item['incident_id']}", session.token)
+        except NotFound:
+            item["other"] = None
+    return items
 
 
 async def case_page(request: Request) -> Response:
@@ -129,6 +143,7 @@ async def case_page(request: Request) -> Response:
 
 
 ASSIGNMENT_ACTIONS = ("acknowledge", "in_progress", "done", "declined")
+DUPLICATE_ACTIONS = {"link_duplicate": "link", "dismiss_duplicate": "dismiss"}
 
 
 async def case_action(request: Request) -> Response:
@@ -162,6 +177,12 @@ async def case_action(request: Request) -> Response:
             if not errors:
                 await console.apis.call("routing", "POST", f"/v1/incidents/{incident_id}/close", session.token,
                                         json={"risk_level": risk, "outcome": outcome})
+        elif action in DUPLICATE_ACTIONS:
+            try:
+                other = str(uuid.UUID(str(fields.get("other_id", ""))))
+            except ValueError:
+                raise NotFound() from None
+            await console.apis.call("intake", "POST", f"/v1/incidents/{incident_id}/duplicates/{other}/{DUPLICATE_ACTIONS[action]}", session.token)
         elif action == "reopen":
             reason = str(fields.get("reason", "")).strip()
             if not reason:

@@ -43,6 +43,8 @@ TIMELINE = {
     "escalated": "Báo lên cấp trên do quá hạn",
     "closed": "Kết thúc vụ việc",
     "reopened": "Mở lại vụ việc",
+    "linked": "Liên kết với hồ sơ cùng trẻ em",
+    "duplicate_dismissed": "Xác định không trùng hồ sơ khác",
     "erased": "Đã xoá dữ liệu cá nhân",
 }
 # The commune's report document (issue 16): its status, its timeliness, the sections the officer writes.
@@ -68,6 +70,8 @@ DOCUMENT_REFUSED = {
     409: "Báo cáo đang ở trạng thái khác (có thể đã có người thao tác trước, hoặc chưa có số liệu kỳ này). Hãy tải lại trang.",
     422: "Chưa thực hiện được: cần viết đủ các mục trước khi trình ký, và ghi họ tên người ký khi ký duyệt.",
 }
+# A possible duplicate's status (issue 17).
+DUPLICATE_STATUS = {"open": "Chưa xem xét", "linked": "Đã liên kết (cùng một trẻ em)", "dismissed": "Không trùng"}
 AGE_BANDS = {"0-5": "0-5 tuổi", "6-10": "6-10 tuổi", "11-15": "11-15 tuổi", "16-17": "16-17 tuổi", "unknown": "Không rõ tuổi"}
 # Password change refusals (people-api.md), by code.
 PASSWORD_ERRORS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
@@ -24,6 +24,8 @@ from .schemas import (
     ActivityPage,
     ActivityRead,
     AuditPage,
+    DuplicateList,
+    DuplicateRead,
     ErasureCreate,
     ErasureRead,
     IncidentAccepted,
@@ -94,6 +96,27 @@ def incident_read(incident, entries) -> IncidentRead:
     )
 
 
+DUPLICATE_ERRORS = {**ERRORS, 404: {"description": "no such incident or pair for this principal"}}
+
+
+@router.get("/incidents/{incident_id}/duplicates", response_model=DuplicateList, responses=DUPLICATE_ERRORS)
+async def list_duplicates(incident_id: str, uow: Uow, principal: Caller):
+    """Earlier or later reports that may be about the same child, best first: for the commune's cp_officer."""
+    pairs = await service.list_duplicates(uow.session, incident_id, principal)
+    return DuplicateList(items=[_duplicate_read(pair, other) for pair, other in pairs])
+
+
+@router.post("/incidents/{incident_id}/duplicates/{other_id}/{decision}", response_model=DuplicateRead, responses=DUPLICATE_ERRORS)
+async def decide_duplicate(incident_id: str, other_id: str, decision: Literal["link", "dismiss"], uow: Uow, principal: Caller, now: Now):
+    """Link (one case, its child counted once; published as incident.linked) or dismiss a possible duplicate."""
+    pair = await service.decide_duplicate(uow, incident_id, other_id, decision, principal, now)
+    return _duplicate_read(pair, other_id)
+
+
+def _duplicate_read(pair, other_id: str) -> DuplicateRead:
+    return DuplicateRead(
+        incident_id=other_id, score=pair.score, status=pair.status, found_at=pair.found_at, decided_by=pair.decided_by, decided_at=pair.decided_at
+    )
 @router.get(
     "/incidents/{incident_id}/subject-access",
     response_model=SubjectAccess,

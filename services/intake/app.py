@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from functools import partial
 from pathlib import Path
 
 from shared.db import utcnow
+from shared.loops import Backoff, repeat
 from shared.metrics import IntakeMetrics
 from shared.ratelimit import RateLimiter
 from shared.reference import load_hierarchy
@@ -26,7 +31,9 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     runtime.api.state.clock = utcnow
     runtime.api.state.metrics = IntakeMetrics.create(runtime.registry)
     runtime.api.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
-    runtime.api.state.reports = service.report_writer(runtime)
+    wake = asyncio.Event()
+    runtime.api.state.reports = service.report_writer(runtime, stored=wake.set)
+    runtime.background["duplicate-check"] = partial(check_duplicates, runtime, settings.duplicate_threshold, wake)
     runtime.api.state.sign_in_limiter = RateLimiter(settings.sign_in_per_minute, settings.sign_in_burst)
     runtime.api.include_router(api.router)
     runtime.api.include_router(api.activity_router)
@@ -39,3 +46,23 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     )
     consumers.register(runtime)
     return runtime
+
+
+async def check_duplicates(runtime: Runtime, threshold: float, wake: asyncio.Event) -> None:
+    """The duplicate check beside intake's requests: woken by each stored batch of reports, else every 30 s."""
+
+    async def tick() -> None:
+        while True:
+            async with runtime.unit_of_work() as uow:
+                if not await service.check_duplicates(uow, threshold, utcnow()):
+                    return
+
+    async def pause() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=30)
+        wake.clear()
+
+    def failed(exc: Exception) -> None:
+        logging.getLogger("baove.intake.duplicates").warning("duplicate check failed", extra={"error": type(exc).__name__})
+
+    await repeat(tick, pause=pause, failed=failed, backoff=Backoff())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import IncidentFactColumns, UtcDateTime
@@ -30,6 +30,8 @@ class Incident(IncidentFactColumns, Base):
     children: Mapped[list] = mapped_column(JSON)
     reporter: Mapped[dict | None] = mapped_column(JSON)
     consent: Mapped[dict | None] = mapped_column(JSON)
+    # Accepted, not yet compared with the commune's last 30 days (issue 17): the duplicate check's durable queue.
+    duplicates_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
 
 
 class TimelineEntry(Base):
@@ -70,3 +72,23 @@ class Activity(Base):
     author: Mapped[str] = mapped_column(String(120))
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class DuplicateCandidate(Base):
+    """Two reports that may be about the same child (issue 17): found at intake, linked or dismissed by the cp_officer.
+
+    `incident_id` is the later report, `other_id` the earlier one; never merged, a link only says they are one case.
+    """
+
+    __tablename__ = "duplicate_candidate"
+    __table_args__ = (UniqueConstraint("incident_id", "other_id", name="uq_duplicate_candidate_pair"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id"), index=True)
+    other_id: Mapped[str] = mapped_column(ForeignKey("incident.id"), index=True)
+    commune_code: Mapped[str] = mapped_column(String(5))
+    score: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | linked | dismissed
+    found_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(120))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -222,3 +222,18 @@ class ActivityRead(BaseModel):
 class ActivityPage(BaseModel):
     items: list[ActivityRead]
     next_cursor: str | None
+
+
+class DuplicateRead(BaseModel):
+    """A possible duplicate of a report (issue 17): the other report's id, the score, and the cp_officer's decision."""
+
+    incident_id: str = Field(description="the other report")
+    score: float = Field(description="0-100: how alike the two reports' children are")
+    status: str = Field(description="open | linked | dismissed")
+    found_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+
+
+class DuplicateList(BaseModel):
+    items: list[DuplicateRead]

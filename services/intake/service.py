@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -15,20 +16,22 @@ from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
 from shared.db import dialect_insert, new_id, on_postgresql, utcnow
 from shared.enums import UnitType
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
-from shared.events import Envelope, Event
+from shared.events import Envelope, Event, IncidentLinked, IncidentPossibleDuplicate
 from shared.groupcommit import GroupCommit
 from shared.plans import load_plan
 from shared.reference import Hierarchy
 from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
-from . import activities
+from . import activities, duplicates
 from .erasure import ERASED
-from .incidents import build_event, check_commune, facts_event, may_read, may_report
-from .models import Activity, Incident, TimelineEntry
+from .incidents import PRODUCER, build_event, check_commune, facts_event, may_read, may_report
+from .models import Activity, DuplicateCandidate, Incident, TimelineEntry
 from .retention import erased_detail
 from .schemas import ActivityChange, ActivityCreate, IncidentCreate
 from .timeline import timeline_entry, timeline_order
+
+log = logging.getLogger("baove.intake.duplicates")
 
 
 @dataclass
@@ -78,6 +81,7 @@ def _incident_row(incident_id: str, report: Report) -> dict:
         "children": [c.model_dump(mode="json") for c in body.children],
         "reporter": body.reporter.model_dump(mode="json") if body.reporter else None,
         "consent": body.consent.model_dump(mode="json"),
+        "duplicates_pending": True,
     }
 
 
@@ -137,16 +141,21 @@ async def store_reports(uow: UnitOfWork, reports: list[Report]) -> list[Accepted
 
 
 
-def report_writer(runtime: Runtime) -> GroupCommit[Report, Accepted]:
-    """Reports posted at the same moment are stored in one transaction; each request answers after its commit."""
+def report_writer(runtime: Runtime, stored: Callable[[], None] = lambda: None) -> GroupCommit[Report, Accepted]:
+    """Reports posted at the same moment are stored in one transaction; each request answers after its commit.
+
+    `stored` is called after each commit (it wakes the duplicate check, which runs beside, never in, the request)."""
 
     async def run_batch(reports: list[Report]) -> list[Accepted | Conflict]:
         async with runtime.unit_of_work() as uow:
-            return await store_reports(uow, reports)
+            results = await store_reports(uow, reports)
+        stored()
+        return results
 
     async def run_one(report: Report) -> Accepted:
         async with runtime.unit_of_work() as uow:
             [result] = await store_reports(uow, [report])
+        stored()
         if isinstance(result, Conflict):
             raise result
         return result
@@ -155,6 +164,118 @@ def report_writer(runtime: Runtime) -> GroupCommit[Report, Accepted]:
     # whose outcome is unknown, and none waits for the others to fail one by one.
     return GroupCommit("intake.reports", run_batch, run_one, max_batch=100, shared_failure=lambda exc: isinstance(exc, DBAPIError))
 
+
+
+# -- possible duplicates (issue 17) ------------------------------------------------------------------
+
+
+async def check_duplicates(uow: UnitOfWork, threshold: float, now: datetime, batch: int = 200) -> int:
+    """Compare accepted reports not yet checked with their commune's last 30 days; store and announce candidates.
+
+    Runs after the report's own commit (its answer never waits for it), a batch at a time: each commune's window
+    read once, every match worked out, then all the writes at the end (a short write, so that on SQLite the
+    report writer is not kept waiting). A report whose match fails is marked checked all the same, the error's
+    type logged (never its data): an accepted report is never held back by the matching. Database errors
+    propagate (the batch is tried again later). Returns how many reports were checked."""
+    session = uow.session
+    i = Incident
+    pending = (
+        await session.execute(
+            select(i.id, i.commune_code, i.hamlet, i.children, i.received_at).where(i.duplicates_pending).order_by(i.received_at, i.id).limit(batch)
+        )
+    ).all()
+    by_commune: dict[str, list] = {}
+    for row in pending:
+        by_commune.setdefault(row.commune_code, []).append(row)
+    rows, envelopes = [], []
+    for commune, incidents in sorted(by_commune.items()):
+        window = await _window(session, commune, incidents[0].received_at - duplicates.WINDOW, incidents[-1].received_at)
+        for incident in incidents:
+            try:
+                found = _match(incident, window, threshold)
+            except Exception as exc:
+                log.warning("duplicate check failed", extra={"error": type(exc).__name__, "incident_id": incident.id})
+                continue
+            for c in found:
+                rows.append({"incident_id": incident.id, "other_id": c.incident_id, "commune_code": commune, "score": c.score, "status": "open", "found_at": now})
+                event = IncidentPossibleDuplicate(incident_id=incident.id, duplicate_of=c.incident_id, commune_code=commune, score=c.score, at=now)
+                envelopes.append(event.envelope(correlation_id=incident.id, producer=PRODUCER, emitted_at=now))
+    if rows:
+        await session.execute(dialect_insert(session)(DuplicateCandidate.__table__).on_conflict_do_nothing(), rows)
+        await uow.stage(*envelopes)
+    if pending:
+        await session.execute(update(Incident).where(Incident.id.in_([row.id for row in pending])).values(duplicates_pending=False))
+    return len(pending)
+
+
+async def _window(session: AsyncSession, commune: str, since: datetime, until: datetime) -> list[tuple[tuple[datetime, str], duplicates.ChildKey]]:
+    """The commune's children reported between two moments, each with its report's place in the order received."""
+    i = Incident
+    stmt = select(i.id, i.hamlet, i.children, i.received_at).where(i.commune_code == commune, i.received_at >= since, i.received_at <= until)
+    return [
+        ((row.received_at, row.id), key)
+        for row in (await session.execute(stmt)).all()
+        for key in duplicates.child_keys(row.id, row.children, row.hamlet, row.received_at)
+    ]
+
+
+def _match(incident, window: list, threshold: float) -> list[duplicates.Candidate]:
+    """The earlier reports of the window that may be about a child of this one (a pair is found once, by its later report)."""
+    new = duplicates.child_keys(incident.id, incident.children, incident.hamlet, incident.received_at)
+    place = (incident.received_at, incident.id)
+    earlier = [key for at, key in window if at < place and at[0] >= incident.received_at - duplicates.WINDOW]
+    return duplicates.candidates(new, earlier, threshold) if new else []
+
+
+async def _pair(session: AsyncSession, incident_id: str, other_id: str, principal: Principal, *, lock: bool = False) -> DuplicateCandidate:
+    """The candidate pair of two reports (either order), for the cp_officer of their commune."""
+    d = DuplicateCandidate
+    stmt = select(d).where(((d.incident_id == incident_id) & (d.other_id == other_id)) | ((d.incident_id == other_id) & (d.other_id == incident_id)))
+    if lock and on_postgresql(session):
+        stmt = stmt.with_for_update()
+    pair = (await session.execute(stmt)).scalars().first()
+    if pair is None or not (principal.is_admin or principal.is_cp_officer_of(pair.commune_code)):
+        raise NotFound("no such possible duplicate")
+    return pair
+
+
+async def list_duplicates(session: AsyncSession, incident_id: str, principal: Principal) -> list[tuple[DuplicateCandidate, str]]:
+    """The possible duplicates of a report, best first, each with the other report's id: for its commune's cp_officer."""
+    incident = await session.get(Incident, incident_id)
+    if incident is None or not may_read(principal, incident):
+        raise NotFound("incident not found")
+    if not (principal.is_admin or principal.is_cp_officer_of(incident.commune_code)):
+        raise Forbidden("possible duplicates are for the commune's cp_officer")
+    d = DuplicateCandidate
+    pairs = (await session.execute(select(d).where((d.incident_id == incident_id) | (d.other_id == incident_id)))).scalars().all()
+    return [(p, p.other_id if p.incident_id == incident_id else p.incident_id) for p in sorted(pairs, key=lambda p: (-p.score, p.id))]
+
+
+async def decide_duplicate(uow: UnitOfWork, incident_id: str, other_id: str, decision: str, principal: Principal, now: datetime) -> DuplicateCandidate:
+    """The cp_officer links two reports (one case; `incident.linked`) or dismisses the candidate. Never merged.
+
+    A repeat changes nothing; a dismissed pair may still be linked; a link is not undone here."""
+    pair = await _pair(uow.session, incident_id, other_id, principal, lock=True)
+    if not principal.is_cp_officer_of(pair.commune_code):
+        raise Forbidden("only the commune's cp_officer links or dismisses possible duplicates")
+    status = {"link": "linked", "dismiss": "dismissed"}[decision]
+    if pair.status == status:
+        return pair
+    if pair.status == "linked":
+        raise Conflict({"message": "these reports are linked: a link is not dismissed", "current": "linked", "allowed": []})
+    pair.status, pair.decided_by, pair.decided_at = status, principal.label, now
+    kind = "linked" if status == "linked" else "duplicate_dismissed"
+    await uow.session.execute(
+        TimelineEntry.__table__.insert(),
+        [
+            {"incident_id": a, "at": now, "kind": kind, "principal": principal.label, "detail": {"other_incident_id": b}}
+            for a, b in ((pair.incident_id, pair.other_id), (pair.other_id, pair.incident_id))
+        ],
+    )
+    if status == "linked":
+        event = IncidentLinked(incident_id=pair.incident_id, linked_to=pair.other_id, commune_code=pair.commune_code, by=principal.label, at=now)
+        await uow.stage(event.envelope(correlation_id=pair.incident_id, producer=PRODUCER, emitted_at=now))
+    return pair
 
 
 async def _by_report_ids(session: AsyncSession, report_ids: set[str]):

@@ -26,6 +26,7 @@ from shared.events import (
     IncidentClosed,
     IncidentEscalated,
     IncidentFacts,
+    IncidentLinked,
     IncidentRecorded,
     IncidentReopened,
     IncidentReported,
@@ -33,7 +34,7 @@ from shared.events import (
 )
 
 from . import aggregates, cells
-from .models import ActivityFact, AssignmentFact, ChildFact, EscalationFact, IncidentClosure, IncidentFact
+from .models import ActivityFact, AssignmentFact, ChildFact, EscalationFact, IncidentClosure, IncidentFact, IncidentLink
 from .periods import as_utc, local_date
 
 log = logging.getLogger("baove.reporting")
@@ -297,6 +298,7 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
     closures: dict[str, list[dict]] = {"closed_at": [], "reopened_at": []}
     touched: set[str] = set()
     activities: list[dict] = []
+    links: list[dict] = []
     for event, envelope in items:
         if isinstance(event, ActivityEvent):
             activities.append(_activity_row(event, now))
@@ -324,6 +326,8 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
         elif isinstance(event, (IncidentClosed, IncidentReopened)):
             column = "closed_at" if isinstance(event, IncidentClosed) else "reopened_at"
             closures[column].append({"incident_id": event.incident_id, column: as_utc(event.at), "ingested_at": now})
+        elif isinstance(event, IncidentLinked):
+            links.append({"incident_id": event.incident_id, "linked_to": event.linked_to, "ingested_at": now})
         else:
             # report.generated and anything newer: not a fact of the read model. incident.erased too: the facts
             # hold nothing personal and stay, so the summaries keep their numbers (docs/privacy.md).
@@ -355,6 +359,9 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
     for column, rows in closures.items():
         if rows:
             await _record_closures(session, column, rows)
+    if links:
+        # A link is never undone: the first one of a report stays.
+        await session.execute(dialect_insert(session)(IncidentLink.__table__).on_conflict_do_nothing(index_elements=["incident_id"]), links)
     # Every cell holding a touched incident changed (an incident not here yet counts nowhere yet).
     # (An incident.reported that found its incident already here is a retry: its other facts still count.)
     others = touched - set(inserted)

@@ -100,6 +100,19 @@ class IncidentClosure(Base):
     ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
 
+class IncidentLink(Base):
+    """`incident.linked` (issue 17): a later report the commune's cp_officer linked to an earlier one of the same child.
+
+    Its children are the earlier report's: they are not counted again (indicator 0101 counts children, not reports).
+    """
+
+    __tablename__ = "incident_link"
+
+    incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    linked_to: Mapped[str] = mapped_column(String(36))
+    ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+
+
 class ActivityFact(Base):
     """One activity of a unit under the commune's plan, at the highest revision seen (issue 16).
 

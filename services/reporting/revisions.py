@@ -22,7 +22,7 @@ from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
 from . import reports
-from .models import ActivityFact, AssignmentFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
+from .models import ActivityFact, AssignmentFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact, IncidentLink
 from .periods import PlanConfig, local_date
 from .reports import DayChange, DueReport, LatestRevision
 from .summaries import aware_or_none, check_access, compute_summary, district_share, one_snapshot, period_of
@@ -53,13 +53,13 @@ async def latest_revisions(session: AsyncSession) -> dict[tuple[str, str], Lates
 
 
 async def changed_days(session: AsyncSession, since: datetime) -> list[DayChange]:
-    """Communes and dates whose facts were written after `since`: incidents, assignments, escalations, closures, activities."""
+    """Communes and dates whose facts were written after `since`: incidents, assignments, escalations, closures, links, activities."""
     i, act = IncidentFact, ActivityFact
     sources = [
         select(i.commune_code, i.local_date, i.ingested_at.label("at")).where(i.ingested_at > since),
         select(act.commune_code, act.local_date, act.ingested_at.label("at")).where(act.ingested_at > since),
     ]
-    for model in (AssignmentFact, EscalationFact, IncidentClosure):
+    for model in (AssignmentFact, EscalationFact, IncidentClosure, IncidentLink):
         sources.append(
             select(i.commune_code, i.local_date, model.ingested_at.label("at"))
             .join(i, i.incident_id == model.incident_id)

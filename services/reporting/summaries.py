@@ -26,6 +26,7 @@ from .models import (
     GeneratedReport,
     IncidentClosure,
     IncidentFact,
+    IncidentLink,
     ReportDocument,
 )
 from .periods import Period, PlanConfig, as_utc, parse_period
@@ -82,10 +83,12 @@ async def tallies(session: AsyncSession, coverages: Sequence[Coverage]) -> dict[
         .where(in_window)
         .group_by(i.commune_code, i.category, i.urgency, i.channel, i.hamlet, closed)
     )
+    # A child counts once across reports linked as one (issue 17): a linked later report's children are the earlier one's.
+    counted = c.incident_id.not_in(select(IncidentLink.incident_id))
     # Whether each child's case was taken up, worked out per row first: a correlated subquery cannot be grouped on.
     kids = (
         select(c.commune_code, c.category, c.sex, c.age_band, c.special_circumstances, _supported(c.incident_id).label("supported"))
-        .where(_window(c.commune_code, c.local_date, coverages))
+        .where(_window(c.commune_code, c.local_date, coverages), counted)
         .subquery()
     )
     child_keys = (kids.c.commune_code, kids.c.category, kids.c.sex, kids.c.age_band, kids.c.special_circumstances, kids.c.supported)
@@ -94,7 +97,7 @@ async def tallies(session: AsyncSession, coverages: Sequence[Coverage]) -> dict[
         select(i.commune_code, i.urgency, i.channel, i.hamlet, func.count())
         .select_from(c)
         .join(i, i.incident_id == c.incident_id)
-        .where(in_window)
+        .where(in_window, counted)
         .group_by(i.commune_code, i.urgency, i.channel, i.hamlet)
     )
     within = and_(a.acknowledged_at.is_not(None), a.due_at.is_not(None), a.acknowledged_at <= a.due_at)

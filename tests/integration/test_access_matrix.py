@@ -81,6 +81,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/v1/incidents/{incident_id}"): Rule("25349.police", 200, lambda w: (f"/v1/incidents/{w.incident_id}", None, None)),
     ("GET", "/v1/audit"): Rule("admin", 200, lambda w: ("/v1/audit", None, None)),
+    # possible duplicates (issue 17): the commune's cp_officer; no pair is seeded, so a decision finds none
+    ("GET", "/v1/incidents/{incident_id}/duplicates"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.incident_id}/duplicates", None, None)
+    ),
+    ("POST", "/v1/incidents/{incident_id}/duplicates/{other_id}/{decision}"): Rule(
+        "25349.cp_officer", 404, lambda w: (f"/v1/incidents/{w.incident_id}/duplicates/{w.routed_incident_id}/link", None, None)
+    ),
     # activities under the commune's plan: a unit records its own, its author corrects or withdraws them
     ("POST", "/v1/activities"): Rule("25349.police", 201, lambda w: ("/v1/activities", None, ACTIVITY)),
     ("GET", "/v1/activities"): Rule(
