@@ -85,8 +85,9 @@ INTAKE_TIMELINE = ConsumerQueue(
 )
 
 # Notifications for systems outside baove (the district's): no queue of ours consumes them, so a
-# publish with nobody bound must not bounce. The report itself is stored and served over HTTP.
-NOTIFICATIONS = frozenset({"report.generated", "report.submitted"})
+# publish with nobody bound must not bounce. The report itself is stored and served over HTTP; a possible
+# duplicate is read by the commune's cp_officer through intake's API.
+NOTIFICATIONS = frozenset({"report.generated", "report.submitted", "incident.possible_duplicate"})
 
 CONSUMER_QUEUES: tuple[ConsumerQueue, ...] = (ROUTING_INCIDENTS, REPORTING_EVENTS, INTAKE_TIMELINE)
 
