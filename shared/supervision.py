@@ -57,7 +57,7 @@ Decision = Restart | LeaveDown | GiveUp
 class RestartPolicy:
     burst: int = 5  # this many crashes ...
     window: float = 60.0  # ... within this many seconds: give up
-    first_delay: float = 1.0
+    first_delay: float = 0.5
     max_delay: float = 8.0
 
     def recent(self, crashes: Sequence[float], now: float) -> list[float]:

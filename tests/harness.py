@@ -113,7 +113,11 @@ class System:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cli("migrate")
         self.cli("demo")
-        # In a thread of its own: prepare() is also called from async tests, inside a running loop.
+        self.issue_tokens()
+
+    def issue_tokens(self) -> None:
+        """Keep a machine token per demo principal (the demo units must be loaded: `baove demo` or `up --demo`)."""
+        # In a thread of its own: this is also called from async tests, inside a running loop.
         with ThreadPoolExecutor(1) as pool:
             self.tokens = pool.submit(asyncio.run, self._machine_tokens()).result()
 
