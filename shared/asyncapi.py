@@ -27,6 +27,9 @@ PUBLISHED: dict[str, tuple[str, str]] = {
     "incident.escalated": ("routing", "An unacknowledged emergency escalated to the commune's cp_officer and chairman."),
     "incident.closed": ("routing", "The commune closed the case with the review's risk level and outcome."),
     "incident.reopened": ("routing", "A closed case taken up again; the cp_officer gets a new lead assignment."),
+    "activity.recorded": ("intake", "A unit recorded an activity under a task of its commune's plan: codes and counts, no personal data."),
+    "activity.corrected": ("intake", "The author corrected an activity: the new revision replaces the earlier ones."),
+    "activity.withdrawn": ("intake", "The author withdrew an activity: it no longer counts in any report."),
     "report.generated": ("reporting", "A periodic report, or a new revision of one, was generated; for systems outside baove."),
 }
 
@@ -61,7 +64,7 @@ def _message(event_type: str) -> dict[str, Any]:
         "title": _title(event_type),
         "summary": PUBLISHED[event_type][1],
         "contentType": "application/json",
-        "correlationId": {"description": "the incident id (a report's own key for report.generated)", "location": "$message.payload#/correlation_id"},
+        "correlationId": {"description": "the incident id (a report's own key for report.generated, the activity id for activity.*)", "location": "$message.payload#/correlation_id"},
         "payload": payload,
         "bindings": {"amqp": {"messageType": event_type, "bindingVersion": "0.3.0"}},
     }

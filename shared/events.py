@@ -7,12 +7,13 @@ agency inboxes; `IncidentReported.facts` is what every other consumer may keep.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.enums import AgeBand, AssignmentStatus, Category, Channel, RiskLevel, Role, Sex, Urgency
+from shared.plans import ActivityCounts
 
 
 class Frozen(BaseModel):
@@ -218,6 +219,44 @@ class ReportGenerated(Event):
     as_of: datetime
 
 
+# -- activities: what each unit did under the commune's plan (issue 16) ---------------------------
+
+
+class ActivityEvent(Event):
+    """One activity of a unit under a task of the commune's plan, as it stands at `revision`.
+
+    Codes and counts only: the author's free-text note stays in intake. Every event of an activity carries all
+    of it, so a consumer keeps the highest revision whatever order they arrive in (a withdrawal is the last one).
+    """
+
+    activity_id: str
+    revision: int = Field(ge=1, description="1 when recorded; each correction and the withdrawal add one")
+    commune_code: str
+    unit_id: str
+    unit_type: str
+    task_id: str = Field(description="the plan's task, e.g. IV.7")
+    plan_version: str
+    kind: str = Field(description="an activity kind of the plan, e.g. communication, inspection")
+    held_on: date = Field(description="the day the activity took place (Vietnam's date)")
+    counts: ActivityCounts
+    by: str = Field(description="the principal who recorded, corrected or withdrew it")
+    at: datetime
+
+
+class ActivityRecorded(ActivityEvent):
+    event_type: ClassVar[str] = "activity.recorded"
+
+
+class ActivityCorrected(ActivityEvent):
+    event_type: ClassVar[str] = "activity.corrected"
+
+
+class ActivityWithdrawn(ActivityEvent):
+    """The activity no longer counts; its last counts are carried for a consumer that never saw it."""
+
+    event_type: ClassVar[str] = "activity.withdrawn"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
@@ -230,6 +269,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         IncidentClosed,
         IncidentReopened,
         ReportGenerated,
+        ActivityRecorded,
+        ActivityCorrected,
+        ActivityWithdrawn,
     )
 }
 

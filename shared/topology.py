@@ -61,7 +61,7 @@ ROUTING_INCIDENTS = ConsumerQueue(
 REPORTING_EVENTS = ConsumerQueue(
     "reporting",
     "events",
-    ("incident.*", "assignment.*"),
+    ("incident.*", "assignment.*", "activity.*"),
     "Reporting keeps a read model without personal data for the periodic reports.",
 )
 INTAKE_TIMELINE = ConsumerQueue(

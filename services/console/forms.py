@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.enums import Category, Channel, Sex, SpecialCircumstance, Urgency
+from shared.plans import COUNT_FIELDS
 
 from . import vi
 
@@ -116,6 +117,11 @@ def _child(form: dict, i: int, errors: dict[str, str], now: datetime) -> dict[st
     return child
 
 
+def _located(exc) -> list[tuple[list[str], dict]]:
+    """An API's 422 list as (where in the body, the error)."""
+    return [([str(p) for p in e.get("loc", []) if p != "body"], e) for e in (exc.detail if isinstance(exc.detail, list) else [])]
+
+
 def api_errors(exc) -> dict[str, str]:
     """intake's 422 list (`loc` like body.children.0.sex) as form field names; other refusals on the form."""
     if exc.status == 429:
@@ -123,8 +129,7 @@ def api_errors(exc) -> dict[str, str]:
     if exc.status == 409:
         return {"form": "Mã báo cáo này đã được dùng. Tải lại trang để báo cáo mới."}
     errors: dict[str, str] = {}
-    for error in exc.detail if isinstance(exc.detail, list) else []:
-        loc = [str(p) for p in error.get("loc", []) if p != "body"]
+    for loc, error in _located(exc):
         name = "-".join(loc[:3]) if loc else "form"
         if loc and loc[0] in ("reporter", "consent"):
             name = "-".join(loc[:2])
@@ -184,3 +189,52 @@ def periods(now: datetime) -> list[tuple[str, str]]:
     month = now.astimezone(vi.VN).month
     out += [(f"{year}{m:02d}", f"Tháng {m}/{year}") for m in range(month, 0, -1)]
     return out
+
+
+# -- an activity under the commune's plan (issue 16) ------------------------------------------------
+
+
+def activity_payload(form: dict, unit_id: str, today: date) -> tuple[dict[str, Any], dict[str, str]]:
+    """The intake API's body of an activity from the form (counts as `counts-<field>`), or the errors by field."""
+    errors: dict[str, str] = {}
+    payload: dict[str, Any] = {"unit_id": unit_id, "task_id": _text(form, "task_id"), "kind": _text(form, "kind")}
+    for field in ("unit_id", "task_id", "kind"):
+        if not payload[field]:
+            errors[field] = "Hãy chọn một mục trong danh sách."
+    held = _text(form, "held_on")
+    try:
+        day = date.fromisoformat(held)
+    except ValueError:
+        errors["held_on"] = REQUIRED if not held else "Ngày không đúng dạng."
+    else:
+        if day > today:
+            errors["held_on"] = "Ngày thực hiện không thể ở tương lai."
+    payload["held_on"] = held
+    counts = {}
+    for field in COUNT_FIELDS:
+        value = _text(form, f"counts-{field}")
+        if not value:
+            continue
+        if not value.isdigit():
+            errors[f"counts-{field}"] = "Nhập một số nguyên không âm."
+        else:
+            counts[field] = int(value)
+    payload["counts"] = counts
+    note = _text(form, "note")
+    if len(note) > 500:
+        errors["note"] = vi.ACTIVITY_ERRORS["note"]
+    payload["note"] = note or None
+    return payload, errors
+
+
+def activity_api_errors(exc) -> dict[str, str]:
+    """intake's refusals of an activity as Vietnamese messages on the form's fields."""
+    if exc.status == 403:
+        return {"form": "Bạn chỉ được ghi kết quả cho đơn vị của mình (cán bộ phụ trách trẻ em: cho các đơn vị của xã)."}
+    if exc.status == 409:
+        return {"form": "Hoạt động này đã được rút lại, không sửa được nữa."}
+    errors: dict[str, str] = {}
+    for loc, _ in _located(exc):
+        name = "-".join(loc[:2]) if loc else "form"
+        errors[name] = vi.ACTIVITY_ERRORS.get(name, vi.ACTIVITY_ERRORS["counts"] if name.startswith("counts") else "Giá trị không hợp lệ.")
+    return errors or {"form": "Kết quả chưa được ghi nhận. Vui lòng kiểm tra lại các thông tin."}

@@ -9,7 +9,7 @@ from datetime import datetime
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from . import cases, people, reports, vi
+from . import activities, cases, people, reports, vi
 from .clients import ApiError, MustChangePassword, NotFound, SignedOut, Unavailable
 from .sessions import csrf_token
 from .web import COOKIE, HIERARCHY, PRE_COOKIE, NotSignedIn, Refused, current, posted, redirect, render
@@ -137,6 +137,7 @@ def install(app: FastAPI) -> None:
         ("GET", "/password", password_form), ("POST", "/password", change_password),
         ("GET", "/", home), ("GET", "/inbox", cases.inbox),
         ("GET", "/cases/new", cases.report_form), ("POST", "/cases/new", cases.report),
+        ("GET", "/activities", activities.activities_page), ("POST", "/activities", activities.activities_action),
         ("GET", "/cases/{incident_id}", cases.case_page), ("POST", "/cases/{incident_id}", cases.case_action),
         ("GET", "/communes/{code}/cases", reports.commune_cases),
         ("GET", "/reports/{org_unit}", reports.reports_page), ("GET", "/reports/{org_unit}/export", reports.reports_export),

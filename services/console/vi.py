@@ -132,3 +132,16 @@ def age(child: dict, on: date | None = None) -> str:
         years = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
         return f"{years} tuổi"
     return "không rõ tuổi"
+
+
+# Activities under the commune's plan (issue 16): the API's refusals by field, in words a unit's member reads.
+ACTIVITY_ERRORS = {
+    "unit_id": "Đơn vị không hợp lệ.",
+    "task_id": "Nhiệm vụ này không có trong kế hoạch của xã, hoặc không giao cho đơn vị này.",
+    "kind": "Nhiệm vụ đã chọn không có loại hoạt động này.",
+    "held_on": "Ngày không hợp lệ, ở tương lai, hoặc xã chưa có kế hoạch cho năm đó.",
+    "counts": "Số liệu không phù hợp với loại hoạt động: chỉ ghi các số liệu của loại hoạt động đã chọn; số buổi (hoặc số "
+              "chính của hoạt động) ít nhất là 1; số nam + nữ và tổng theo nhóm tuổi không vượt quá tổng số người tham dự.",
+    "note": "Ghi chú tối đa 500 ký tự và không được chứa thông tin cá nhân (số điện thoại, số giấy tờ, địa chỉ email).",
+}
+ACTIVITY_STATUS = {"recorded": "Đã ghi nhận", "withdrawn": "Đã rút lại"}

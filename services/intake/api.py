@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from shared import audit
-from shared.deps import AppHierarchy, AppRuntime, AuthSession, Caller, Uow, from_state
+from shared.auth import Principal
+from shared.deps import AppHierarchy, AppRuntime, AuthSession, Caller, Now, Uow, from_state
 from shared.errors import Forbidden, TooMany
 from shared.groupcommit import GroupCommit
 from shared.metrics import IntakeMetrics
 from shared.ratelimit import RateLimiter
 
 from . import service
-from .schemas import AuditPage, IncidentAccepted, IncidentCreate, IncidentRead, TimelineEntryRead
+from .models import Activity
+from .schemas import (
+    ActivityChange,
+    ActivityCreate,
+    ActivityPage,
+    ActivityRead,
+    AuditPage,
+    IncidentAccepted,
+    IncidentCreate,
+    IncidentRead,
+    TimelineEntryRead,
+)
 
 router = APIRouter(prefix="/v1", tags=["incidents"])
 
@@ -92,3 +104,58 @@ async def read_audit(
         session, incident_id=incident_id, principal=principal_id, since=since, limit=limit, cursor=cursor
     )
     return AuditPage(items=items, next_cursor=next_cursor)
+
+
+# -- activities under the commune's plan (issue 16) ------------------------------------------------
+
+activity_router = APIRouter(prefix="/v1", tags=["activities"])
+NOT_YOURS = {404: {"description": "no such activity for this principal"}, 403: {"description": "not its author"}}
+
+
+def activity_read(activity: Activity, principal: Principal) -> ActivityRead:
+    row = service.activity_row(activity)
+    return ActivityRead.model_validate({**row, "activity_id": activity.id, "yours": activity.author == service.activities.author_of(principal)})
+
+
+@activity_router.post("/activities", status_code=201, response_model=ActivityRead, responses={**ERRORS, 422: {"description": "not allowed by the commune's plan, or inconsistent counts"}})
+async def record_activity(body: ActivityCreate, uow: Uow, hierarchy: AppHierarchy, principal: Caller, now: Now):
+    """Record what a unit did under a task of its commune's plan; published as activity.recorded (codes and counts only)."""
+    return activity_read(await service.record_activity(uow, hierarchy, body, principal, now), principal)
+
+
+@activity_router.get("/activities", response_model=ActivityPage, responses={**ERRORS, 404: {"description": "commune outside the token's scope"}})
+async def list_activities(
+    uow: Uow,
+    principal: Caller,
+    commune: str = Query(pattern=r"^\d{5}$"),
+    unit: str | None = Query(None, description="only this unit's activities"),
+    task: str | None = Query(None, description="only this task's, e.g. IV.7"),
+    since: date | None = Query(None, alias="from", description="held on or after this day"),
+    until: date | None = Query(None, alias="to", description="held on or before this day"),
+    include_withdrawn: bool = False,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+):
+    """A commune's activities, newest first: every unit's for its cp_officer and admins, a unit's own for the unit."""
+    items, next_cursor = await service.list_activities(
+        uow.session, principal, commune=commune, unit_id=unit, task_id=task, since=since, until=until,
+        include_withdrawn=include_withdrawn, limit=limit, cursor=cursor,
+    )
+    return ActivityPage(items=[activity_read(a, principal) for a in items], next_cursor=next_cursor)
+
+
+@activity_router.get("/activities/{activity_id}", response_model=ActivityRead, responses={**ERRORS, **NOT_YOURS})
+async def read_activity(activity_id: str, uow: Uow, principal: Caller):
+    return activity_read(await service.read_activity(uow.session, activity_id, principal), principal)
+
+
+@activity_router.put("/activities/{activity_id}", response_model=ActivityRead, responses={**ERRORS, **NOT_YOURS, 409: {"description": "withdrawn"}})
+async def correct_activity(activity_id: str, body: ActivityChange, uow: Uow, hierarchy: AppHierarchy, principal: Caller, now: Now):
+    """Correct an activity (by its author only): the whole of it again; published as activity.corrected."""
+    return activity_read(await service.correct_activity(uow, hierarchy, activity_id, body, principal, now), principal)
+
+
+@activity_router.delete("/activities/{activity_id}", response_model=ActivityRead, responses={**ERRORS, **NOT_YOURS})
+async def withdraw_activity(activity_id: str, uow: Uow, principal: Caller, now: Now):
+    """Withdraw an activity (by its author only): it counts no more; published as activity.withdrawn."""
+    return activity_read(await service.withdraw_activity(uow, activity_id, principal, now), principal)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shared.db import utcnow
 from shared.metrics import IntakeMetrics
 from shared.ratelimit import RateLimiter
 from shared.reference import load_hierarchy
@@ -21,11 +22,13 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     description = "Accepts reports of children harmed or at risk and publishes incident.reported."
     runtime = Runtime("intake", settings, metadata, MIGRATIONS, description=description, max_body_bytes=settings.max_body_bytes)
     runtime.api.state.hierarchy = load_hierarchy()
+    runtime.api.state.clock = utcnow
     runtime.api.state.metrics = IntakeMetrics.create(runtime.registry)
     runtime.api.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     runtime.api.state.reports = service.report_writer(runtime)
     runtime.api.state.sign_in_limiter = RateLimiter(settings.sign_in_per_minute, settings.sign_in_burst)
     runtime.api.include_router(api.router)
+    runtime.api.include_router(api.activity_router)
     runtime.api.include_router(people_api.router)
     runtime.startup.append(people_api.warm_up)
     consumers.register(runtime)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import IncidentFactColumns, UtcDateTime
@@ -42,3 +42,31 @@ class TimelineEntry(Base):
     kind: Mapped[str] = mapped_column(String(40))
     principal: Mapped[str] = mapped_column(String(120))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Activity(Base):
+    """What a unit did under a task of its commune's plan (issue 16): codes, a date, counts and a short note.
+
+    The note is checked for personal data on the way in and never leaves intake (events carry codes and counts).
+    `author` (the person, or a machine token) alone may correct or withdraw it; `revision` counts the changes.
+    """
+
+    __tablename__ = "activity"
+    __table_args__ = (Index("ix_activity_commune_held_on", "commune_code", "held_on"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(5))
+    unit_id: Mapped[str] = mapped_column(String(80), index=True)
+    unit_type: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str] = mapped_column(String(16))
+    plan_version: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    held_on: Mapped[date] = mapped_column(Date)
+    counts: Mapped[dict] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="recorded")
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    recorded_by: Mapped[str] = mapped_column(String(120))
+    author: Mapped[str] = mapped_column(String(120))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from shared.auth import parse_unit_id
 from shared.enums import Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
+from shared.plans import ActivityCounts
 
 PHONE = re.compile(r"^\+?[0-9][0-9 .-]{5,19}$")
 
@@ -148,4 +149,57 @@ class AuditEntryRead(BaseModel):
 
 class AuditPage(BaseModel):
     items: list[AuditEntryRead]
+    next_cursor: str | None
+
+
+class ActivityChange(Strict):
+    """What an activity says; a correction (PUT) sends it whole again."""
+
+    task_id: str = Field(max_length=16, description="the plan's task, e.g. IV.7")
+    kind: str = Field(max_length=32, description="an activity kind the task implies, e.g. communication")
+    held_on: date = Field(description="the day it took place (Vietnam's date); its year chooses the plan")
+    counts: ActivityCounts = Field(default_factory=ActivityCounts)
+    note: str | None = Field(
+        None, max_length=500, description="what was done, at most 500 characters; no personal data (numbers of 7+ digits and e-mails are refused)"
+    )
+
+    @field_validator("held_on")
+    @classmethod
+    def _not_future(cls, value: date) -> date:
+        if value > (datetime.now(UTC) + timedelta(hours=7)).date():
+            raise ValueError("held_on is in the future")
+        return value
+
+
+class ActivityCreate(ActivityChange):
+    unit_id: str = Field(max_length=80, description="the unit that did it: the caller's own (a cp_officer may name any unit of the commune)")
+
+    @field_validator("unit_id")
+    @classmethod
+    def _unit(cls, value: str) -> str:
+        parse_unit_id(value)
+        return value
+
+
+class ActivityRead(BaseModel):
+    activity_id: str
+    commune_code: str
+    unit_id: str
+    unit_type: str
+    task_id: str
+    plan_version: str
+    kind: str
+    held_on: date
+    counts: ActivityCounts
+    note: str | None
+    status: str = Field(description="recorded | withdrawn")
+    revision: int
+    recorded_by: str = Field(description="the principal that recorded it (a unit, never a person's name)")
+    yours: bool = Field(description="the caller is its author: may correct or withdraw it")
+    recorded_at: datetime
+    changed_at: datetime
+
+
+class ActivityPage(BaseModel):
+    items: list[ActivityRead]
     next_cursor: str | None

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.auth import Principal
-from shared.db import dialect_insert, new_id, utcnow
+from shared.auth import Principal, parse_unit_id
+from shared.cursor import InvalidCursor, decode_cursor, encode_cursor
+from shared.db import dialect_insert, new_id, on_postgresql, utcnow
+from shared.enums import UnitType
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.events import Envelope, Event
 from shared.groupcommit import GroupCommit
+from shared.plans import load_plan
 from shared.reference import Hierarchy
 from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
+from . import activities
 from .incidents import build_event, check_commune, may_read, may_report
-from .models import Incident, TimelineEntry
-from .schemas import IncidentCreate
+from .models import Activity, Incident, TimelineEntry
+from .schemas import ActivityChange, ActivityCreate, IncidentCreate
 from .timeline import timeline_entry, timeline_order
 
 
@@ -205,3 +209,145 @@ async def record_timelines(session: AsyncSession, items: Sequence[tuple[Event, E
 async def record_timeline(session: AsyncSession, event: Event, envelope: Envelope) -> list[Envelope]:
     """One event on its case's timeline (a batch of one)."""
     return await record_timelines(session, [(event, envelope)])
+
+
+
+# -- activities under the commune's plan (issue 16) ------------------------------------------------
+
+
+def _checked(hierarchy: Hierarchy, unit_id: str, change: ActivityChange, plans=load_plan) -> tuple[dict, list[dict]]:
+    """The activity's fields as stored, and what is wrong with them against the commune and its plan."""
+    commune, unit_type, _ = parse_unit_id(unit_id)
+    errors = activities.unit_errors(unit_id)
+    if hierarchy.commune_on(commune, change.held_on) is None:
+        errors.append(activities.error("unit_id", f"commune {commune} is not in the administrative hierarchy on {change.held_on}"))
+    if unit_type == UnitType.hamlet and unit_id not in hierarchy.hamlet_unit_ids(commune):
+        errors.append(activities.error("unit_id", f"{unit_id} is not a hamlet of commune {commune}"))
+    plan = activities.plan_for(plans, commune, change.held_on)
+    errors += activities.check_activity(plan, commune, unit_id, change.task_id, change.kind, change.counts, change.note, change.held_on.year)
+    fields = {
+        "commune_code": commune,
+        "unit_id": unit_id,
+        "unit_type": unit_type.value,
+        "task_id": change.task_id,
+        "plan_version": plan.version if plan else "",
+        "kind": change.kind,
+        "held_on": change.held_on,
+        "counts": change.counts.model_dump(),
+        "note": change.note or None,
+    }
+    return fields, errors
+
+
+def activity_row(activity: Activity) -> dict:
+    return {c.name: getattr(activity, c.name) for c in Activity.__table__.columns}
+
+
+async def record_activity(uow: UnitOfWork, hierarchy: Hierarchy, body: ActivityCreate, principal: Principal, now: datetime) -> Activity:
+    """Store a unit's activity and stage `activity.recorded`, in the caller's unit of work."""
+    if not activities.may_record(principal, body.unit_id):
+        raise Forbidden(f"{principal.label} may record activities only for its own unit (a cp_officer: for the units of its commune)")
+    fields, errors = _checked(hierarchy, body.unit_id, body)
+    if errors:
+        raise Invalid(errors)
+    activity = Activity(
+        id=new_id(), **fields, status="recorded", revision=1, recorded_by=principal.label, author=activities.author_of(principal),
+        recorded_at=now, changed_at=now,
+    )
+    uow.session.add(activity)
+    await uow.stage(activities.build_event("recorded", activity_row(activity), principal.label, now))
+    return activity
+
+
+async def _own(session: AsyncSession, activity_id: str, principal: Principal) -> Activity:
+    """The caller's own activity, locked for the change; 404 if it may not see it, 403 if it is someone else's."""
+    stmt = select(Activity).where(Activity.id == activity_id)
+    if on_postgresql(session):
+        stmt = stmt.with_for_update()
+    activity = (await session.execute(stmt)).scalars().first()
+    if activity is None or not activities.may_see(principal, activity.unit_id, activity.commune_code):
+        raise NotFound("activity not found")
+    if activity.author != activities.author_of(principal):
+        raise Forbidden("only the person who recorded an activity may correct or withdraw it")
+    return activity
+
+
+async def correct_activity(
+    uow: UnitOfWork, hierarchy: Hierarchy, activity_id: str, body: ActivityChange, principal: Principal, now: datetime
+) -> Activity:
+    """Replace what an activity says (its unit stays) and stage `activity.corrected` with the next revision."""
+    activity = await _own(uow.session, activity_id, principal)
+    if activity.status == "withdrawn":
+        raise Conflict({"message": "a withdrawn activity cannot be corrected: record a new one", "current": "withdrawn", "allowed": []})
+    fields, errors = _checked(hierarchy, activity.unit_id, body)
+    if errors:
+        raise Invalid(errors)
+    for name, value in fields.items():
+        setattr(activity, name, value)
+    activity.revision += 1
+    activity.changed_at = now
+    await uow.stage(activities.build_event("corrected", activity_row(activity), principal.label, now))
+    return activity
+
+
+async def withdraw_activity(uow: UnitOfWork, activity_id: str, principal: Principal, now: datetime) -> Activity:
+    """The activity counts no more; `activity.withdrawn` with the next revision. A repeat changes nothing."""
+    activity = await _own(uow.session, activity_id, principal)
+    if activity.status == "withdrawn":
+        return activity
+    activity.status = "withdrawn"
+    activity.revision += 1
+    activity.changed_at = now
+    await uow.stage(activities.build_event("withdrawn", activity_row(activity), principal.label, now))
+    return activity
+
+
+async def read_activity(session: AsyncSession, activity_id: str, principal: Principal) -> Activity:
+    activity = await session.get(Activity, activity_id)
+    if activity is None or not activities.may_see(principal, activity.unit_id, activity.commune_code):
+        raise NotFound("activity not found")
+    return activity
+
+
+async def list_activities(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    commune: str,
+    unit_id: str | None = None,
+    task_id: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    include_withdrawn: bool = False,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Activity], str | None]:
+    """A commune's activities, newest held first: all of them for its cp_officer and admins, a unit's own for the unit."""
+    a = Activity
+    if not (principal.is_admin or principal.is_cp_officer_of(commune) or principal.commune_code == commune):
+        raise NotFound(f"commune {commune} not found among the communes this token may see")
+    stmt = select(a).where(a.commune_code == commune)
+    if not (principal.is_admin or principal.is_cp_officer_of(commune)):
+        stmt = stmt.where(a.unit_id == principal.unit_id)
+    if unit_id is not None:
+        stmt = stmt.where(a.unit_id == unit_id)
+    if task_id is not None:
+        stmt = stmt.where(a.task_id == task_id)
+    if since is not None:
+        stmt = stmt.where(a.held_on >= since)
+    if until is not None:
+        stmt = stmt.where(a.held_on <= until)
+    if not include_withdrawn:
+        stmt = stmt.where(a.status != "withdrawn")
+    if cursor is not None:
+        at = decode_cursor(cursor, held_on=str, id=str)
+        try:
+            day = date.fromisoformat(at["held_on"])
+        except ValueError:
+            raise InvalidCursor() from None
+        stmt = stmt.where((a.held_on < day) | ((a.held_on == day) & (a.id < at["id"])))
+    rows = list((await session.execute(stmt.order_by(a.held_on.desc(), a.id.desc()).limit(limit + 1))).scalars())
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_cursor({"held_on": rows[-1].held_on.isoformat(), "id": rows[-1].id})
+    return rows, None

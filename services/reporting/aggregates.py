@@ -15,6 +15,7 @@ from statistics import median as _median
 from typing import Any, NamedTuple
 
 from shared.enums import AgeBand, Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
+from shared.plans import COUNT_FIELDS
 from shared.reference import Coverage, Hierarchy
 
 from .periods import Period
@@ -293,6 +294,68 @@ def indicators(tally: Tally | None, hamlets: Sequence[str] = ()) -> dict[str, An
     }
 
 
+# -- activities under the commune's plan (issue 16) --------------------------------------------
+
+
+class ActivityGroup(NamedTuple):
+    """Activities of one unit under one task and kind, with their counts summed (COUNT_FIELDS order)."""
+
+    commune_code: str
+    unit_id: str
+    unit_type: str
+    task_id: str
+    kind: str
+    activities: int
+    counts: tuple[int, ...]
+
+
+def _task_order(task_id: str) -> tuple:
+    """IV.2 before IV.10: the plan's order, not the alphabet's."""
+    return tuple(int(p) if p.isdigit() else p for p in task_id.split("."))
+
+
+def _counts(values: Iterable[int]) -> dict[str, int]:
+    return dict(zip(COUNT_FIELDS, values))
+
+
+def _summed(groups: Iterable[ActivityGroup]) -> tuple[int, list[int]]:
+    records, sums = 0, [0] * len(COUNT_FIELDS)
+    for g in groups:
+        records += g.activities
+        sums = [a + b for a, b in zip(sums, g.counts)]
+    return records, sums
+
+
+def activity_indicators(groups: Iterable[ActivityGroup]) -> dict[str, Any]:
+    """The `activities` object of a summary: a row per commune, unit, task and kind; a row per task and kind; totals.
+
+    Every row has `activities` (how many were recorded and not withdrawn) and every count of COUNT_FIELDS.
+    """
+    groups = sorted(groups, key=lambda g: (_task_order(g.task_id), g.commune_code, g.unit_id, g.kind))
+    rows = [
+        {
+            "commune_code": g.commune_code,
+            "unit_id": g.unit_id,
+            "unit_type": g.unit_type,
+            "task": g.task_id,
+            "kind": g.kind,
+            "activities": g.activities,
+            **_counts(g.counts),
+        }
+        for g in groups
+    ]
+    by_task: dict[tuple[str, str], list[ActivityGroup]] = {}
+    for g in groups:
+        by_task.setdefault((g.task_id, g.kind), []).append(g)
+    task_rows = []
+    for (task, kind), members in by_task.items():
+        records, sums = _summed(members)
+        units = sorted({g.unit_id for g in members})
+        task_rows.append({"task": task, "kind": kind, "units": units, "activities": records, **_counts(sums)})
+    records, sums = _summed(groups)
+    return {"rows": rows, "by_task": task_rows, "totals": {"activities": records, **_counts(sums)}}
+
+
 # -- the summary ------------------------------------------------------------------------------
 
 
@@ -331,8 +394,10 @@ def build_summary(
     coverages: Sequence[Coverage],
     tallies: dict[str, Tally],
     as_of: datetime,
+    activities: Iterable[ActivityGroup] = (),
 ) -> dict[str, Any]:
-    """The summary of one org unit: its total, and above commune level a row per commune and completeness."""
+    """The summary of one org unit: its total, its units' activities, and above commune level a row per commune and
+    completeness."""
     # The name and level the unit had in the period (25349 was Minh Tâm before 1 July 2025, Minh Đức after).
     unit = coverages[-1].version.units[code] if coverages else hierarchy.unit(code)
     communes = communes_of(coverages)
@@ -357,6 +422,7 @@ def build_summary(
         ],
         "note": coverage_note(code, unit.name, period, coverages),
         "indicators": indicators(total(tallies.get(c, Tally()) for c in communes) if coverages else None, hamlets),
+        "activities": activity_indicators(activities) if coverages else None,
         "communes": None,
         "completeness": None,
     }

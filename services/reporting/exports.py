@@ -16,6 +16,7 @@ from openpyxl.styles import Alignment, Font
 
 from shared.enums import LABELS_VI
 from shared.labels_vi import CHANNELS, CIRCUMSTANCES
+from shared.plans import COUNT_FIELDS, COUNT_LABELS_VI, kind_labels
 from shared.reference import Hierarchy
 
 from .aggregates import UNKNOWN_HAMLET, Tally, indicators
@@ -124,7 +125,37 @@ def table(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> tuple[
                 *(_cell(col.get((section, code))) for col in columns),
             ]
         )
+    codes = [row["code"] for row in communes]
+    for commune, code, text, value in activity_lines(summary, hamlet_names):
+        rows.append([ACTIVITIES, code, text, value, *(value if c == commune else "" for c in codes)])
     return headings, rows
+
+
+ACTIVITIES = "Kết quả thực hiện nhiệm vụ theo kế hoạch"
+ACTIVITY_COUNT = "Số hoạt động"
+
+
+def unit_label(unit_id: str, unit_type: str, hamlet_names: Mapping[str, str]) -> str:
+    """A unit's Vietnamese name: its hamlet's name, its type's name, and a school's local id."""
+    if unit_id in hamlet_names:
+        return hamlet_names[unit_id]
+    name = LABELS_VI.get(unit_type, unit_type)
+    local = unit_id.split(".")[2:]
+    return f"{name} ({local[0]})" if local else name
+
+
+def activity_lines(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> list[tuple[str, str, str, int]]:
+    """(commune, code, Vietnamese label, value) per activity row: how many, then each count that is not 0."""
+    kinds = kind_labels()
+    lines = []
+    for row in (summary.get("activities") or {}).get("rows", []):
+        head = f"{row['task']} - {unit_label(row['unit_id'], row['unit_type'], hamlet_names)} - {kinds.get(row['kind'], row['kind'])}"
+        code = f"{row['task']}.{row['unit_id']}.{row['kind']}"
+        lines.append((row["commune_code"], f"{code}.activities", f"{head}: {ACTIVITY_COUNT}", row["activities"]))
+        lines += [
+            (row["commune_code"], f"{code}.{f}", f"{head}: {COUNT_LABELS_VI[f]}", row[f]) for f in COUNT_FIELDS if row[f]
+        ]
+    return lines
 
 
 def _cell(value: Any) -> Any:
@@ -213,6 +244,8 @@ def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> byte
     reports = (summary.get("completeness") or {}).get("reports")
     if reports:
         _timeliness_sheet(book, reports)
+    if summary.get("activities") is not None:
+        _activities_sheet(book, summary["activities"], hamlet_names)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
@@ -243,6 +276,30 @@ def _timeliness_sheet(book: Workbook, reports: list[Mapping[str, Any]]) -> None:
                 _yes_no(r["on_time"]),
             ])
         )
+
+
+ACTIVITY_HEADINGS = ["Nhiệm vụ", "Mã đơn vị", "Đơn vị", "Hoạt động", ACTIVITY_COUNT, *(COUNT_LABELS_VI[f] for f in COUNT_FIELDS)]
+
+
+def _activities_sheet(book: Workbook, activities: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> None:
+    """What each unit did under each task of the plan: a row per unit, task and kind, then the total."""
+    sheet = book.create_sheet("Kết quả hoạt động")
+    sheet.append(ACTIVITY_HEADINGS)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+    kinds = kind_labels()
+    for row in activities["rows"]:
+        sheet.append(
+            _inert([
+                row["task"], row["unit_id"], unit_label(row["unit_id"], row["unit_type"], hamlet_names),
+                kinds.get(row["kind"], row["kind"]), row["activities"], *(row[f] for f in COUNT_FIELDS),
+            ])
+        )
+    totals = activities["totals"]
+    sheet.append(["Tổng cộng", "", "", "", totals["activities"], *(totals[f] for f in COUNT_FIELDS)])
+    for cell in sheet[sheet.max_row]:
+        cell.font = Font(bold=True)
 
 
 EXPORTERS = {

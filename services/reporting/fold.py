@@ -16,6 +16,8 @@ from shared.clock import Clock
 from shared.db import dialect_insert, on_postgresql, utcnow
 from shared.enums import AssignmentStatus, UnitType
 from shared.events import (
+    ActivityEvent,
+    ActivityWithdrawn,
     AssignmentAcknowledged,
     AssignmentOverdue,
     AssignmentStatusChanged,
@@ -30,7 +32,7 @@ from shared.events import (
 )
 
 from . import aggregates, cells
-from .models import AssignmentFact, ChildFact, EscalationFact, IncidentClosure, IncidentFact
+from .models import ActivityFact, AssignmentFact, ChildFact, EscalationFact, IncidentClosure, IncidentFact
 from .periods import as_utc, local_date
 
 log = logging.getLogger("baove.reporting")
@@ -230,6 +232,43 @@ async def _record_closures(session: AsyncSession, column: str, rows: list[dict])
 
 
 
+def _activity_row(event: ActivityEvent, now: datetime) -> dict:
+    """The activity's codes and counts at its revision; a withdrawal keeps them but counts no more."""
+    return {
+        "activity_id": event.activity_id,
+        "revision": event.revision,
+        "commune_code": event.commune_code,
+        "local_date": event.held_on,
+        "unit_id": event.unit_id,
+        "unit_type": event.unit_type,
+        "task_id": event.task_id,
+        "plan_version": event.plan_version,
+        "kind": event.kind,
+        "withdrawn": isinstance(event, ActivityWithdrawn),
+        **event.counts.model_dump(),
+        "ingested_at": now,
+    }
+
+
+
+async def _record_activities(session: AsyncSession, rows: list[dict]) -> None:
+    """Keep each activity at its highest revision, whatever order its events come in (redelivery changes nothing)."""
+    newest: dict[str, dict] = {}
+    for row in rows:
+        if row["activity_id"] not in newest or row["revision"] > newest[row["activity_id"]]["revision"]:
+            newest[row["activity_id"]] = row
+    table = ActivityFact.__table__
+    stmt = dialect_insert(session)(table)
+    columns = [c for c in next(iter(newest.values())) if c != "activity_id"]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["activity_id"],
+        set_={c: stmt.excluded[c] for c in columns},
+        where=table.c.revision < stmt.excluded.revision,
+    )
+    await session.execute(stmt, list(newest.values()))
+
+
+
 async def _lock_incidents(session: AsyncSession, incident_ids: set[str]) -> None:
     """PostgreSQL: the events of one incident fold one transaction at a time across replicas, so that a fact
     arriving before its incident.reported cannot slip past the cell versions (see cells.py). Sorted: no deadlock."""
@@ -251,7 +290,11 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
     escalations: list[dict] = []
     closures: dict[str, list[dict]] = {"closed_at": [], "reopened_at": []}
     touched: set[str] = set()
+    activities: list[dict] = []
     for event, envelope in items:
+        if isinstance(event, ActivityEvent):
+            activities.append(_activity_row(event, now))
+            continue
         if isinstance(event, IncidentReported):
             reported.append(event)
         elif isinstance(event, IncidentRouted):
@@ -279,6 +322,9 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
             continue  # report.generated and anything newer: not a fact of the read model
         touched.add(event.incident_id)
         log.debug("event folded", extra={"event_type": envelope.event_type, "event_id": str(envelope.event_id)})
+    if activities:
+        # Activities count in no tally cell (summaries read them directly): only the scheduler's change log sees them.
+        await _record_activities(session, activities)
     if not touched:
         return []
     if on_postgresql(session):

@@ -100,6 +100,41 @@ class IncidentClosure(Base):
     ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
 
+class ActivityFact(Base):
+    """One activity of a unit under the commune's plan, at the highest revision seen (issue 16).
+
+    Codes, a date and counts: the author's note never reaches reporting. A withdrawn activity stays as a
+    tombstone (`withdrawn`), so that an earlier revision arriving late cannot bring it back.
+    """
+
+    __tablename__ = "activity_fact"
+    __table_args__ = (Index("ix_activity_fact_commune_date", "commune_code", "local_date"),)
+
+    activity_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    commune_code: Mapped[str] = mapped_column(String(5))
+    local_date: Mapped[date] = mapped_column(Date)
+    unit_id: Mapped[str] = mapped_column(String(80))
+    unit_type: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str] = mapped_column(String(16))
+    plan_version: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    withdrawn: Mapped[bool] = mapped_column(Boolean, default=False)
+    sessions: Mapped[int] = mapped_column(Integer, default=0)
+    participants_total: Mapped[int] = mapped_column(Integer, default=0)
+    participants_male: Mapped[int] = mapped_column(Integer, default=0)
+    participants_female: Mapped[int] = mapped_column(Integer, default=0)
+    participants_under_16: Mapped[int] = mapped_column(Integer, default=0)
+    participants_16_17: Mapped[int] = mapped_column(Integer, default=0)
+    participants_adult: Mapped[int] = mapped_column(Integer, default=0)
+    children_supported: Mapped[int] = mapped_column(Integer, default=0)
+    households_visited: Mapped[int] = mapped_column(Integer, default=0)
+    sites_inspected: Mapped[int] = mapped_column(Integer, default=0)
+    violations_found: Mapped[int] = mapped_column(Integer, default=0)
+    items_published: Mapped[int] = mapped_column(Integer, default=0)
+    ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+
+
 class GeneratedReport(Base):
     """One revision of a commune's plan-period report, as generated and published (`report.generated`).
 

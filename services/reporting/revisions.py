@@ -22,7 +22,7 @@ from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
 from . import reports
-from .models import AssignmentFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
+from .models import ActivityFact, AssignmentFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
 from .periods import PlanConfig, local_date
 from .reports import DayChange, DueReport, LatestRevision
 from .summaries import aware_or_none, check_access, compute_summary, district_share, one_snapshot, period_of
@@ -34,7 +34,9 @@ PRODUCER = "reporting"
 
 
 async def first_fact_day(session: AsyncSession) -> date | None:
-    return (await session.execute(select(func.min(IncidentFact.local_date)))).scalar_one_or_none()
+    """The earliest day of any incident or activity: reports are due from then on."""
+    days = [(await session.execute(select(func.min(m.local_date)))).scalar_one_or_none() for m in (IncidentFact, ActivityFact)]
+    return min((d for d in days if d is not None), default=None)
 
 
 
@@ -51,9 +53,12 @@ async def latest_revisions(session: AsyncSession) -> dict[tuple[str, str], Lates
 
 
 async def changed_days(session: AsyncSession, since: datetime) -> list[DayChange]:
-    """Communes and dates whose facts were written after `since`: incidents, assignments, escalations, closures."""
-    i = IncidentFact
-    sources = [select(i.commune_code, i.local_date, i.ingested_at.label("at")).where(i.ingested_at > since)]
+    """Communes and dates whose facts were written after `since`: incidents, assignments, escalations, closures, activities."""
+    i, act = IncidentFact, ActivityFact
+    sources = [
+        select(i.commune_code, i.local_date, i.ingested_at.label("at")).where(i.ingested_at > since),
+        select(act.commune_code, act.local_date, act.ingested_at.label("at")).where(act.ingested_at > since),
+    ]
     for model in (AssignmentFact, EscalationFact, IncidentClosure):
         sources.append(
             select(i.commune_code, i.local_date, model.ingested_at.label("at"))

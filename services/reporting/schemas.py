@@ -91,6 +91,46 @@ class Completeness(BaseModel):
     reports_on_time: int | None = None
 
 
+class ActivityCountsRead(BaseModel):
+    """Counts of activities (shared/plans.py COUNT_FIELDS): 0 where a kind takes no such count."""
+
+    activities: int = Field(description="activities recorded and not withdrawn")
+    sessions: int
+    participants_total: int
+    participants_male: int
+    participants_female: int
+    participants_under_16: int
+    participants_16_17: int
+    participants_adult: int
+    children_supported: int
+    households_visited: int
+    sites_inspected: int
+    violations_found: int
+    items_published: int
+
+
+class ActivityRow(ActivityCountsRead):
+    commune_code: str
+    unit_id: str = Field(description="e.g. 25349.police, 25349.school.th-minh-tam-a")
+    unit_type: str
+    task: str = Field(description="the plan's task id, e.g. IV.7")
+    kind: str = Field(description="the plan's activity kind, e.g. communication")
+
+
+class ActivityTaskRow(ActivityCountsRead):
+    task: str
+    kind: str
+    units: list[str] = Field(description="the units whose activities are summed here")
+
+
+class Activities(BaseModel):
+    """What the units did under the commune's plan in the period (issue 16), by the day each activity was held."""
+
+    rows: list[ActivityRow] = Field(description="per commune, unit, task and kind; in the plan's task order")
+    by_task: list[ActivityTaskRow] = Field(description="per task and kind, the units summed")
+    totals: ActivityCountsRead
+
+
 class SummaryRead(BaseModel):
     org_unit: str
     name: str
@@ -100,6 +140,7 @@ class SummaryRead(BaseModel):
     hierarchy_version: list[HierarchyVersionRead] = Field(description="[] when the unit did not exist in the period")
     note: str | None = Field(None, description="why indicators are null, or which part of the period is covered")
     indicators: Indicators | None = Field(description="null: no data (the unit did not exist), distinct from zero")
+    activities: Activities | None = Field(None, description="the units' activities under the plan; null when the unit did not exist")
     communes: list[CommuneRow] | None = Field(None, description="a row per commune, above commune level")
     completeness: Completeness | None = Field(None, description="above commune level")
     revision: int | None = Field(

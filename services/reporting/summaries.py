@@ -13,11 +13,12 @@ from shared.auth import Principal
 from shared.db import on_postgresql
 from shared.enums import AssignmentStatus, UnitType
 from shared.errors import Forbidden, Invalid, NotFound
+from shared.plans import COUNT_FIELDS
 from shared.reference import Coverage, Hierarchy
 
 from . import aggregates, cells, periods, reports
-from .aggregates import AckTime, ChildGroup, ChildPlaceGroup, EscalationGroup, IncidentGroup, ResponseGroup, Tally
-from .models import AssignmentFact, ChildFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
+from .aggregates import AckTime, ActivityGroup, ChildGroup, ChildPlaceGroup, EscalationGroup, IncidentGroup, ResponseGroup, Tally
+from .models import ActivityFact, AssignmentFact, ChildFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
 from .periods import Period, PlanConfig, as_utc, parse_period
 from .reports import ReportStatus
 
@@ -162,6 +163,19 @@ async def cached_tallies(session: AsyncSession, coverages: Sequence[Coverage]) -
 
 
 
+async def activity_groups(session: AsyncSession, coverages: Sequence[Coverage]) -> list[ActivityGroup]:
+    """Activities not withdrawn, held inside the coverages, summed per commune, unit, task and kind."""
+    a = ActivityFact
+    keys = (a.commune_code, a.unit_id, a.unit_type, a.task_id, a.kind)
+    rows = await session.execute(
+        select(*keys, func.count(), *(func.sum(getattr(a, f)) for f in COUNT_FIELDS))
+        .where(_window(a.commune_code, a.local_date, coverages), a.withdrawn.is_(False))
+        .group_by(*keys)
+    )
+    return [ActivityGroup(*r[:5], int(r[5]), tuple(int(v or 0) for v in r[6:])) for r in rows]
+
+
+
 async def one_snapshot(session: AsyncSession) -> None:
     if on_postgresql(session):
         # One snapshot for all the queries, so the breakdowns agree with each other while events keep arriving.
@@ -182,7 +196,8 @@ async def compute_summary(
     if coverages is None:
         coverages = hierarchy.coverage(org_unit, period.start, period.end)
     counted = await cached_tallies(session, coverages) if coverages else {}
-    return aggregates.build_summary(hierarchy, org_unit, period, coverages, counted, as_of)
+    activities = await activity_groups(session, coverages) if coverages else []
+    return aggregates.build_summary(hierarchy, org_unit, period, coverages, counted, as_of, activities)
 
 
 

@@ -28,6 +28,7 @@ from shared.auth import issue_token
 from shared.db import make_sessionmaker
 from shared.enums import Role
 from shared.events import (
+    EVENT_TYPES,
     AssignmentAcknowledged,
     ChildCase,
     ChildFacts,
@@ -40,6 +41,7 @@ from shared.events import (
     parse_payload,
 )
 from shared.migrate import upgrade
+from shared.plans import ActivityCounts
 from shared.runtime import AUTH_MIGRATIONS
 from shared.settings import CommonSettings, ReportingSettings
 
@@ -353,3 +355,41 @@ async def test_facts_are_stamped_with_the_ingestion_time(world: World):
     await world.feed(reported("25349", datetime(2025, 3, 3, 8, 0)))
     async with world.runtime.sessionmaker() as session:
         assert (await session.execute(select(func.max(IncidentFact.ingested_at)))).scalar_one() == world.clock.now
+
+
+def activity_event(kind_of_change: str, activity_id: str, revision: int, held_on: str, sessions: int) -> Envelope:
+    """An activity.* event of the police's communication under task IV.7 (as intake publishes it)."""
+    event = EVENT_TYPES[f"activity.{kind_of_change}"](
+        activity_id=activity_id, revision=revision, commune_code="25349", unit_id="25349.police", unit_type="police",
+        task_id="IV.7", plan_version="2025.1", kind="communication", held_on=held_on,
+        counts=ActivityCounts(sessions=sessions, participants_total=40), by="25349.police", at=datetime(2025, 5, 5, tzinfo=UTC),
+    )
+    return event.envelope(correlation_id=activity_id, producer="intake")
+
+
+class TestLateActivities:
+    async def test_an_activity_corrected_or_withdrawn_after_the_report_makes_new_revisions(self, world: World):
+        await before_the_six_month_report(world)
+        await world.feed(activity_event("recorded", "act-1", 1, "2025-03-02", 2))
+        world.clock.now = datetime(2025, 5, 2, tzinfo=UTC)
+        await world.generate()
+        first = {(r.org_unit, r.revision): r for r in await world.rows()}[("25349", 1)]
+        assert first.summary["activities"]["totals"]["sessions"] == 2
+
+        world.clock.now = datetime(2025, 5, 6, tzinfo=UTC)
+        await world.feed(activity_event("corrected", "act-1", 2, "2025-03-02", 5))
+        world.clock.now += timedelta(seconds=5)
+        assert await world.generate() == [("25349", "2025-6M", 2)]
+        world.clock.now = datetime(2025, 5, 7, tzinfo=UTC)
+        await world.feed(activity_event("withdrawn", "act-1", 3, "2025-03-02", 5))
+        world.clock.now += timedelta(seconds=5)
+        assert await world.generate() == [("25349", "2025-6M", 3)]
+        rows = {(r.org_unit, r.revision): r for r in await world.rows()}
+        assert rows[("25349", 2)].summary["activities"]["totals"]["sessions"] == 5
+        assert rows[("25349", 3)].summary["activities"]["rows"] == []
+
+    async def test_a_withdrawal_that_arrives_before_the_activity_keeps_it_out(self, world: World):
+        await world.feed(activity_event("withdrawn", "act-2", 2, "2025-03-02", 3), activity_event("recorded", "act-2", 1, "2025-03-02", 3))
+        await world.feed(activity_event("recorded", "act-3", 1, "2025-03-03", 4))
+        s = await world.json("/v1/summaries/25349", "25349.cp_officer", period="2025-6M")
+        assert s["activities"]["totals"]["activities"] == 1 and s["activities"]["totals"]["sessions"] == 4

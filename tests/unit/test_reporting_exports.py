@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 from openpyxl import load_workbook
 
-from services.reporting.aggregates import IncidentGroup, build_summary, tally_by_commune
+from services.reporting.aggregates import ActivityGroup, IncidentGroup, build_summary, tally_by_commune
 from services.reporting.exports import flatten, hamlet_names, table, to_csv, to_xlsx
 from services.reporting.periods import parse_period
+from shared.plans import COUNT_FIELDS
 from shared.reference import load_hierarchy
 
 HIERARCHY = load_hierarchy()
@@ -105,3 +106,32 @@ class TestFormulaInjection:
         assert not [c.coordinate for c in cells if c.data_type == "f"]
         assert not [c.value for c in cells if isinstance(c.value, str) and c.value[:1] in ("=", "+", "-", "@", "\t", "\r")]
         assert "'=cmd|' /C calc'!A0" in [c.value for c in cells]
+
+
+def with_activities(code: str = "25349") -> dict:
+    counts = dict.fromkeys(COUNT_FIELDS, 0) | {"sessions": 3, "participants_total": 80, "participants_female": 50}
+    period = parse_period("2025-6M")
+    groups = [
+        ActivityGroup("25349", "25349.police", "police", "IV.7", "communication", 2, tuple(counts.values())),
+        ActivityGroup("25349", "25349.hamlet.ap-2", "hamlet", "IV.10", "inspection", 1,
+                      tuple((dict.fromkeys(COUNT_FIELDS, 0) | {"sites_inspected": 4}).values())),
+    ]
+    coverages = HIERARCHY.coverage(code, period.start, period.end)
+    return build_summary(HIERARCHY, code, period, coverages, {}, datetime(2025, 5, 1, tzinfo=UTC), groups)
+
+
+class TestActivities:
+    def test_the_csv_has_a_line_per_activity_count_in_the_plans_words(self):
+        _, *rows = csv_rows(to_csv(with_activities(), NAMES))
+        lines = {row[1]: (row[2], row[3]) for row in rows if row[0] == "Kết quả thực hiện nhiệm vụ theo kế hoạch"}
+        assert lines["IV.7.25349.police.communication.sessions"] == ("IV.7 - Công an xã - Truyền thông, tuyên truyền, giáo dục: Số buổi, lượt", "3")
+        assert lines["IV.7.25349.police.communication.participants_female"][1] == "50"
+        assert lines["IV.10.25349.hamlet.ap-2.inspection.sites_inspected"][0].startswith("IV.10 - Ấp 2 - Kiểm tra")
+        assert "IV.7.25349.police.communication.items_published" not in lines  # a zero the kind does not take
+
+    def test_the_xlsx_has_an_activities_sheet_with_the_totals(self):
+        book = load_workbook(io.BytesIO(to_xlsx(with_activities(), NAMES)))
+        sheet = book["Kết quả hoạt động"]
+        rows = list(sheet.iter_rows(values_only=True))
+        assert rows[1][:6] == ("IV.7", "25349.police", "Công an xã", "Truyền thông, tuyên truyền, giáo dục", 2, 3)
+        assert rows[-1][0] == "Tổng cộng" and rows[-1][4] == 3
