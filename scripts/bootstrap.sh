@@ -47,6 +47,8 @@ fi
 
 # -- PostgreSQL (for the tests) -------------------------------------------------------------
 if [ $WITH_PG = 1 ]; then
+  # tests/cluster puts HAProxy in front of its three RabbitMQ nodes, as a Kubernetes Service would be.
+  apt_install haproxy
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then apt_install postgresql; fi
   PGVER=$(ls /etc/postgresql | sort -V | tail -n 1)
   if ! pg_lsclusters -h 2>/dev/null | awk '{print $4}' | grep -q online; then

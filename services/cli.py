@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 from services.cli_ops import (
     PROCESSES,
@@ -23,6 +24,7 @@ from services.cli_ops import (
 )
 from services.cli_people import DEMO_PEOPLE_FILE, cmd_audit, cmd_demo, cmd_token, cmd_user, refuse_in_prod
 from shared.settings import CommonSettings, ConsoleSettings
+from shared.supervision import LeaveDown, Restart, RestartPolicy, describe_exit, failed
 
 # The commands live by concern: people (demo, user, token, audit) in cli_people, operations (migrate, dlq, rules,
 # contracts) in cli_ops; this module is the entry point, the parser and the `run`/`up` process supervision.
@@ -65,51 +67,107 @@ def cmd_up(args) -> None:
     cmd_migrate(args)
     if args.demo:
         cmd_demo(args)
-    children: dict[str, subprocess.Popen] = {}
-    for name in PROCESSES:
-        children[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", name, "--no-migrate"], env=os.environ.copy()
-        )
+    supervisor = Supervisor({name: [sys.executable, "-m", "services.cli", "run", name, "--no-migrate"] for name in PROCESSES})
+    supervisor.start_all()
     ports = ", ".join(f"{n} :{PROCESSES[n]().port}" for n in PROCESSES)
     console = ConsoleSettings()
     print(f"baove is up: {ports}. Ctrl-C stops it.", flush=True)
     print(f"Console: http://{console.host}:{console.port}/ (sign in with a person from `baove user add`, or the demo's "
           f"{CommonSettings().data_dir / DEMO_PEOPLE_FILE})", flush=True)
 
-    stopping = False
-
     def stop(*_):
-        nonlocal stopping
-        stopping = True
+        supervisor.stopping = True
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    while not stopping:
-        for name, child in children.items():
-            if child.poll() is not None:
-                print(f"baove: {name} exited with {child.returncode}; stopping the others", file=sys.stderr)
-                exit_code = 1
-                stopping = True
-        time.sleep(0.5)
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for child in children.values():
-        try:
-            child.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-    sys.exit(exit_code)
+    sys.exit(supervisor.watch())
 
+
+class Supervisor:
+    """`baove up`'s child processes, restarted as systemd's `Restart=on-failure` would (shared/supervision.py decides)."""
+
+    def __init__(self, commands: dict[str, list[str]], policy: RestartPolicy | None = None, poll: float = 0.2) -> None:
+        self.commands = commands
+        self.policy = policy or RestartPolicy()
+        self.poll = poll
+        self.children: dict[str, subprocess.Popen | None] = {}
+        self.crashes: dict[str, list[float]] = {name: [] for name in commands}
+        self.restarts: Counter[str] = Counter()
+        self.restart_at: dict[str, float] = {}
+        self.stopping = False  # set by Ctrl-C or SIGTERM
+
+    @staticmethod
+    def say(text: str) -> None:
+        print(f"baove up: {text}", file=sys.stderr, flush=True)
+
+    def start(self, name: str) -> None:
+        self.children[name] = subprocess.Popen(self.commands[name], env=os.environ.copy())
+
+    def start_all(self) -> None:
+        for name in self.commands:
+            self.start(name)
+
+    def watch(self) -> int:
+        """Supervise until Ctrl-C or SIGTERM (0), or until a process keeps crashing (1); every child is stopped on return."""
+        code = 0
+        while not self.stopping:
+            code = self._step(time.monotonic())
+            if code is not None:
+                break
+            time.sleep(self.poll)
+        self.stop_all()
+        return code or 0
+
+    def _step(self, now: float) -> int | None:
+        """Look at every child once; an exit code when `up` must end."""
+        for name, child in self.children.items():
+            if child is None or child.poll() is None or self.stopping:
+                continue
+            self.children[name] = None
+            ended = describe_exit(child.returncode)
+            if failed(child.returncode):
+                self.crashes[name] = [*self.policy.recent(self.crashes[name], now), now]
+            decision = self.policy.decide(child.returncode, self.crashes[name], now)
+            if isinstance(decision, Restart):
+                self.restart_at[name] = now + decision.delay
+                self.say(f"{name} ended ({ended}); restart {self.restarts[name] + 1} in {decision.delay:g} s, "
+                         f"the others keep serving")
+            elif isinstance(decision, LeaveDown):
+                self.say(f"{name} ended ({ended}); not restarted: {decision.reason}")
+            else:
+                self.say(f"giving up: {name} {decision.reason}; stopping everything")
+                return 1
+        for name, at in list(self.restart_at.items()):
+            if now >= at and not self.stopping:
+                del self.restart_at[name]
+                self.restarts[name] += 1
+                self.start(name)
+                self.say(f"{name} restarted (restart {self.restarts[name]}, pid {self.children[name].pid})")
+        if not self.restart_at and all(child is None for child in self.children.values()):
+            self.say("every process has ended")
+            return 0
+        return None
+
+    def stop_all(self, timeout: float = 30) -> None:
+        self.restart_at.clear()
+        running = [child for child in self.children.values() if child is not None and child.poll() is None]
+        for child in running:
+            child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in running:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="baove", description="Child-protection incident routing and reporting")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run intake, routing, reporting and the console as child processes (Ctrl-C stops them)")
+    up = sub.add_parser("up", help="run intake, routing, reporting and the console as child processes, restarting one that crashes "
+                                   "(Ctrl-C stops them; so does one crashing 5 times within 60 s)")
     up.add_argument("--demo", action="store_true", help="also load the demo units and people (refused when BAOVE_ENV=prod)")
     up.set_defaults(func=cmd_up)
 

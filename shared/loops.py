@@ -19,6 +19,10 @@ class Backoff:
         delay, self._next = self._next, min(self._next * 2, self.cap)
         return delay
 
+    def nth(self, failures: int) -> float:
+        """The delay after `failures` failures in a row (0: the first delay), without changing this backoff."""
+        return min(self.first * 2 ** min(failures, 62), self.cap)
+
     def reset(self) -> None:
         self._next = self.first
 

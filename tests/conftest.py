@@ -21,7 +21,7 @@ PG_BASE = os.environ.get("BAOVE_TEST_PG_URL", "postgresql+asyncpg://postgres@127
 
 
 # Each folder is a layer; its marker lets a run pick layers (`-m unit`, `-m "not chaos"`).
-LAYERS = ("unit", "integration", "e2e", "chaos", "deploy", "browser")
+LAYERS = ("unit", "integration", "e2e", "chaos", "deploy", "browser", "cluster")
 TESTS = Path(__file__).resolve().parent
 
 

@@ -6,6 +6,7 @@ The benchmark imports this module; nothing here imports from bench/.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import shutil
@@ -113,7 +114,11 @@ class System:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cli("migrate")
         self.cli("demo")
-        # In a thread of its own: prepare() is also called from async tests, inside a running loop.
+        self.issue_tokens()
+
+    def issue_tokens(self) -> None:
+        """Keep a machine token per demo principal (the demo units must be loaded: `baove demo` or `up --demo`)."""
+        # In a thread of its own: this is also called from async tests, inside a running loop.
         with ThreadPoolExecutor(1) as pool:
             self.tokens = pool.submit(asyncio.run, self._machine_tokens()).result()
 
@@ -261,22 +266,24 @@ async def paced(n: int, rate: float | None):
 
 async def post_incidents(
     system: System, payloads: list[dict], *, concurrency: int = 32, unit: str = "25349.police", rate: float | None = None,
-    refusals: list[float] | None = None,
+    refusals: list[float] | None = None, intakes: list[str] | None = None,
 ) -> list[tuple[str | None, float, int]]:
     """Post reports as a careful client would: retry 503 and lost connections with the same report_id.
 
     Returns (incident id or None, time of the answer, status) per report; `rate` paces an open loop
-    (per second); each 503 met on the way is noted in `refusals`.
+    (per second); each 503 met on the way is noted in `refusals`. With several `intakes` (replicas' base URLs)
+    the reports go to them in turn and each retry to the next one, as a load balancer would send them.
     """
     results: list[tuple[str | None, float, int]] = [(None, 0.0, 0)] * len(payloads)
     headers = {"Authorization": f"Bearer {system.tokens[unit]}"}
     take = await paced(len(payloads), rate)
+    bases = intakes or [system.url("intake")]
 
     async def worker(http: httpx.AsyncClient) -> None:
         while (i := await take()) is not None:
-            while True:
+            for attempt in itertools.count(i):
                 try:
-                    answer = await http.post("/v1/incidents", json=payloads[i], headers=headers)
+                    answer = await http.post(bases[attempt % len(bases)] + "/v1/incidents", json=payloads[i], headers=headers)
                 except httpx.TransportError:
                     await asyncio.sleep(0.2)
                     continue
@@ -290,6 +297,6 @@ async def post_incidents(
             results[i] = (incident_id, time.time(), answer.status_code)
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=system.url("intake"), limits=limits, timeout=30) as http:
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
         await asyncio.gather(*(worker(http) for _ in range(concurrency)))
     return results

@@ -89,8 +89,11 @@ async def seed_rule_set(runtime: Runtime, text: str, source: str, now: datetime)
     try:
         async with runtime.unit_of_work() as uow:
             await activate_rule_set(uow.session, text, source, f"{PRODUCER}:start", now)
-    except IntegrityError:
-        # Another replica starting at the same moment seeded it.
+    except (IntegrityError, RuleSetExists):
+        # Another replica starting at the same moment seeded it (between the look above and this write).
+        async with runtime.unit_of_work() as uow:
+            if await active_rule_set(uow.session) is None:
+                raise
         log.info("rule set seeded by another instance")
 
 

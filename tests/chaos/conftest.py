@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -92,6 +93,27 @@ async def settle(system: System, accepted: set[str], db: dict[str, str], timeout
         lost=len(accepted - (routed_ids & counted_ids)),
         counted=len(accepted & counted_ids),
     )
+
+
+def check(outcome: Outcome, name: str) -> None:
+    print("\n" + outcome.line(name))
+    assert outcome.accepted == outcome.submitted
+    assert (outcome.lost, outcome.duplicates) == (0, 0)
+    assert outcome.routed == outcome.counted == outcome.accepted
+
+
+def db_urls(system: System) -> dict[str, str]:
+    return {s: system.db(s) for s in ("intake", "routing", "reporting")}
+
+
+async def summary_total(system: System) -> int:
+    """Incidents of commune 25349 in 2025 as reporting's summary counts them."""
+    async with httpx.AsyncClient(base_url=system.url("reporting"), timeout=10) as http:
+        answer = await http.get(
+            "/v1/summaries/25349", params={"period": "2025"}, headers={"Authorization": f"Bearer {system.tokens['25349.cp_officer']}"}
+        )
+    answer.raise_for_status()
+    return answer.json()["indicators"]["incidents_total"]
 
 
 def ensure_rabbitmq() -> None:

@@ -6,23 +6,9 @@ import asyncio
 import time
 
 import aio_pika
-import httpx
 
-from tests.chaos.conftest import N, Outcome, ensure_rabbitmq, payloads, pg_ctl, settle
+from tests.chaos.conftest import N, Outcome, check, db_urls, ensure_rabbitmq, payloads, pg_ctl, settle, summary_total
 from tests.harness import post_incidents, rabbitmqctl
-
-
-def db_urls(system) -> dict[str, str]:
-    return {s: system.db(s) for s in ("intake", "routing", "reporting")}
-
-
-async def summary_total(system) -> int:
-    async with httpx.AsyncClient(base_url=system.url("reporting"), timeout=10) as http:
-        answer = await http.get(
-            "/v1/summaries/25349", params={"period": "2025"}, headers={"Authorization": f"Bearer {system.tokens['25349.cp_officer']}"}
-        )
-    answer.raise_for_status()
-    return answer.json()["indicators"]["incidents_total"]
 
 
 async def run_with(system, attack, tag: str, db: dict[str, str] | None = None) -> tuple[Outcome, list]:
@@ -32,13 +18,6 @@ async def run_with(system, attack, tag: str, db: dict[str, str] | None = None) -
     outcome = await settle(system, accepted, db or db_urls(system))
     outcome.submitted = N
     return outcome, answered
-
-
-def check(outcome: Outcome, name: str) -> None:
-    print("\n" + outcome.line(name))
-    assert outcome.accepted == outcome.submitted
-    assert (outcome.lost, outcome.duplicates) == (0, 0)
-    assert outcome.routed == outcome.counted == outcome.accepted
 
 
 class TestRoutingKilled:

@@ -45,13 +45,19 @@ class Tls(NamedTuple):
 
 
 class BrokerNode:
-    def __init__(self, workdir: Path, passwords: dict[str, str], *, kubernetes: bool = False, tls: Tls | None = None) -> None:
+    def __init__(
+        self, workdir: Path, passwords: dict[str, str], *, kubernetes: bool = False, tls: Tls | None = None,
+        name: str | None = None, ports: tuple[int, int, int, int] | None = None, cookie: str | None = None,
+    ) -> None:
+        """`ports`: AMQP, management, Prometheus, Erlang distribution (free ones when not given); `cookie`: the
+        Erlang cookie the nodes of a cluster share (start.sh installs it); `tls`: an AMQPS listener too."""
         self.workdir = workdir
         self.passwords = passwords
         self.kubernetes = kubernetes
         self.tls = tls
-        self.name = f"baove-deploy-{secrets.token_hex(4)}@localhost"
-        self.amqp_port, self.management_port, self.prometheus_port, self.dist_port = (_free_port() for _ in range(4))
+        self.cookie = cookie
+        self.name = name or f"baove-deploy-{secrets.token_hex(4)}@localhost"
+        self.amqp_port, self.management_port, self.prometheus_port, self.dist_port = ports or tuple(_free_port() for _ in range(4))
         self.amqps_port = _free_port() if tls else None
         self.log = workdir / "node.log"
         self.process: subprocess.Popen | None = None
@@ -130,6 +136,10 @@ class BrokerNode:
         }
         if self.kubernetes:
             env["BAOVE_RABBITMQ_GROW_QUORUM"] = "true"
+        if self.cookie:
+            (w / "cookie").write_text(self.cookie)
+            (w / "cookie").chmod(0o600)
+            env["BAOVE_ERLANG_COOKIE_FILE"] = str(w / "cookie")
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 ["bash", str(BROKER / "start.sh"), str(RABBITMQ_BIN / "rabbitmq-server")],
@@ -139,8 +149,11 @@ class BrokerNode:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the node exited with {self.process.returncode}:\n{self.log_tail()}")
-            if self.ctl("await_startup", "--timeout", "5", check=False).returncode == 0:
-                return
+            try:
+                if self.ctl("await_startup", "--timeout", "5", check=False).returncode == 0:
+                    return
+            except subprocess.TimeoutExpired:
+                pass  # the CLI itself is slow on a loaded machine: ask again until the deadline
             time.sleep(1)
         raise RuntimeError(f"the node did not start within {timeout} s:\n{self.log_tail()}")
 
