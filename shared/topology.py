@@ -70,12 +70,18 @@ INTAKE_TIMELINE = ConsumerQueue(
     ("incident.routed", "assignment.*", "incident.escalated", "incident.closed", "incident.reopened"),
     "Intake records what happened to each incident for its timeline.",
 )
+ROUTING_NOTIFY = ConsumerQueue(
+    "routing",
+    "notify",
+    ("incident.routed", "assignment.overdue", "incident.escalated", "incident.closed"),
+    "Routing's notifier turns the events a unit subscribed to into webhook and email deliveries.",
+)
 
 # Notifications for systems outside baove (the district's): no queue of ours consumes them, so a
 # publish with nobody bound must not bounce. The report itself is stored and served over HTTP.
 NOTIFICATIONS = frozenset({"report.generated"})
 
-CONSUMER_QUEUES: tuple[ConsumerQueue, ...] = (ROUTING_INCIDENTS, REPORTING_EVENTS, INTAKE_TIMELINE)
+CONSUMER_QUEUES: tuple[ConsumerQueue, ...] = (ROUTING_INCIDENTS, REPORTING_EVENTS, INTAKE_TIMELINE, ROUTING_NOTIFY)
 
 
 def queues_of(service: str) -> tuple[ConsumerQueue, ...]:

@@ -75,5 +75,5 @@ class TestTheAsyncAPIDocument:
 
     def test_who_receives_what(self):
         assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.reported")} == {"routing.incidents", "reporting.events"}
-        assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.closed")} == {"reporting.events", "intake.timeline"}
+        assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.closed")} == {"reporting.events", "intake.timeline", "routing.notify"}
         assert self.operations("send", "report.generated") == ["reporting.send.report.generated"]
