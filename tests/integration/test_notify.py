@@ -5,13 +5,17 @@ subscription, a loopback target is refused unless allowed, and no message carrie
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import socket
 from contextlib import asynccontextmanager
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from services.routing.models import Delivery, Subscription
+from services.routing.models import Delivery, Subscription, outbox_message
 from shared import topology
 from shared.settings import NotifySettings
 from tests.routing_support import reported, routing_runtime
@@ -189,3 +193,121 @@ async def _status(runtime, subscription_id, status):
 async def _attempted(runtime, subscription_id):
     log = await delivery_log(runtime, subscription_id)
     return log if log and log[0]["attempts"] >= 1 else None
+
+
+class Mailbox:
+    """A local SMTP server (aiosmtpd) keeping each message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's handler name
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+    async def received(self) -> list:
+        return self.messages
+
+
+@pytest.fixture
+def mailbox():
+    box = Mailbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    box.url = f"smtp+plain://127.0.0.1:{port}"
+    yield box
+    controller.stop()
+
+
+class TestEmail:
+    async def test_an_emergency_assignment_arrives_as_a_vietnamese_email_without_the_childs_data(
+        self, tmp_path, database_url, vhost, mailbox
+    ):
+        async with routing(tmp_path, database_url, vhost, quick(smtp_url=mailbox.url)) as runtime:
+            await subscribe(runtime, "congan.xa@example.vn", channel="email")
+            event = await emergency(runtime)
+            [message] = await eventually(mailbox.received, timeout=15, what="the email")
+            assert message["To"] == "congan.xa@example.vn"
+            assert message["Subject"] == "[Bảo vệ trẻ em] Việc mới - Khẩn cấp - Tai nạn thương tích"
+            text = message.get_content()
+            assert "Mức độ khẩn cấp: Khẩn cấp" in text and f"/cases/{event.incident_id}" in text
+            for value in personal_data(event):
+                assert value not in text and value not in message["Subject"]
+
+
+class TestDeliveryYouCanTrust:
+    async def test_a_redelivered_event_sends_nothing_more(self, tmp_path, database_url, vhost):
+        async with Receiver() as receiver, routing(tmp_path, database_url, vhost, quick()) as runtime:
+            sub = await subscribe(runtime, receiver.url)
+            event = await emergency(runtime)
+            await eventually(lambda: _delivered(runtime, sub["subscription_id"]), timeout=15, what="the delivery")
+            async with runtime.sessionmaker() as session:
+                body = await session.scalar(
+                    select(outbox_message.c.body).where(
+                        outbox_message.c.event_type == "incident.routed", outbox_message.c.correlation_id == event.incident_id
+                    )
+                )
+            for _ in range(2):  # the broker delivers the same event again
+                await runtime.broker.publish(body.encode(), exchange=topology.EVENTS, routing_key="incident.routed")
+            await asyncio.sleep(1.5)
+            assert len(receiver.requests) == 1
+            assert len(await delivery_log(runtime, sub["subscription_id"])) == 1
+
+    async def test_a_delivery_pending_when_routing_stops_is_sent_once_after_it_starts_again(self, tmp_path, database_url, vhost):
+        slow = quick(retry_seconds=[1.0, 0.2, 0.2])
+        async with Receiver([503]) as receiver:
+            async with routing(tmp_path, database_url, vhost, slow) as runtime:
+                sub = await subscribe(runtime, receiver.url)
+                await emergency(runtime)
+                await eventually(receiver.received, timeout=15, what="the first attempt")
+            # Stopped with the delivery pending (its retry not yet due); a new process takes it up.
+            async with routing(tmp_path, database_url, vhost, slow) as runtime:
+                runtime.cp_officer = await issue_token(runtime, "unit", CP_OFFICER)
+                log = await eventually(lambda: _delivered(runtime, sub["subscription_id"]), timeout=15, what="the delivery")
+                await asyncio.sleep(1.0)
+            assert len(receiver.requests) == 2
+            assert {h["webhook-id"] for h, _ in receiver.requests} == {log[0]["delivery_id"]}
+            assert log[0]["attempts"] == 2
+
+
+class TestSubscriptions:
+    async def test_during_a_rotation_each_message_verifies_with_the_old_and_the_new_secret(self, tmp_path, database_url, vhost):
+        async with Receiver() as receiver, routing(tmp_path, database_url, vhost, quick()) as runtime:
+            sub = await subscribe(runtime, receiver.url)
+            async with client(runtime) as http:
+                rotated = await http.post(f"/v1/subscriptions/{sub['subscription_id']}/rotate", headers=bearer(runtime.cp_officer))
+            assert rotated.status_code == 200, rotated.text
+            new = rotated.json()["secret"]
+            assert new.startswith("whsec_") and new != sub["secret"]
+            await emergency(runtime)
+            [(headers, body)] = await eventually(receiver.received, timeout=15, what="the webhook")
+            assert len(headers["webhook-signature"].split(" ")) == 2
+            Webhook(sub["secret"]).verify(body, headers)
+            Webhook(new).verify(body, headers)
+
+    async def test_only_the_communes_cp_officer_and_admins_manage_them(self, tmp_path, database_url):
+        runtime = await routing_runtime(tmp_path, database_url)
+        try:
+            police = await issue_token(runtime, "unit", "25349.police")
+            other_officer = await issue_token(runtime, "unit", "25350.cp_officer")
+            admin = await issue_token(runtime, "admin", "admin")
+            body = {"unit_id": "25349.police", "channel": "webhook", "target": "https://police.example.vn/hook", "events": ["assignment.created"]}
+            async with client(runtime) as http:
+                assert (await http.post("/v1/subscriptions", json=body, headers=bearer(police))).status_code == 403
+                assert (await http.post("/v1/subscriptions", json=body, headers=bearer(other_officer))).status_code == 404
+                created = await http.post("/v1/subscriptions", json=body, headers=bearer(admin))
+                assert created.status_code == 201
+                sid = created.json()["subscription_id"]
+                assert (await http.get("/v1/subscriptions", headers=bearer(other_officer))).json() == []
+                assert (await http.delete(f"/v1/subscriptions/{sid}", headers=bearer(other_officer))).status_code == 404
+                assert (await http.delete(f"/v1/subscriptions/{sid}", headers=bearer(admin))).status_code == 204
+                [row] = (await http.get("/v1/subscriptions?unit_id=25349.police", headers=bearer(admin))).json()
+                assert row["active"] is False and "secret" not in row
+                bad = body | {"target": "ftp://x"}
+                assert (await http.post("/v1/subscriptions", json=bad, headers=bearer(admin))).status_code == 422
+        finally:
+            await runtime.engine.dispose()
+            await runtime.auth_engine.dispose()
