@@ -12,6 +12,13 @@ from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExcha
 
 EVENTS = RabbitExchange("baove.events", type=ExchangeType.TOPIC, durable=True)
 DEAD_LETTERS = RabbitExchange("baove.dead-letters", type=ExchangeType.DIRECT, durable=True)
+# Thin notifications for agencies with their own systems (routing's notifier publishes, never the events themselves).
+AGENCIES = RabbitExchange("baove.agencies", type=ExchangeType.TOPIC, durable=True)
+
+
+def agency_queue(unit_id: str) -> RabbitQueue:
+    """`agency.{unit_id}`: one unit's notifications only, bound to `{unit_id}.#` on baove.agencies."""
+    return RabbitQueue(f"agency.{unit_id}", queue_type=QueueType.QUORUM, durable=True)
 
 # RabbitMQ 3.10 quorum queues have no default limit: without one a poison message loops forever.
 DEFAULT_DELIVERY_LIMIT = 5

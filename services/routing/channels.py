@@ -18,10 +18,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiosmtplib
 import httpx
+from faststream.rabbit import RabbitBroker
 from standardwebhooks import Webhook
 
 from shared.enums import LABELS_VI
 from shared.settings import NotifySettings
+from shared.topology import AGENCIES, agency_queue
 
 from .models import Delivery, Subscription
 from .notify import LOCAL
@@ -111,6 +113,35 @@ class WebhookChannel:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+class AmqpChannel:
+    """Publishes the thin message to `agency.{unit_id}` (declared and bound on first use), with publisher confirms."""
+
+    def __init__(self, broker: RabbitBroker) -> None:
+        self.broker = broker
+        self.declared: set[str] = set()
+
+    async def send(self, subscription: Subscription, delivery: Delivery) -> Outcome:
+        unit_id = subscription.unit_id
+        try:
+            if unit_id not in self.declared:
+                exchange = await self.broker.declare_exchange(AGENCIES)
+                queue = await self.broker.declare_queue(agency_queue(unit_id))
+                await queue.bind(exchange, routing_key=f"{unit_id}.#")
+                self.declared.add(unit_id)
+            await self.broker.publish(
+                body_of(delivery).encode(),
+                exchange=AGENCIES,
+                routing_key=f"{unit_id}.{delivery.event_type}",
+                message_id=delivery.id,
+                content_type="application/json",
+                persist=True,
+                mandatory=True,
+            )
+        except Exception as exc:  # the broker away or refusing: retried like a failed webhook
+            return Outcome(False, error=f"broker refused ({type(exc).__name__})")
+        return Outcome(True)
 
 
 SUBJECTS = {

@@ -20,7 +20,7 @@ from shared.metrics import NotifyMetrics
 from shared.runtime import Runtime
 from shared.settings import NotifySettings
 
-from .channels import Channel, EmailChannel, Outcome, WebhookChannel
+from .channels import AmqpChannel, Channel, EmailChannel, Outcome, WebhookChannel
 from .models import Delivery, Subscription
 from .notify import retry_delay
 
@@ -41,7 +41,11 @@ class Notifier:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
-        self.channels = channels or {"webhook": WebhookChannel(settings), "email": EmailChannel(settings)}
+        self.channels = channels or {
+            "webhook": WebhookChannel(settings),
+            "email": EmailChannel(settings),
+            "amqp": AmqpChannel(runtime.broker),
+        }
         self.batch_size = batch_size
         self.lease = timedelta(seconds=settings.timeout_seconds + 30)
 

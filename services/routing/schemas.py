@@ -204,8 +204,10 @@ class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     unit_id: str = Field(max_length=120, description="the unit told, e.g. 25349.police")
-    channel: Literal["webhook", "email"]
-    target: str = Field(min_length=3, max_length=500, description="an http(s) URL for a webhook, an address for email")
+    channel: Literal["webhook", "email", "amqp"]
+    target: str = Field(
+        min_length=3, max_length=500, description="an http(s) URL for a webhook, an address for email, agency.{unit_id} for amqp"
+    )
     events: list[Literal["assignment.created", "assignment.overdue", "incident.escalated", "incident.closed"]] = Field(
         min_length=1, description="what the unit is told of"
     )
@@ -218,6 +220,8 @@ class SubscriptionCreate(BaseModel):
             raise ValueError("a webhook's target must be an http(s) URL")
         if self.channel == "email" and ("@" not in self.target or any(c in self.target for c in " \r\n,;<>")):
             raise ValueError("an email target must be one address")
+        if self.channel == "amqp" and self.target != f"agency.{self.unit_id}":
+            raise ValueError("an amqp target is the unit's own queue, agency.{unit_id}")
         if (self.quiet_start is None) != (self.quiet_end is None):
             raise ValueError("quiet hours need both quiet_start and quiet_end")
         return self

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
 import socket
 from contextlib import asynccontextmanager
 
+import aio_pika
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
@@ -257,7 +259,7 @@ class TestDeliveryYouCanTrust:
             assert len(await delivery_log(runtime, sub["subscription_id"])) == 1
 
     async def test_a_delivery_pending_when_routing_stops_is_sent_once_after_it_starts_again(self, tmp_path, database_url, vhost):
-        slow = quick(retry_seconds=[1.0, 0.2, 0.2])
+        slow = quick(retry_seconds=[4.0, 0.2, 0.2], jitter=0)
         async with Receiver([503]) as receiver:
             async with routing(tmp_path, database_url, vhost, slow) as runtime:
                 sub = await subscribe(runtime, receiver.url)
@@ -266,7 +268,7 @@ class TestDeliveryYouCanTrust:
             # Stopped with the delivery pending (its retry not yet due); a new process takes it up.
             async with routing(tmp_path, database_url, vhost, slow) as runtime:
                 runtime.cp_officer = await issue_token(runtime, "unit", CP_OFFICER)
-                log = await eventually(lambda: _delivered(runtime, sub["subscription_id"]), timeout=15, what="the delivery")
+                log = await eventually(lambda: _delivered(runtime, sub["subscription_id"]), timeout=30, what="the delivery")
                 await asyncio.sleep(1.0)
             assert len(receiver.requests) == 2
             assert {h["webhook-id"] for h, _ in receiver.requests} == {log[0]["delivery_id"]}
@@ -311,3 +313,37 @@ class TestSubscriptions:
         finally:
             await runtime.engine.dispose()
             await runtime.auth_engine.dispose()
+
+
+class TestAgencyQueue:
+    async def test_an_emergency_assignment_reaches_the_units_own_queue_thin(self, tmp_path, database_url, vhost):
+        connection = await aio_pika.connect(vhost)
+        await (await connection.channel()).queue_delete(f"agency.{CP_OFFICER}")  # a clean slate
+        await connection.close()
+        async with routing(tmp_path, database_url, vhost, quick()) as runtime:
+            await subscribe(runtime, f"agency.{CP_OFFICER}", channel="amqp")
+            event = await emergency(runtime)
+            connection = await aio_pika.connect(vhost)
+            try:
+                message = await eventually(
+                    lambda: _first_message(connection, f"agency.{CP_OFFICER}"), timeout=15, what="a message on the agency queue"
+                )
+            finally:
+                await connection.close()
+            body = json.loads(message.body)
+            assert body["type"] == "assignment.created" and body["incident_id"] == event.incident_id
+            assert message.message_id == body["notification_id"]
+            for value in personal_data(event):
+                assert value not in message.body.decode()
+
+
+async def _first_message(connection, name):
+    channel = await connection.channel()
+    try:
+        message = await (await channel.declare_queue(name, passive=True)).get(fail=False)
+    except aio_pika.exceptions.ChannelClosed:  # not declared yet
+        return None
+    if message is not None:
+        await message.ack()
+    await channel.close()
+    return message
