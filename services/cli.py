@@ -42,7 +42,18 @@ def cmd_run(args) -> None:
         port=args.port or settings.port,
         log_config=None,
         timeout_graceful_shutdown=int(settings.graceful_timeout),
+        forwarded_allow_ips=forwarded_allow_ips(settings.common) if args.service == "console" else None,
     )
+
+
+def forwarded_allow_ips(common: CommonSettings) -> str | None:
+    """Whose X-Forwarded-Proto the console believes: loopback and BAOVE_TRUSTED_PROXIES (the TLS proxy in front).
+
+    The console marks its session cookie Secure when the request came over HTTPS; behind a proxy that terminates TLS
+    that is known only from the proxy's X-Forwarded-Proto, which uvicorn takes from these addresses alone (None:
+    uvicorn's default, $FORWARDED_ALLOW_IPS or 127.0.0.1)."""
+    listed = [p.strip() for p in common.trusted_proxies.split(",") if p.strip()]
+    return ",".join(["127.0.0.1", "::1", *listed]) if listed else None
 
 
 def cmd_up(args) -> None:
@@ -152,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--subject", help="e.g. 25349.police, 694 or admin")
     token.set_defaults(func=cmd_token)
 
-    aud = sub.add_parser("audit", help="print the audit, newest first: who read which incident, who signed in, who changed people")
+    aud = sub.add_parser("audit", help="print the audit, newest first: who read which incident, who signed in, who changed people; "
+                         "`baove audit verify` checks its hash chain (exit 1 at the first broken entry)")
+    aud.add_argument("verify", nargs="?", choices=["verify"], help="check the chain instead of printing entries")
     aud.add_argument("--incident", help="only reads of this incident id")
     aud.add_argument("--principal", help="only entries of this principal, e.g. 25349.police, district:694 or admin")
     aud.add_argument("--user", help="only entries of this person")

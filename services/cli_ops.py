@@ -64,7 +64,7 @@ def cmd_migrate(_args) -> None:
 def cmd_dlq(args) -> None:
     from shared import deadletters
 
-    url = CommonSettings().amqp_url.get_secret_value()
+    url = CommonSettings().broker_url()
     require_broker(url)
     try:
         if args.dlq_command == "list":

@@ -83,7 +83,7 @@ class _auth_session:
     async def __aenter__(self):
         from shared.db import make_engine, make_sessionmaker
 
-        self._engine = make_engine(CommonSettings().auth_url())
+        self._engine = make_engine(CommonSettings().auth_admin_url())
         self._session = make_sessionmaker(self._engine)()
         await self._session.begin()
         return self._session
@@ -103,7 +103,7 @@ def _migrate_auth() -> None:
     from shared import migrate
     from shared.runtime import AUTH_MIGRATIONS
 
-    migrate.upgrade(AUTH_MIGRATIONS, CommonSettings().auth_url())
+    migrate.upgrade(AUTH_MIGRATIONS, CommonSettings().auth_admin_url())
 
 
 def _refused(exc) -> None:
@@ -200,10 +200,13 @@ def cmd_audit(args) -> None:
     from shared.db import make_engine, make_sessionmaker
 
     _migrate_auth()
+    if args.verify:
+        _verify_audit()
+        return
     username = people.normalise_username(args.user) if args.user else None
 
     async def entries() -> list[dict]:
-        engine = make_engine(CommonSettings().auth_url())
+        engine = make_engine(CommonSettings().auth_admin_url())
         try:
             async with make_sessionmaker(engine)() as session:
                 items, _ = await audit.query(
@@ -224,3 +227,18 @@ def cmd_audit(args) -> None:
               f"{e['service']:<9} {e['endpoint']}  token {e['token_id'] or '-'}")
 
 
+
+
+def _verify_audit() -> None:
+    """`baove audit verify`: OK with the count and the newest entry's hash, or the first broken entry and why (exit 1)."""
+    from shared import audit
+
+    async def check():
+        async with _auth_session() as session:
+            return await audit.verify(session), await audit.chain_head(session)
+
+    (count, problem), (head_id, head_hash) = asyncio.run(check())
+    if problem:
+        print(f"audit chain BROKEN after {count} intact entries: {problem}")
+        sys.exit(1)
+    print(f"audit chain OK: {count} entries" + (f", newest {head_id} hash {head_hash}" if head_id is not None else ""))

@@ -3,19 +3,31 @@ out or failed to, and who changed people and tokens.
 
 Append-only and kept in the security store beside the tokens; it names the person (or the
 machine token), the principal they acted as and incident ids, never a child's data.
+
+Tamper-evident: each entry stores the SHA-256 of the entry before it (`prev_hash`) and of its own content
+with that link (`entry_hash`), so changing, removing or slipping in an entry breaks the chain at that
+point (`verify`, `baove audit verify`). Writers append one at a time: on PostgreSQL under a
+transaction-scoped advisory lock, on SQLite under the database's one write lock (see `_append`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import time
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
-from sqlalchemy import Column, Index, Integer, String, Table, select
+from sqlalchemy import Column, Index, Integer, String, Table, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal, api_token, metadata
 from shared.cursor import decode_cursor, encode_cursor
-from shared.db import UtcDateTime, utcnow
+from shared.db import UtcDateTime, on_postgresql, utcnow
+from shared.ratelimit import RateLimiter
+
+log = logging.getLogger("baove.audit")
 
 # The commune's clock: a `since` given without an offset means Vietnam time.
 VN = timezone(timedelta(hours=7))
@@ -33,10 +45,73 @@ audit_entry = Table(
     Column("username", String(64), nullable=True, comment="the person; none for a machine token"),
     Column("token_id", String(36), nullable=True),
     Column("detail", String(300), nullable=True, comment="for people and token events: what changed, from where"),
+    Column("prev_hash", String(64), nullable=False, comment="entry_hash of the entry before (64 zeros for the first)"),
+    Column("entry_hash", String(64), nullable=False, comment="SHA-256 of prev_hash and this entry's content (shared.audit.entry_digest)"),
 )
 Index("ix_audit_entry_incident", audit_entry.c.incident_id, audit_entry.c.id)
 Index("ix_audit_entry_principal", audit_entry.c.principal, audit_entry.c.id)
 Index("ix_audit_entry_username", audit_entry.c.username, audit_entry.c.id)
+
+
+GENESIS = "0" * 64
+# The fields an entry's hash covers, in this order (the id is not among them: the chain itself orders the entries).
+HASHED = ("at", "principal", "action", "incident_id", "endpoint", "service", "username", "token_id", "detail")
+
+
+def entry_digest(prev_hash: str, entry) -> str:
+    """SHA-256 over a canonical serialization: a JSON array of the link and the hashed fields, `at` in UTC to the microsecond."""
+    get = entry.get if isinstance(entry, dict) else lambda name: getattr(entry, name)
+    values = [prev_hash] + [
+        get(name).astimezone(UTC).isoformat(timespec="microseconds") if name == "at" else get(name) for name in HASHED
+    ]
+    return hashlib.sha256(json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+
+
+def _chained(prev_hash: str, rows: list[dict]) -> list[dict]:
+    out = []
+    for row in rows:
+        digest = entry_digest(prev_hash, row)
+        out.append({**row, "prev_hash": prev_hash, "entry_hash": digest})
+        prev_hash = digest
+    return out
+
+
+async def _head(session: AsyncSession, before: int | None = None) -> str:
+    stmt = select(audit_entry.c.entry_hash).order_by(audit_entry.c.id.desc()).limit(1)
+    if before is not None:
+        stmt = stmt.where(audit_entry.c.id < before)
+    return (await session.execute(stmt)).scalar() or GENESIS
+
+
+async def _append(session: AsyncSession, rows: list[dict]) -> None:
+    """Append entries to the chain in the caller's transaction; two writers never link to the same entry.
+
+    PostgreSQL: a transaction-scoped advisory lock serializes the appenders (lock, read the head, insert; the lock
+    ends with the transaction), and needs no UPDATE on the audit: a service's role has none.
+    SQLite: the insert takes the database's single write lock first, then the entries are linked to the head
+    under it (no roles there, so the update is allowed); a head read before the insert could be stale.
+    """
+    for row in rows:
+        if row.get("detail"):
+            row["detail"] = row["detail"][:300]
+    if on_postgresql(session):
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('baove.audit_chain'))"))
+        await session.execute(audit_entry.insert(), _chained(await _head(session), rows))
+        return
+    await session.execute(audit_entry.insert(), [{**row, "prev_hash": "", "entry_hash": ""} for row in rows])
+    # Under the write lock since that insert, so the newest len(rows) entries are ours and all before them are
+    # committed: one query gives ours and the head before them, one statement links them all.
+    newest = (await session.execute(select(audit_entry).order_by(audit_entry.c.id.desc()).limit(len(rows) + 1))).all()
+    mine, prev = newest[: len(rows)][::-1], (newest[len(rows)].entry_hash if len(newest) > len(rows) else GENESIS)
+    links = []
+    for row in mine:
+        digest = entry_digest(prev, row)
+        links.append({"entry_id": row.id, "link": prev, "digest": digest})
+        prev = digest
+    await session.execute(
+        update(audit_entry).where(audit_entry.c.id == bindparam("entry_id")).values(prev_hash=bindparam("link"), entry_hash=bindparam("digest")),
+        links,
+    )
 
 
 async def record_reads(
@@ -52,7 +127,7 @@ async def record_reads(
     if not rows:
         return
     async with sessionmaker() as session, session.begin():
-        await session.execute(audit_entry.insert(), rows)
+        await _append(session, rows)
 
 
 async def record_event(
@@ -67,12 +142,100 @@ async def record_event(
     service: str = "cli",
 ) -> None:
     """Append a sign-in, sign-out, people or token event in the caller's transaction."""
-    await session.execute(
-        audit_entry.insert().values(
-            at=utcnow(), principal=principal, action=action, incident_id=None, endpoint=endpoint, service=service,
-            username=username, token_id=token_id, detail=detail[:300] if detail else None,
+    await _append(session, [{
+        "at": utcnow(), "principal": principal, "action": action, "incident_id": None, "endpoint": endpoint[:200],
+        "service": service, "username": username, "token_id": token_id, "detail": detail,
+    }])
+
+
+async def record(sessionmaker: async_sessionmaker[AsyncSession], action: str, **entry) -> None:
+    """`record_event` in a transaction of its own (a refusal or a read is logged though nothing else is written)."""
+    async with sessionmaker() as session, session.begin():
+        await record_event(session, action, **entry)
+
+
+async def verify(session: AsyncSession, batch: int = 2000) -> tuple[int, str | None]:
+    """Walk the chain oldest first: (entries checked, None) when whole, else (entries intact before it, what is wrong).
+
+    The first entry kept links to 64 zeros, or to an entry a retention run removed (only the oldest may go).
+    """
+    count, prev, after = 0, None, 0
+    while True:
+        rows = (await session.execute(
+            select(audit_entry).where(audit_entry.c.id > after).order_by(audit_entry.c.id).limit(batch)
+        )).all()
+        for row in rows:
+            if prev is not None and row.prev_hash != prev:
+                return count, (f"entry {row.id}: its link does not match the entry before it "
+                               "(an entry was removed or inserted before it, or its link was changed)")
+            if entry_digest(row.prev_hash, row) != row.entry_hash:
+                return count, f"entry {row.id}: its content does not match its hash (the entry was changed)"
+            prev, count = row.entry_hash, count + 1
+        if len(rows) < batch:
+            return count, None
+        after = rows[-1].id
+
+
+async def chain_head(session: AsyncSession) -> tuple[int | None, str]:
+    """The newest entry's id and hash: note them to detect later that entries were cut off the end."""
+    row = (await session.execute(select(audit_entry.c.id, audit_entry.c.entry_hash).order_by(audit_entry.c.id.desc()).limit(1))).first()
+    return (row.id, row.entry_hash) if row else (None, GENESIS)
+
+
+class DenialLog:
+    """Which refused requests (401, 403) reach the audit, so that a flood of them cannot fill the disk.
+
+    Per caller, in each process: a known token at most `burst` entries at once and `per_minute` after; every
+    caller without a valid token shares one bucket (`unknown_*`: an attacker varies addresses and tokens at will).
+    Refusals beyond the budget are counted, and the count rides on the next entry written for that caller
+    ("+N more not recorded"). So unknown callers add at most `unknown_per_minute` entries a minute per process.
+    """
+
+    def __init__(self, per_minute: float = 6, burst: int = 20, unknown_per_minute: float = 2, unknown_burst: int = 10,
+                 clock=time.monotonic) -> None:
+        self._known = RateLimiter(per_minute, burst, clock)
+        self._unknown = RateLimiter(unknown_per_minute, unknown_burst, clock, max_keys=1)
+        self._skipped: dict[str, int] = {}
+
+    def admit(self, token_id: str | None) -> int | None:
+        """None when this refusal is not written; else how many before it were not (to say so in the entry)."""
+        key = token_id or "unknown"
+        limiter = self._known if token_id else self._unknown
+        if limiter.retry_after(key) is not None:
+            if len(self._skipped) > 10_000:
+                self._skipped.clear()
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return None
+        return self._skipped.pop(key, 0)
+
+
+async def record_denial(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    denials: DenialLog,
+    service: str,
+    endpoint: str,
+    status: int,
+    reason: str,
+    *,
+    principal: Principal | None,
+    token_id: str | None,
+    address: str | None,
+) -> None:
+    """Audit a refused request (never the token itself: its id when it is one of ours); a failure to write is logged, not raised."""
+    token_id = principal.token_id if principal else token_id
+    skipped = denials.admit(token_id)
+    if skipped is None:
+        return
+    detail = f"{status}: {reason}" + (f"; from {address}" if address and principal is None else "")
+    if skipped:
+        detail = f"{detail} (+{skipped} more not recorded)"
+    try:
+        await record(
+            sessionmaker, "denied", principal=principal.label if principal else "unknown", username=principal.username if principal else None,
+            token_id=token_id, detail=detail, endpoint=endpoint, service=service,
         )
-    )
+    except Exception as exc:  # the refusal is answered whatever happens to its audit entry
+        log.error("denied request not audited", extra={"error": type(exc).__name__})
 
 
 def _cursor(entry_id: int) -> str:

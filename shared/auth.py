@@ -297,6 +297,11 @@ class TokenVerifier:
             return None
         return row._asdict()
 
+    async def token_id(self, token: str) -> str | None:
+        """The id of a token of ours, revoked or expired too (to audit a refusal by id, never the token); None if unknown."""
+        async with self._sessionmaker() as session:
+            return (await session.execute(select(api_token.c.id).where(api_token.c.token_hash == hash_token(token)))).scalar()
+
     async def _touch(self, token_id: str, at: datetime) -> None:
         async with self._sessionmaker() as session, session.begin():
             await session.execute(update(api_token).where(api_token.c.id == token_id).values(last_used_at=at))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import uuid
 from datetime import UTC, datetime
 
@@ -87,6 +88,45 @@ def _private_file(url: str) -> None:
     os.chmod(path, 0o600)  # a file made before, under a loose umask, is tightened too
 
 
+# libpq's TLS options as a PostgreSQL URL carries them; asyncpg takes none of them as a keyword (SQLAlchemy passes the
+# query through, so `?sslmode=require` fails with "unexpected keyword argument 'sslmode'"): they become its `ssl`.
+LIBPQ_TLS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def postgres_tls(url: str) -> tuple[str, dict]:
+    """The URL without libpq's TLS options, and asyncpg's `ssl` argument that means the same.
+
+    sslmode disable/allow/prefer/require pass through by name (require: encrypted, certificate unchecked, as libpq);
+    verify-ca checks the server's certificate against sslrootcert (default: the system's CAs), verify-full also its
+    host name; sslcert/sslkey give a client certificate. Like libpq, require with an sslrootcert means verify-ca.
+    """
+    parsed = make_url(url)
+    given = {k: parsed.query[k] for k in LIBPQ_TLS if k in parsed.query}
+    if not given:
+        return url, {}
+    rest = parsed.difference_update_query(LIBPQ_TLS).render_as_string(hide_password=False)
+    mode = given.get("sslmode", "prefer")
+    if mode not in SSL_MODES:
+        raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}")
+    root, cert = given.get("sslrootcert"), given.get("sslcert")
+    if mode == "require" and root:
+        mode = "verify-ca"
+    if mode not in ("verify-ca", "verify-full") and not cert:
+        return rest, {"ssl": mode}
+    if mode == "disable":
+        return rest, {"ssl": "disable"}
+    context = ssl.create_default_context(cafile=root)
+    if mode in ("verify-ca", "verify-full"):
+        context.check_hostname = mode == "verify-full"
+    else:  # allow, prefer, require with a client certificate: encrypted, the server's certificate unchecked
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert:
+        context.load_cert_chain(cert, given.get("sslkey"))
+    return rest, {"ssl": context}
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # hide_parameters: a failing statement's error (logged, or in an exception message) must not carry a child's
     # name or birth date.
@@ -109,8 +149,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
+    url, connect_args = postgres_tls(url)
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection
 
 from shared.db import make_engine
 
@@ -36,8 +38,14 @@ def new_revision(script_location: Path, message: str) -> None:
         command.revision(cfg, message=message, autogenerate=True)
 
 
-def run_env(metadata: MetaData) -> None:
-    """The body of every migrations/env.py."""
+def _to_newest() -> bool:
+    """An upgrade to the newest revision (not to an older one, nor a downgrade)."""
+    target = context.get_revision_argument()
+    return not context.is_offline_mode() and target in ("head", "heads", context.get_head_revision())
+
+
+def run_env(metadata: MetaData, after: Callable[[Connection], None] | None = None) -> None:
+    """The body of every migrations/env.py; `after` runs in the same transaction once the database is at the newest revision."""
     url = context.config.attributes.get("url") or context.config.get_main_option("sqlalchemy.url")
     batch = url.startswith("sqlite")
     if context.is_offline_mode():
@@ -50,6 +58,8 @@ def run_env(metadata: MetaData) -> None:
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=batch)
         with context.begin_transaction():
             context.run_migrations()
+            if after is not None and _to_newest():
+                after(connection)
 
     async def main() -> None:
         engine = make_engine(url)

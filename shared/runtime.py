@@ -123,6 +123,7 @@ class Runtime:
         self.auth_engine = make_engine(self.common.auth_url(), pool_size=2)
         self.auth_sessionmaker = make_sessionmaker(self.auth_engine)
         self.verifier = auth.TokenVerifier(self.auth_sessionmaker, idle_timeout=timedelta(minutes=self.common.session_idle_minutes))
+        self.denials = audit.DenialLog()
         self.outbox_table = metadata.tables["outbox_message"]
         self.inbox_table = metadata.tables["inbox_message"]
         self.registry = new_registry()
@@ -195,7 +196,7 @@ class Runtime:
 
     def migrate(self) -> None:
         migrate.upgrade(self.migrations, self.db_url)
-        migrate.upgrade(AUTH_MIGRATIONS, self.common.auth_url())
+        migrate.upgrade(AUTH_MIGRATIONS, self.common.auth_admin_url())
 
     @asynccontextmanager
     async def _lifespan(self, _app: FastAPI):
@@ -230,6 +231,12 @@ class Runtime:
     def _install_handlers(self) -> None:
         errors.install_handlers(self.api)
 
+        @self.api.exception_handler(errors.Unauthenticated)
+        @self.api.exception_handler(errors.Forbidden)
+        async def _denied(request: Request, exc: errors.DomainError) -> JSONResponse:
+            await self._audit_denial(request, exc)
+            return errors.answer(exc)
+
         @self.api.exception_handler(RequestValidationError)
         async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
             return JSONResponse({"detail": _clean_errors(exc.errors())}, status_code=422)
@@ -245,6 +252,26 @@ class Runtime:
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
+
+    async def _audit_denial(self, request: Request, exc: errors.DomainError) -> None:
+        """A 401 or 403 on a protected endpoint goes to the audit (throttled: audit.DenialLog); sign-in audits its own."""
+        route = request.scope.get("route")
+        endpoint = f"{request.method} {getattr(route, 'path', request.url.path[:150])}"
+        if not request.url.path.startswith("/v1/") or endpoint in SELF_AUDITED:
+            return
+        principal = getattr(request.state, "principal", None)
+        token_id = None
+        if principal is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                try:
+                    token_id = await self.verifier.token_id(token.strip())
+                except (DBAPIError, OSError) as exc:  # the refusal is answered all the same; record_denial logs its own failure
+                    log.warning("refused token not looked up", extra={"error": type(exc).__name__})
+        await audit.record_denial(
+            self.auth_sessionmaker, self.denials, self.name, endpoint, exc.status, str(exc)[:200],
+            principal=principal, token_id=token_id, address=request.client.host if request.client else None,
+        )
 
     def _install_probes(self) -> None:
         @self.api.get("/healthz", include_in_schema=True, tags=["operations"])
@@ -456,3 +483,5 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
 
 
 AUTH_MIGRATIONS = Path(__file__).parent / "auth_migrations"
+# Refusals audited by the use case itself (a failed sign-in is `sign_in_failed`), not again as `denied`.
+SELF_AUDITED = {"POST /v1/sessions"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,12 +18,23 @@ class CommonSettings(BaseSettings):
     env: Literal["dev", "prod"] = "dev"
     data_dir: Path = Path("./var")
     amqp_url: SecretStr = SecretStr(DEV_AMQP_URL)
-    auth_database_url: SecretStr | None = None
+    auth_database_url: SecretStr | None = Field(
+        None, description="the security store as the services reach it: on PostgreSQL a service's restricted role"
+    )
+    auth_admin_database_url: SecretStr | None = Field(
+        None, description="the security store's owner (migrations, `baove user|token|audit`); default: BAOVE_AUTH_DATABASE_URL"
+    )
+    amqp_ca_file: Path | None = Field(
+        None,
+        description="the CA certificate (PEM) an amqps:// broker's certificate must be signed by; default: the system's CAs",
+    )
     log_level: str = "INFO"
     session_hours: float = Field(12.0, gt=0, description="a sign-in session's lifetime (BAOVE_SESSION_HOURS)")
     session_idle_minutes: float = Field(30.0, gt=0, description="a session unused this long is refused")
     trusted_proxies: str = Field(
-        "", description="comma-separated addresses whose X-Baove-Client-Address header intake believes (loopback always)"
+        "",
+        description="comma-separated addresses whose X-Baove-Client-Address header intake believes, and whose "
+        "X-Forwarded-Proto the console believes (the TLS proxy in front); loopback always",
     )
 
     def database_url(self, name: str, override: SecretStr | None) -> str:
@@ -35,13 +47,34 @@ class CommonSettings(BaseSettings):
     def auth_url(self) -> str:
         return self.database_url("auth", self.auth_database_url)
 
+    def auth_admin_url(self) -> str:
+        """The security store as its owner: what migrates it and issues people and tokens (the CLI), never a service."""
+        return self.database_url("auth", self.auth_admin_database_url or self.auth_database_url)
+
+    def broker_url(self, url: SecretStr | None = None) -> str:
+        """The broker URL to connect with (`url`, else BAOVE_AMQP_URL); an amqps:// one verifies the broker's certificate
+        against BAOVE_AMQP_CA_FILE, passed as aiormq's `cafile` option unless the URL names its own."""
+        plain = (url or self.amqp_url).get_secret_value()
+        parts = urlsplit(plain)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        if parts.scheme != "amqps" or self.amqp_ca_file is None or any(k == "cafile" for k, _ in query):
+            return plain
+        query.append(("cafile", str(self.amqp_ca_file.resolve())))
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
     def check_secrets(self, amqp_url: SecretStr | None = None, name: str = "BAOVE_AMQP_URL") -> None:
-        """Refuse to run outside development with the broker's well-known default credentials (a service's own URL if given)."""
-        if self.env != "dev" and "guest:guest@" in (amqp_url or self.amqp_url).get_secret_value():
+        """Refuse to run outside development with the broker's well-known default credentials (a service's own URL if given),
+        or with the broker's certificate left unchecked."""
+        url = (amqp_url or self.amqp_url).get_secret_value()
+        if self.env == "dev":
+            return
+        if "guest:guest@" in url:
             raise SystemExit(
                 f"{name} uses the default guest credentials; set a service user's URL "
                 "(or BAOVE_ENV=dev for development)"
             )
+        if dict(parse_qsl(urlsplit(url).query)).get("no_verify_ssl", "0") != "0":
+            raise SystemExit(f"{name} turns off the broker's certificate check (no_verify_ssl); set BAOVE_AMQP_CA_FILE instead")
 
 
 def private_folder(path: Path) -> None:
@@ -79,7 +112,7 @@ class ServiceSettings(BaseSettings):
 
     def broker_url(self) -> str:
         """The service's own broker URL when given (least privilege: one broker user per service), else the common one."""
-        return (self.amqp_url or self.common.amqp_url).get_secret_value()
+        return self.common.broker_url(self.amqp_url)
 
     def check_secrets(self) -> None:
         """The common refusal, applied to the URL this service connects with, naming its setting."""
@@ -165,6 +198,10 @@ class ReportingSettings(ServiceSettings):
         120.0, ge=0, description="how long an event's write may take to commit: facts this recent are checked again"
     )
     clock_offset_seconds: float = Field(0.0, description="dev only: run reporting's clock this far ahead (or behind)")
+    small_cell_threshold: int = Field(
+        5, ge=0, le=100,
+        description="in CSV/XLSX exports, counts below district level from 1 to this minus one show as \"<5\" (0: off)",
+    )
 
     @model_validator(mode="after")
     def _clock_offset_only_in_dev(self) -> ReportingSettings:

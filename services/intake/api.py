@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 
 from shared import audit
 from shared.auth import Principal
-from shared.deps import AppHierarchy, AppRuntime, AuthSession, Caller, Now, Uow, from_state
+from shared.deps import AppHierarchy, AppRuntime, AuthUow, Caller, Now, Uow, from_state
 from shared.errors import Forbidden, TooMany
 from shared.groupcommit import GroupCommit
 from shared.metrics import IntakeMetrics
@@ -89,19 +89,29 @@ async def read_incident(incident_id: str, uow: Uow, runtime: AppRuntime, princip
 
 @router.get("/audit", response_model=AuditPage, tags=["audit"], responses={**ERRORS, 422: {"description": "bad cursor"}})
 async def read_audit(
-    session: AuthSession,
+    session: AuthUow,
     principal: Caller,
+    runtime: AppRuntime,
     incident_id: str | None = None,
     principal_id: str | None = Query(None, alias="principal", description="e.g. 25349.police, district:694, admin"),
     since: datetime | None = Query(None, description="only entries at or after this time; without an offset, Vietnam time (UTC+7)"),
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ):
-    """Who read which incident's details, newest first: for admins only."""
+    """Who read which incident's details, who was refused, who signed in, newest first: for admins only.
+
+    Each page read is itself audited (`audit_read`), in the next page rather than its own.
+    """
     if not principal.is_admin:
         raise Forbidden("the read audit is for admins")
     items, next_cursor = await audit.query(
         session, incident_id=incident_id, principal=principal_id, since=since, limit=limit, cursor=cursor
+    )
+    # Committed before the page is answered (no page without its entry); the reader's own page does not show it.
+    filters = {"incident_id": incident_id, "principal": principal_id, "since": since and since.isoformat(), "cursor": cursor and "yes"}
+    await audit.record_event(
+        session, "audit_read", principal=principal.label, username=principal.username, token_id=principal.token_id,
+        detail=", ".join(f"{k}={v}" for k, v in filters.items() if v) or "newest", endpoint="GET /v1/audit", service=runtime.name,
     )
     return AuditPage(items=items, next_cursor=next_cursor)
 

@@ -27,14 +27,16 @@ ERRORS = {
 }
 Metrics = Annotated[ReportingMetrics, Depends(from_state("metrics"))]
 Plans = Annotated[PlanConfig, Depends(from_state("plans"))]
+SmallCells = Annotated[int, Depends(from_state("small_cells"))]
 PERIOD = Query(description=f"period id: {PERIOD_FORMS}, e.g. 2025, 2025S1, 2025Q2, 202505, 2025-6M, 2025-12M")
 
 
 class Summaries:
     """What a summary route needs, asked once."""
 
-    def __init__(self, uow: Uow, hierarchy: AppHierarchy, plans: Plans, metrics: Metrics, now: Now) -> None:
+    def __init__(self, uow: Uow, hierarchy: AppHierarchy, plans: Plans, metrics: Metrics, now: Now, small_cells: SmallCells) -> None:
         self.uow, self.hierarchy, self.plans, self.metrics, self.now = uow, hierarchy, plans, metrics, now
+        self.small_cells = small_cells
 
 
 Reads = Annotated[Summaries, Depends()]
@@ -71,14 +73,15 @@ async def export_summary(
 ):
     """The same numbers as the JSON summary, as CSV or XLSX for the district office."""
     summary = await _summary(reads, org_unit, period, principal)
-    return _export(reads.hierarchy, summary, fmt, f"baove-{summary['org_unit']}-{summary['period']['id']}.{fmt}")
+    return _export(reads, summary, fmt, f"baove-{summary['org_unit']}-{summary['period']['id']}.{fmt}")
 
 
-def _export(hierarchy, summary: dict, fmt: str, filename: str) -> Response:
+def _export(reads: Summaries, summary: dict, fmt: str, filename: str) -> Response:
+    """A published table: small counts below district level hidden (BAOVE_REPORTING_SMALL_CELL_THRESHOLD)."""
     write, media_type = exports.EXPORTERS[fmt]
-    hamlet_names = exports.hamlet_names(hierarchy)
+    hamlet_names = exports.hamlet_names(reads.hierarchy)
     return Response(
-        write(summary, hamlet_names),
+        write(summary, hamlet_names, reads.small_cells),
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
@@ -135,4 +138,4 @@ async def export_report(
     # Through the response model, so dates and instants are objects again, as the exporters expect.
     summary = SummaryRead.model_validate(stored["summary"]).model_dump()
     filename = f"baove-{stored['org_unit']}-{stored['period']}-r{stored['revision']}.{fmt}"
-    return _export(reads.hierarchy, summary, fmt, filename)
+    return _export(reads, summary, fmt, filename)

@@ -43,6 +43,7 @@ def create_runtime(settings: ReportingSettings | None = None, *, plans: PlanConf
     state.hierarchy = load_hierarchy()
     state.plans = plans or plans_of(settings)
     state.clock = offset_clock(settings.clock_offset_seconds)
+    state.small_cells = settings.small_cell_threshold
     state.metrics = ReportingMetrics.create(runtime.registry)
     runtime.api.include_router(api.router)
     runtime.api.include_router(api.reports_router)

@@ -19,6 +19,7 @@ from shared.labels_vi import CHANNELS, CIRCUMSTANCES
 from shared.plans import COUNT_FIELDS, COUNT_LABELS_VI, kind_labels
 from shared.reference import Hierarchy
 
+from . import smallcells
 from .aggregates import UNKNOWN_HAMLET, Tally, indicators
 from .periods import VN
 
@@ -106,23 +107,38 @@ def label(section: str, code: str, hamlet_names: Mapping[str, str]) -> str:
     return table.get(code, code)
 
 
-def table(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> tuple[list[str], list[list[Any]]]:
-    """Headings and rows: one row per number, the total then one column per commune; blank where no data."""
+def table(
+    summary: Mapping[str, Any], hamlet_names: Mapping[str, str], small_cells: int = 0
+) -> tuple[list[str], list[list[Any]]]:
+    """Headings and rows: one row per number, the total then one column per commune; blank where no data.
+
+    With `small_cells` (the threshold, e.g. 5) counts below district level from 1 to 4 show as "<5", and the other
+    counts that would give them away as "x" (smallcells.py)."""
     total = summary["indicators"]
     communes = summary.get("communes") or []
     headings = FIXED_HEADINGS + [f"{row['name']} ({row['code']})" for row in communes]
     # With no data the lines still show, empty: a blank cell is "no data", a 0 is a counted zero.
     lines = flatten(total if total is not None else indicators(Tally()))
-    columns = [dict(((s, c), v) for s, c, v in flatten(row["indicators"])) for row in communes]
+    columns = [
+        {(s, c): (v if total is not None else None) for s, c, v in lines},
+        *(dict(((s, c), v) for s, c, v in flatten(row["indicators"])) for row in communes),
+    ]
+    values = {(s, c, n): col.get((s, c)) for n, col in enumerate(columns) for s, c, _ in lines}
+    commune_total = summary["level"] == "commune"
+
+    def below_district(cell: tuple[str, str, int]) -> bool:
+        section, _, column = cell
+        return column > 0 or commune_total or section in smallcells.HAMLET_SECTIONS
+
+    hidden = smallcells.protect(values, [(s, c) for s, c, _ in lines], len(columns), below_district, small_cells)
     rows = []
-    for section, code, value in lines:
+    for section, code, _ in lines:
         rows.append(
             [
                 SECTIONS.get(section, section),
                 code,
                 label(section, code, hamlet_names),
-                _cell(value if total is not None else None),
-                *(_cell(col.get((section, code))) for col in columns),
+                *(hidden.get((section, code, n), _cell(values[(section, code, n)])) for n in range(len(columns))),
             ]
         )
     codes = [row["code"] for row in communes]
@@ -172,9 +188,9 @@ def _inert(row: list[Any]) -> list[Any]:
     return [f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v for v in row]
 
 
-def to_csv(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> bytes:
+def to_csv(summary: Mapping[str, Any], hamlet_names: Mapping[str, str], small_cells: int = 0) -> bytes:
     """UTF-8 with a byte-order mark, so spreadsheet programs show Vietnamese correctly."""
-    headings, rows = table(summary, hamlet_names)
+    headings, rows = table(summary, hamlet_names, small_cells)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(_inert(headings))
@@ -190,7 +206,7 @@ def _moment(value: datetime) -> str:
     return value.astimezone(VN).strftime("%d/%m/%Y %H:%M") + " (giờ Việt Nam)"
 
 
-def info(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+def info(summary: Mapping[str, Any], small_cells: int = 0) -> list[tuple[str, str]]:
     """The report's heading block: unit, period, due date, data time, hierarchy versions, note."""
     period = summary["period"]
     lines = [
@@ -218,17 +234,23 @@ def info(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             lines.append(("Số xã báo cáo đúng hạn", f"{completeness['reports_on_time']}/{expected}"))
     if summary.get("note"):
         lines.append(("Ghi chú", summary["note"]))
+    if small_cells > 1:
+        lines.append((
+            "Bảo vệ số liệu nhỏ",
+            f"Dưới cấp huyện, số từ 1 đến {small_cells - 1} ghi \"<{small_cells}\"; "
+            "ô \"x\" được ẩn để không suy ra được các ô đó (small counts below district level are hidden)",
+        ))
     return lines
 
 
-def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> bytes:
-    headings, rows = table(summary, hamlet_names)
+def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str], small_cells: int = 0) -> bytes:
+    headings, rows = table(summary, hamlet_names, small_cells)
     book = Workbook()
     sheet = book.active
     sheet.title = "Tổng hợp"
     sheet.append(["BÁO CÁO TỔNG HỢP CÔNG TÁC BẢO VỆ TRẺ EM"])
     sheet["A1"].font = Font(bold=True, size=13)
-    for key, value in info(summary):
+    for key, value in info(summary, small_cells):
         sheet.append(_inert([key, value]))
     sheet.append([])
     sheet.append(_inert(headings))

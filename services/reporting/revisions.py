@@ -6,7 +6,7 @@ import logging
 import time
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, func, select, union_all, update
+from sqlalchemy import and_, func, or_, select, union_all, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +14,7 @@ from shared.auth import Principal
 from shared.clock import Clock
 from shared.cursor import decode_cursor, encode_cursor
 from shared.db import dialect_insert, utcnow
-from shared.errors import NotFound
+from shared.errors import Forbidden, Invalid, NotFound
 from shared.events import ReportGenerated
 from shared.metrics import ReportingMetrics
 from shared.reference import Hierarchy
@@ -188,18 +188,38 @@ async def list_reports(
     """The generated revisions of a commune, or of every commune a district or province held; newest first."""
     check_access(hierarchy, org_unit, principal)
     report = GeneratedReport
-    stmt = select(report).where(report.org_unit.in_(communes_in_scope(hierarchy, org_unit)))
+    before = decode_cursor(cursor, id=int)["id"] if cursor is not None else None
+    communes = communes_in_scope(hierarchy, org_unit)
+    stmt = select(report).where(report.org_unit.in_(communes))
     if period_id is not None:
         period = period_of(period_id, plans)
         district_share(hierarchy, org_unit, period, principal)
         stmt = stmt.where(report.period == period.id)
-    if cursor is not None:
-        stmt = stmt.where(report.id < decode_cursor(cursor, id=int)["id"])
+    if principal.kind == "district":
+        # Like the single-period read: a district office sees a commune's reports only of periods with a day on which
+        # the commune was the district's (694 does not list 25349's 2026 reports, made after districts were abolished).
+        pairs = (await session.execute(select(report.org_unit, report.period).where(report.org_unit.in_(communes)).distinct())).all()
+        readable = [and_(report.org_unit == c, report.period == p) for c, p in pairs if _district_reads(hierarchy, plans, c, p, principal)]
+        if not readable:
+            return [], None
+        stmt = stmt.where(or_(*readable))
+    if before is not None:
+        stmt = stmt.where(report.id < before)
     rows = list((await session.execute(stmt.order_by(report.id.desc()).limit(limit + 1))).scalars())
     if len(rows) > limit:
         rows = rows[:limit]
         return rows, encode_cursor({"id": rows[-1].id})
     return rows, None
+
+
+
+def _district_reads(hierarchy: Hierarchy, plans: PlanConfig, commune: str, period_id: str, principal: Principal) -> bool:
+    """Whether a district office may read this commune's report of this period (district_share allows it)."""
+    try:
+        district_share(hierarchy, commune, period_of(period_id, plans), principal)
+    except (Forbidden, Invalid):  # a period the plan no longer names is not shown to a district either
+        return False
+    return True
 
 
 

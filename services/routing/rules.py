@@ -23,7 +23,7 @@ DEFAULT_RULES = Path(__file__).parent / "rules.yaml"
 DURATION = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
 DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 TOP_KEYS = ("version", "ack_deadlines", "always", "categories")
-ENTRY_KEYS = ("unit", "when", "reason")
+ENTRY_KEYS = ("unit", "when", "reason", "other_communes")
 CONDITION_KEYS = ("urgency",)
 
 
@@ -32,12 +32,14 @@ CONDITION_KEYS = ("urgency",)
 
 @dataclass(frozen=True)
 class Entry:
-    """One line of the table: a unit type, the urgencies it applies at (None: all), and why."""
+    """One line of the table: a unit type, the urgencies it applies at (None: all), and why; `other_communes`: the
+    child's school is reached even in another commune (support only: it gets the minimal view)."""
 
     rule: str
     unit_type: UnitType
     urgencies: frozenset[Urgency] | None = None
     reason: str | None = None
+    other_communes: bool = False
 
     def applies(self, urgency: Urgency) -> bool:
         return self.urgencies is None or urgency in self.urgencies
@@ -177,7 +179,7 @@ class _Reader:
             if isinstance(rules["lead"], list):
                 raise self.fail(here + ("lead",), "lead is one unit type (or one mapping), not a list")
             out[category] = CategoryRules(
-                lead=self.entry(rules["lead"], here + ("lead",), f"category.{category.value}.lead"),
+                lead=self.entry(rules["lead"], here + ("lead",), f"category.{category.value}.lead", lead=True),
                 support=self.entries(rules.get("support"), here + ("support",), f"category.{category.value}.support"),
             )
         return out
@@ -190,7 +192,7 @@ class _Reader:
         # A support rule is named by its unit type too: `category.violence.support.police`.
         return tuple(self.entry(item, path + (i,), rule_prefix, name_type=True) for i, item in enumerate(value))
 
-    def entry(self, value: Any, path: tuple, rule: str, *, name_type: bool = False) -> Entry:
+    def entry(self, value: Any, path: tuple, rule: str, *, name_type: bool = False, lead: bool = False) -> Entry:
         if isinstance(value, str):
             value = {"unit": value}
             unit_path = path
@@ -203,11 +205,20 @@ class _Reader:
         reason = value.get("reason")
         if reason is not None and (not isinstance(reason, str) or not reason.strip()):
             raise self.fail(path + ("reason",), "must be non-empty text")
+        other_communes = value.get("other_communes", False)
+        if not isinstance(other_communes, bool):
+            raise self.fail(path + ("other_communes",), "must be true or false")
+        if other_communes and (lead or unit_type is not UnitType.school):
+            raise self.fail(
+                path + ("other_communes",),
+                "only a school support entry may reach another commune (it sees the minimal view; a lead sees the case file)",
+            )
         return Entry(
             f"{rule}.{unit_type.value}" if name_type else rule,
             unit_type,
             self.condition(value["when"], path + ("when",)) if "when" in value else None,
             reason.strip() if reason else None,
+            other_communes,
         )
 
     def unit_type(self, value: Any, path: tuple) -> UnitType:
@@ -291,10 +302,19 @@ def due_at(start: datetime, urgency: Urgency, table: RuleTable) -> datetime:
     return start + table.ack_deadlines[urgency]
 
 
-def resolve(unit_type: UnitType, incident: RoutingInput) -> tuple[tuple[str, ...], str]:
-    """The unit ids a unit type means for this incident, or () and why there are none."""
+def resolve(unit_type: UnitType, incident: RoutingInput, other_communes: bool = False) -> tuple[tuple[str, ...], str]:
+    """The unit ids a unit type means for this incident, or () and why there are none.
+
+    A child's school in another commune is not the incident's commune's to involve: it is reached only by an entry
+    with `other_communes: true` (support, minimal view)."""
     if unit_type is UnitType.school:
-        return incident.schools, "the report gives no school for the child"
+        if not incident.schools:
+            return (), "the report gives no school for the child"
+        own = incident.commune_code + "."
+        schools = incident.schools if other_communes else tuple(s for s in incident.schools if s.startswith(own))
+        outside = ", ".join(s for s in incident.schools if s not in schools)
+        # Said even when another school of the child is reached: the decision's notes name the one left out.
+        return schools, f"{outside} is in another commune (a support entry with other_communes: true may reach it)" if outside else ""
     if unit_type is UnitType.hamlet:
         return ((incident.hamlet,), "") if incident.hamlet else ((), "the report names no hamlet")
     return (f"{incident.commune_code}.{unit_type.value}",), ""
@@ -316,9 +336,11 @@ def decide(incident: RoutingInput, existing_units: Set[str], table: RuleTable) -
     lead = rules.lead
     leads: tuple[str, ...] = ()
     if lead.applies(urgency):
-        candidates, why = resolve(lead.unit_type, incident)
+        candidates, why = resolve(lead.unit_type, incident)  # a lead never reaches another commune
         leads = tuple(u for u in candidates if registered(u))
         missing = [u for u in candidates if not registered(u)]
+        if leads and why:
+            notes.append(f"{lead.rule}: {why}")
         if candidates and not leads:
             why = f"{', '.join(missing)} not in the unit registry"
         for unit_id in missing if leads else ():
@@ -336,9 +358,11 @@ def decide(incident: RoutingInput, existing_units: Set[str], table: RuleTable) -
     for entry in rules.support + table.always:
         if not entry.applies(urgency):
             continue
-        candidates, why = resolve(entry.unit_type, incident)
+        candidates, why = resolve(entry.unit_type, incident, entry.other_communes)
         if not candidates:
             notes.append(f"{entry.rule} skipped: {why}")
+        elif why:
+            notes.append(f"{entry.rule}: {why}")
         for unit_id in candidates:
             if unit_id in chosen:
                 continue

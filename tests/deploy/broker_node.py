@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from tests.deploy.common import BROKER, DEPLOY
 
@@ -35,13 +36,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class Tls(NamedTuple):
+    """The server side of an AMQPS listener: PEM files of the CA, the node's certificate and its key."""
+
+    cacert: Path
+    cert: Path
+    key: Path
+
+
 class BrokerNode:
-    def __init__(self, workdir: Path, passwords: dict[str, str], *, kubernetes: bool = False) -> None:
+    def __init__(self, workdir: Path, passwords: dict[str, str], *, kubernetes: bool = False, tls: Tls | None = None) -> None:
         self.workdir = workdir
         self.passwords = passwords
         self.kubernetes = kubernetes
+        self.tls = tls
         self.name = f"baove-deploy-{secrets.token_hex(4)}@localhost"
         self.amqp_port, self.management_port, self.prometheus_port, self.dist_port = (_free_port() for _ in range(4))
+        self.amqps_port = _free_port() if tls else None
         self.log = workdir / "node.log"
         self.process: subprocess.Popen | None = None
 
@@ -69,6 +80,15 @@ class BrokerNode:
         missing = set(replaced) - seen - {"cluster_formation.peer_discovery_backend"}
         assert not missing, f"{source} no longer sets {missing}"
         lines += ["management.tcp.ip = 127.0.0.1", "prometheus.tcp.ip = 127.0.0.1"]
+        if self.tls:  # what deploy/README.md tells the operator to add for AMQPS
+            lines += [
+                f"listeners.ssl.default = 127.0.0.1:{self.amqps_port}",
+                f"ssl_options.cacertfile = {self.tls.cacert}",
+                f"ssl_options.certfile = {self.tls.cert}",
+                f"ssl_options.keyfile = {self.tls.key}",
+                "ssl_options.verify = verify_none",
+                "ssl_options.fail_if_no_peer_cert = false",
+            ]
         return "\n".join(lines) + "\n"
 
     def env(self) -> dict[str, str]:
@@ -150,3 +170,27 @@ class BrokerNode:
 
     def url(self, user: str, password: str | None = None) -> str:
         return f"amqp://{user}:{password or self.passwords[user]}@127.0.0.1:{self.amqp_port}/baove"
+
+    def amqps_url(self, user: str, host: str = "127.0.0.1") -> str:
+        assert self.amqps_port, "started without tls"
+        return f"amqps://{user}:{self.passwords[user]}@{host}:{self.amqps_port}/baove"
+
+
+def throwaway_ca(folder: Path, name: str, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> Tls:
+    """A new CA and a server certificate it signed for `hosts`, made with openssl: for tests only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key, cert, key = (folder / f"{name}-{part}.pem" for part in ("ca", "ca-key", "server", "server-key"))
+    san = ",".join(f"IP:{h}" if h.replace(".", "").isdigit() else f"DNS:{h}" for h in hosts)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=baove test CA {name}",
+            "-keyout", str(ca_key), "-out", str(ca))
+    csr = folder / f"{name}-server.csr"
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={hosts[0]}", "-keyout", str(key), "-out", str(csr))
+    ext = folder / f"{name}-server.ext"
+    ext.write_text(f"subjectAltName = {san}\nextendedKeyUsage = serverAuth\n")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
+            "-extfile", str(ext), "-out", str(cert))
+    return Tls(ca, cert, key)

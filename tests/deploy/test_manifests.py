@@ -80,6 +80,18 @@ class TestCompose:
         assert (database.username, database.hostname, database.path) == (name, "postgres", f"/baove_{name}")
         other = {f"BAOVE_{o.upper()}_DATABASE_URL" for o in SERVICES if o != name}
         assert not other & set(env), "a service gets no other service's database"
+        # The token store as the service's own role (its grants there: shared/auth_roles.py), never as its owner.
+        auth = urlsplit(env["BAOVE_AUTH_DATABASE_URL"])
+        assert (auth.username, auth.hostname, auth.path) == (name, "postgres", "/baove_auth")
+        assert "BAOVE_AUTH_ADMIN_DATABASE_URL" not in env
+
+    def test_only_the_migration_has_the_token_stores_owner(self):
+        env = {k: SECRET_REF.sub("secret", v) for k, v in compose()["services"]["migrate"]["environment"].items()}
+        admin = urlsplit(env["BAOVE_AUTH_ADMIN_DATABASE_URL"])
+        assert (admin.username, admin.path) == ("baove_auth", "/baove_auth")
+        owners = {n for n, svc in compose()["services"].items() if "BAOVE_AUTH_ADMIN_DATABASE_URL" in (svc.get("environment") or {})}
+        assert owners == {"migrate"}
+        assert all("baove_auth:" not in v for n in SERVICES for v in compose()["services"][n]["environment"].values())
 
     def test_the_databases_the_urls_name_are_those_the_init_script_creates(self):
         script = (DEPLOY / "compose" / "postgres" / "init-databases.sh").read_text()
@@ -213,7 +225,7 @@ class TestKubernetes:
         assert env["BAOVE_AMQP_URL"]["value"] == f"amqp://{name}:$(RABBITMQ_PASSWORD)@rabbitmq:5672/baove"
         assert env["RABBITMQ_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "baove-rabbitmq", "key": f"{name.upper()}_PASSWORD"}
         assert self.secret_refs(spec) == {
-            ("baove-database", "AUTH_DATABASE_URL"),
+            ("baove-database", f"{name.upper()}_AUTH_DATABASE_URL"),
             ("baove-database", f"{name.upper()}_DATABASE_URL"),
             ("baove-rabbitmq", f"{name.upper()}_PASSWORD"),
         }
@@ -234,7 +246,9 @@ class TestKubernetes:
     def test_the_migration_job_migrates_every_database(self):
         spec = k8s_find("Job", "baove-migrate")["spec"]["template"]["spec"]
         assert spec["containers"][0]["args"] == ["migrate"]
-        assert self.secret_refs(spec) == {("baove-database", k) for k in self.secret_keys("baove-database")}
+        services_auth = {f"{n.upper()}_AUTH_DATABASE_URL" for n in SERVICES}
+        assert self.secret_refs(spec) == {("baove-database", k) for k in self.secret_keys("baove-database") - services_auth}
+        assert ("baove-database", "AUTH_ADMIN_DATABASE_URL") in self.secret_refs(spec)
 
     @pytest.mark.parametrize("name", sorted(SERVICES))
     def test_each_service_and_autoscaler_points_at_its_deployment(self, name):

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from shared import topology
+from shared.db import make_engine
 from shared.logging import JsonFormatter
 from tests.routing_support import reported, routing_runtime
 
@@ -62,3 +63,19 @@ async def test_an_error_quoting_the_event_is_logged_by_its_type_only(routing, ca
 
     logged = await deliver_and_watch(routing, caplog, "test.private.failing", "ValidationError")
     assert CHILD not in logged and BORN not in logged
+
+
+async def test_a_failing_insert_s_error_does_not_carry_the_child_on_either_database(database_url):
+    """The engines hide a statement's parameters: PostgreSQL's error, like SQLite's, names no child."""
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE child (full_name TEXT UNIQUE, birth_date TEXT)"))
+            await conn.execute(text("INSERT INTO child VALUES (:n, :b)"), {"n": CHILD, "b": BORN})
+        with pytest.raises(Exception) as failure:  # noqa: PT011 - the driver's own, wrapped by SQLAlchemy
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO child VALUES (:n, :b)"), {"n": CHILD, "b": BORN})
+    finally:
+        await engine.dispose()
+    assert type(failure.value).__name__ == "IntegrityError"
+    assert CHILD not in str(failure.value) and BORN not in str(failure.value)

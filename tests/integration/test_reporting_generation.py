@@ -291,6 +291,18 @@ class TestReadingReports:
         rest = await world.json("/v1/reports/694", "district:694", limit=3, cursor=district["next_cursor"])
         assert len(rest["items"]) == 1 and rest["next_cursor"] is None
 
+    async def test_a_former_district_lists_only_the_reports_of_days_the_commune_was_its(self, world: World):
+        """25349 left district 694 on 1 July 2025: its 2026-6M report is not 694's, with or without a period."""
+        await self.prepare(world)
+        await world.feed(reported("25349", datetime(2025, 12, 3, 9, 0)))
+        world.clock.now = datetime(2026, 5, 2, tzinfo=UTC)
+        await world.generate()
+        every = {(i["org_unit"], i["period"]) for i in (await world.json("/v1/reports/25349", limit=500))["items"]}
+        assert ("25349", "2026-6M") in every
+        for path in ("/v1/reports/25349", "/v1/reports/694"):
+            listed = {(i["org_unit"], i["period"]) for i in (await world.json(path, "district:694", limit=500))["items"]}
+            assert ("25349", "2025-6M") in listed and not [p for _, p in listed if p.startswith("2026")], (path, listed)
+
     @pytest.mark.parametrize("cursor", ["²", "not a cursor", "eyJpZCI6OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OX0"])  # the last: id 10^25
     async def test_a_cursor_not_given_out_is_422_naming_the_cursor(self, world: World, cursor):
         answer = await world.get("/v1/reports/694", "district:694", cursor=cursor)
@@ -312,8 +324,13 @@ class TestReadingReports:
         assert response.status_code == 200
         assert 'filename="baove-25349-2025-6M-r1.xlsx"' in response.headers["content-disposition"]
         rows = list(load_workbook(io.BytesIO(response.content)).active.iter_rows(values_only=True))
-        assert next(r for r in rows if r[0] == "Tổng số vụ việc")[3] == 2
+        # A commune's 2 incidents are a small cell on the published export (BAOVE_REPORTING_SMALL_CELL_THRESHOLD=5).
+        assert next(r for r in rows if r[0] == "Tổng số vụ việc")[3] == "<5"
         assert ("Lần báo cáo (phiên bản)", "1") in [(r[0], r[1]) for r in rows]
+        world.runtime.api.state.small_cells = 0  # protection off: the revision's own number
+        response = await world.get("/v1/reports/25349/2025-6M/1/export", format="xlsx")
+        rows = list(load_workbook(io.BytesIO(response.content)).active.iter_rows(values_only=True))
+        assert next(r for r in rows if r[0] == "Tổng số vụ việc")[3] == 2
 
     async def test_the_district_export_has_a_timeliness_sheet(self, world: World):
         await self.prepare(world)

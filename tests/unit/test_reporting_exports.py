@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from openpyxl import load_workbook
 
-from services.reporting.aggregates import ActivityGroup, IncidentGroup, build_summary, tally_by_commune
+from services.reporting.aggregates import ActivityGroup, ChildGroup, IncidentGroup, build_summary, tally_by_commune
 from services.reporting.exports import flatten, hamlet_names, table, to_csv, to_xlsx
 from services.reporting.periods import parse_period
 from shared.plans import COUNT_FIELDS
@@ -106,6 +106,80 @@ class TestFormulaInjection:
         assert not [c.coordinate for c in cells if c.data_type == "f"]
         assert not [c.value for c in cells if isinstance(c.value, str) and c.value[:1] in ("=", "+", "-", "@", "\t", "\r")]
         assert "'=cmd|' /C calc'!A0" in [c.value for c in cells]
+
+
+class TestSmallCells:
+    """Counts under 5 below district level show as "<5", and no such count can be worked out from the others."""
+
+    def small_summary(self, code: str) -> dict:
+        period = parse_period("2025S1")
+        tallies = tally_by_commune(
+            [
+                IncidentGroup("25349", "violence", "high", "hotline_111", "25349.hamlet.ap-2", False, 7),
+                IncidentGroup("25349", "sexual_abuse", "high", "hotline_111", "25349.hamlet.ap-1", False, 1),
+                IncidentGroup("25339", "violence", "medium", "phone", None, True, 9),
+                IncidentGroup("25348", "violence", "medium", "phone", None, True, 6),
+            ],
+            [
+                ChildGroup("25349", "violence", "female", "6-10", "", 7),
+                ChildGroup("25349", "sexual_abuse", "female", "11-15", "", 1),
+                ChildGroup("25339", "violence", "male", "0-5", "", 9),
+                ChildGroup("25348", "violence", "male", "0-5", "", 6),
+            ],
+        )
+        return build_summary(HIERARCHY, code, period, HIERARCHY.coverage(code, period.start, period.end), tallies, datetime(2025, 7, 1, tzinfo=UTC))
+
+    def grid(self, code: str, threshold: int = 5) -> dict[tuple[str, str], list]:
+        _, rows = table(self.small_summary(code), NAMES, threshold)
+        return {(row[0], row[1]): row[3:] for row in rows}
+
+    def test_a_small_commune_count_shows_as_under_5_and_the_district_total_stays_exact(self):
+        grid = self.grid("694")  # columns: total, 25339, 25348, 25349
+        # The district's 1 is exact; the other communes' zeros are hidden too, else 1 - 0 - 0 names the commune's count.
+        assert grid[("Vụ việc theo loại", "sexual_abuse")] == [1, "x", "x", "<5"]
+        assert grid[("Trẻ em bị xâm hại theo hình thức", "sexual_abuse")][3] == "<5"
+        assert grid[("Tổng số vụ việc", "")][0] == 23
+
+    def test_hamlet_lines_are_protected_even_in_the_district_total(self):
+        grid = self.grid("694")
+        assert grid[("Vụ việc theo ấp, sóc", "25349.hamlet.ap-1")][0] == "<5"
+
+    def test_a_commune_export_is_below_district_level(self):
+        grid = self.grid("25349")
+        assert grid[("Vụ việc theo loại", "sexual_abuse")] == ["<5"]
+        assert grid[("Vụ việc theo loại", "violence")] == ["x"], "else 8 - 7 gives the hidden 1 away"
+        assert grid[("Vụ việc theo loại", "drowning")] == [0], "a true zero is nobody: it stays"
+
+    def test_no_hidden_count_can_be_recovered_by_subtraction(self):
+        """A reader who knows the sums (total = its breakdown; district = its communes) solves every sum with one unknown."""
+        for code in ("694", "25349"):
+            summary = self.small_summary(code)
+            _, rows = table(summary, NAMES, 5)
+            grid = {(row[0], row[1], n): value for row in rows for n, value in enumerate(row[3:])}
+            columns = len(rows[0]) - 3
+            sums = []
+            for n in range(columns):
+                for total, parts in (("Tổng số vụ việc", ("Vụ việc theo loại", "Vụ việc theo ấp, sóc", "Vụ việc theo kênh tiếp nhận")),
+                                     ("Tổng số trẻ em bị xâm hại, bị ảnh hưởng", ("Trẻ em theo giới tính", "Trẻ em theo loại vụ việc"))):
+                    for part in parts:
+                        sums.append(((total, "", n), [k for k in grid if k[0] == part and k[2] == n]))
+            if columns > 1:
+                sums += [((s, c, 0), [(s, c, n) for n in range(1, columns)]) for s, c, n in grid if n == 0]
+            recovered = True
+            while recovered:
+                recovered = False
+                for total, parts in sums:
+                    unknown = [k for k in (total, *parts) if isinstance(grid[k], str) and grid[k] not in ("",)]
+                    if len(unknown) == 1:
+                        known = {k: (grid[k] or 0) for k in (total, *parts) if k not in unknown}
+                        value = known[total] - sum(known[p] for p in parts) if unknown[0] != total else sum(known.values())
+                        assert unknown[0] not in grid or grid[unknown[0]] not in ("<5",), f"{code}: {unknown[0]} = {value} recovered"
+                        grid[unknown[0]] = value
+                        recovered = True
+
+    def test_threshold_0_turns_it_off(self):
+        grid = self.grid("25349", threshold=0)
+        assert grid[("Vụ việc theo loại", "sexual_abuse")] == [1]
 
 
 def with_activities(code: str = "25349") -> dict:

@@ -85,11 +85,14 @@ class TestHandleReported:
         )
         assert await route(routing, other) == []
 
-    async def test_a_school_outside_the_commune_still_leads_when_registered(self, routing):
+    async def test_a_school_outside_the_commune_is_not_reached_even_when_registered(self, routing):
+        """Another commune's school is not the incident's commune's to involve (rules: other_communes)."""
         event = reported(category="school_violence", school="25348.school.thcs-minh-duc")
         [envelope] = await route(routing, event)
         routed = IncidentRouted.model_validate(envelope.payload)
-        assert [a.unit_id for a in routed.assignments if a.role == "lead"] == ["25348.school.thcs-minh-duc"]
+        assert "25348.school.thcs-minh-duc" not in [a.unit_id for a in routed.assignments]
+        [lead] = [a for a in routed.assignments if a.role == "lead"]
+        assert lead.unit_id == "25349.cp_officer" and "another commune" in lead.reason
         assert envelope.event_type == "incident.routed" and envelope.producer == "routing"
 
     async def test_an_unregistered_school_falls_back_to_the_cp_officer_and_the_event_says_why(self, routing):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from services.routing.disclosure import view_of
 from services.routing.rules import DEFAULT_RULES, RoutingInput, RulesError, decide, due_at, load_rules, parse_rules
 from shared.enums import Category, Role, UnitType, Urgency
 
@@ -14,6 +15,7 @@ COMMUNE = "25349"
 SCHOOL = "25349.school.th-minh-tam-a"
 OTHER_SCHOOL = "25349.school.thcs-minh-tam"
 HAMLET = "25349.hamlet.ap-2"
+NEIGHBOUR_SCHOOL = "25339.school.th-an-phu"
 RECEIVED = datetime(2025, 3, 2, 1, 0, tzinfo=UTC)
 HIGH = ("emergency", "high")
 
@@ -188,6 +190,37 @@ class TestFallbacks:
         decision = decide(incident("sexual_abuse", schools=()), ALL_UNITS, table)
         assert decision.lead[0].unit_id == f"{COMMUNE}.police"
         assert any("category.sexual_abuse.support.school skipped" in n for n in decision.notes)
+
+    def test_a_school_in_another_commune_is_not_routed_there_by_default(self, table):
+        """A child of 25349 at a school of 25339: 25349's incident does not reach that school (issue 15, point 8)."""
+        decision = decide(incident("sexual_abuse", schools=(NEIGHBOUR_SCHOOL,)), ALL_UNITS | {NEIGHBOUR_SCHOOL}, table)
+        assert NEIGHBOUR_SCHOOL not in roles(decision)
+        assert any("support.school skipped" in n and NEIGHBOUR_SCHOOL in n and "another commune" in n for n in decision.notes)
+
+    def test_a_school_in_another_commune_never_leads_and_the_fallback_says_why(self, table):
+        decision = decide(incident("school_violence", schools=(NEIGHBOUR_SCHOOL, SCHOOL)), ALL_UNITS | {NEIGHBOUR_SCHOOL}, table)
+        assert roles(decision)[SCHOOL] is Role.lead and NEIGHBOUR_SCHOOL not in roles(decision)
+        assert any(NEIGHBOUR_SCHOOL in n and "another commune" in n for n in decision.notes)
+        alone = decide(incident("school_violence", schools=(NEIGHBOUR_SCHOOL,)), ALL_UNITS | {NEIGHBOUR_SCHOOL}, table)
+        assert [a.unit_id for a in alone.lead] == [f"{COMMUNE}.cp_officer"] and "another commune" in alone.lead[0].reason
+
+    def test_a_rule_may_let_another_communes_school_support_with_the_minimal_view(self):
+        allowing = parse_rules(broken("    support: [health, school]", "    support: [health, {unit: school, other_communes: true}]"))
+        decision = decide(incident("sexual_abuse", schools=(NEIGHBOUR_SCHOOL,)), ALL_UNITS | {NEIGHBOUR_SCHOOL}, allowing)
+        assignment = next(a for a in decision.assignments if a.unit_id == NEIGHBOUR_SCHOOL)
+        assert assignment.role is Role.support and view_of(assignment.role, assignment.unit_type) == "minimal"
+
+    @pytest.mark.parametrize(
+        ("old", "new", "where"),
+        [
+            ("    lead: school\n", "    lead: {unit: school, other_communes: true}\n", "school_violence.lead.other_communes"),
+            ("    support: [health, school]", "    support: [{unit: health, other_communes: true}, school]", "support[0].other_communes"),
+            ("    support: [health, school]", "    support: [health, {unit: school, other_communes: 1}]", "support[1].other_communes"),
+        ],
+    )
+    def test_only_a_school_support_entry_may_reach_another_commune(self, old, new, where):
+        with pytest.raises(RulesError, match=where.replace(".", r"\.").replace("[", r"\[").replace("]", r"\]")):
+            parse_rules(broken(old, new))
 
     def test_without_a_registered_cp_officer_the_case_still_reaches_its_id(self, table):
         decision = decide(incident("other"), frozenset(), table)

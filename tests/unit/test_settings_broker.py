@@ -35,3 +35,25 @@ def test_prod_refuses_guest_credentials_naming_the_setting_in_use(own, common, n
     with pytest.raises(SystemExit) as exit_:
         settings.check_secrets()
     assert str(exit_.value.code).startswith(named)
+
+
+def test_an_amqps_url_verifies_the_broker_against_the_ca_file(tmp_path):
+    ca = tmp_path / "ca.pem"
+    common = CommonSettings(amqp_url=SecretStr("amqps://svc:pw@rabbit:5671/baove"), amqp_ca_file=ca)
+    assert common.broker_url() == f"amqps://svc:pw@rabbit:5671/baove?cafile={str(ca).replace('/', '%2F')}"
+    own = IntakeSettings(amqp_url=SecretStr("amqps://intake:pw@rabbit/baove?heartbeat=30"), common=common)
+    assert own.broker_url().startswith("amqps://intake:pw@rabbit/baove?heartbeat=30&cafile=")
+
+
+@pytest.mark.parametrize(
+    "url", ["amqp://svc:pw@rabbit/baove", "amqps://svc:pw@rabbit/baove?cafile=%2Fetc%2Fown.pem"]
+)
+def test_a_plain_url_or_one_naming_its_own_ca_is_left_as_it_is(tmp_path, url):
+    assert CommonSettings(amqp_url=SecretStr(url), amqp_ca_file=tmp_path / "ca.pem").broker_url() == url
+
+
+def test_prod_refuses_a_url_that_turns_the_certificate_check_off():
+    settings = RoutingSettings(common=CommonSettings(env="prod", amqp_url=SecretStr("amqps://routing:pw@rabbit/baove?no_verify_ssl=1")))
+    with pytest.raises(SystemExit) as exit_:
+        settings.check_secrets()
+    assert "no_verify_ssl" in str(exit_.value.code)

@@ -25,5 +25,20 @@ create intake baove_intake "${INTAKE_DB_PASSWORD:-}"
 create routing baove_routing "${ROUTING_DB_PASSWORD:-}"
 # The console's browser sessions.
 create console baove_console "${CONSOLE_DB_PASSWORD:-}"
-# Last: the healthcheck waits for this database.
+
+# The healthcheck waits for this database (over TCP, which the server opens only once every init script ran).
 create reporting baove_reporting "${REPORTING_DB_PASSWORD:-}"
+
+# The token store: baove_auth owns it (migrations, `baove user|token|audit`); each service reaches it with its own
+# role through a group role, granted exactly what its code does there after every migration (shared/auth_roles.py,
+# deploy/README.md): no service may change or delete the audit or issue a token other than a sign-in session.
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres <<'SQL'
+CREATE ROLE baove_auth_service NOLOGIN;
+CREATE ROLE baove_auth_intake NOLOGIN;
+GRANT baove_auth_service TO routing, reporting;
+GRANT baove_auth_intake TO intake;
+GRANT CONNECT ON DATABASE baove_auth TO baove_auth_service, baove_auth_intake;
+SQL
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname baove_auth <<'SQL'
+GRANT USAGE ON SCHEMA public TO baove_auth_service, baove_auth_intake;
+SQL
