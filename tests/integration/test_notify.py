@@ -264,7 +264,7 @@ class TestDeliveryYouCanTrust:
             async with routing(tmp_path, database_url, vhost, slow) as runtime:
                 sub = await subscribe(runtime, receiver.url)
                 await emergency(runtime)
-                await eventually(receiver.received, timeout=15, what="the first attempt")
+                await eventually(lambda: _attempted(runtime, sub["subscription_id"]), timeout=15, what="the first attempt recorded")
             # Stopped with the delivery pending (its retry not yet due); a new process takes it up.
             async with routing(tmp_path, database_url, vhost, slow) as runtime:
                 runtime.cp_officer = await issue_token(runtime, "unit", CP_OFFICER)
