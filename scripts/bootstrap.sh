@@ -58,6 +58,10 @@ if [ $WITH_PG = 1 ]; then
     || as_root su postgres -c "psql -qc \"CREATE ROLE baove LOGIN CREATEDB PASSWORD 'baove'\""
 fi
 
+# -- the report documents: WeasyPrint's Pango and fonts for the PDF; poppler's pdftotext/pdftoppm for the tests ----
+apt_install libpango-1.0-0 libpangoft2-1.0-0 fonts-liberation fonts-dejavu-core
+if [ "${BAOVE_RUNTIME_ONLY:-0}" != 1 ]; then apt_install poppler-utils; fi
+
 # -- Chromium (for the console's browser tests; Playwright drives the system browser) -------
 if [ "${BAOVE_RUNTIME_ONLY:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium

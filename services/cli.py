@@ -15,6 +15,7 @@ from services.cli_ops import (
     checked_broker_url,
     cmd_contracts,
     cmd_dlq,
+    cmd_erase,
     cmd_migrate,
     cmd_rules,
     require_broker,
@@ -182,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     dreplay.add_argument("--queue")
     dreplay.add_argument("--limit", type=int)
     dlq.set_defaults(func=cmd_dlq)
+
+    erase = sub.add_parser("erase", help="erase one incident's personal data in every service, keeping the anonymous facts (audited)")
+    erase.add_argument("--incident", required=True, help="the incident id")
+    erase.add_argument("--reason", required=True, help="why, for the audit: a request's reference, never the child's name")
+    erase.set_defaults(func=cmd_erase)
 
     contracts = sub.add_parser("contracts", help="write (or --check) the OpenAPI, AsyncAPI and event schema documents")
     contracts.add_argument("--dir", default="docs/contracts")

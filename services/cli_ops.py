@@ -138,6 +138,37 @@ def cmd_rules(args) -> None:
     print(f"rule set {version} is active (was {previous or 'none'}); new incidents are routed by it")
 
 
+def cmd_erase(args) -> None:
+    """Erase one incident's personal data, as the operator at the keyboard (acting as admin): intake's rows at once,
+    then the other services when intake's relay publishes incident.erased (intake must be running for that)."""
+    from services.intake import erasure
+    from shared import errors
+
+    runtime = service_runtime("intake")
+    runtime.migrate()
+
+    async def run():
+        try:
+            done = await erasure.erase(
+                runtime, args.incident, principal="admin", username=None, token_id=None,
+                reason=f"{args.reason} (by {login()})", endpoint="cli erase",
+            )
+            await runtime.forget({args.incident})  # this process's share: intake's files (its dead letters: intake's)
+            return done
+        finally:
+            await runtime.engine.dispose()
+            await runtime.auth_engine.dispose()
+
+    try:
+        done = asyncio.run(run())
+    except errors.DomainError as exc:
+        sys.exit(f"baove: {exc.detail}")
+    if done.new:
+        print(f"incident {args.incident} erased; incident.erased is in intake's outbox for routing and reporting")
+    else:
+        print(f"incident {args.incident} was already erased; nothing changed (the request is audited)")
+
+
 def contract_documents() -> dict[str, str]:
     """The published contracts: each service's OpenAPI, the AsyncAPI of the subscribers, the event schemas."""
     import json

@@ -27,10 +27,16 @@ PUBLISHED: dict[str, tuple[str, str]] = {
     "incident.escalated": ("routing", "An unacknowledged emergency escalated to the commune's cp_officer and chairman."),
     "incident.closed": ("routing", "The commune closed the case with the review's risk level and outcome."),
     "incident.reopened": ("routing", "A closed case taken up again; the cp_officer gets a new lead assignment."),
+    "incident.erased": (
+        "intake",
+        "An incident's personal data was erased in intake (on request or at the end of its retention period): "
+        "each service that holds any blanks it and keeps the anonymous facts. Ids and codes only.",
+    ),
     "activity.recorded": ("intake", "A unit recorded an activity under a task of its commune's plan: codes and counts, no personal data."),
     "activity.corrected": ("intake", "The author corrected an activity: the new revision replaces the earlier ones."),
     "activity.withdrawn": ("intake", "The author withdrew an activity: it no longer counts in any report."),
     "report.generated": ("reporting", "A periodic report, or a new revision of one, was generated; for systems outside baove."),
+    "report.submitted": ("reporting", "A commune's report document was approved, signed and sent to the district; for the district's systems."),
 }
 
 

@@ -140,10 +140,11 @@ async def record_event(
     detail: str | None = None,
     endpoint: str = "cli",
     service: str = "cli",
+    incident_id: str | None = None,
 ) -> None:
-    """Append a sign-in, sign-out, people or token event in the caller's transaction."""
+    """Append a sign-in, sign-out, people, token or erasure event (of `incident_id`) in the caller's transaction."""
     await _append(session, [{
-        "at": utcnow(), "principal": principal, "action": action, "incident_id": None, "endpoint": endpoint[:200],
+        "at": utcnow(), "principal": principal, "action": action, "incident_id": incident_id, "endpoint": endpoint[:200],
         "service": service, "username": username, "token_id": token_id, "detail": detail,
     }])
 

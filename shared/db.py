@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import ssl
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, MetaData, String, event, make_url
@@ -146,6 +147,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Deleted and overwritten content is zeroed in the file, not left in free space and free pages
+            # (an erased child's name must be gone from the bytes, not only from the rows: docs/privacy.md).
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
@@ -157,6 +161,23 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def scrub(engine: AsyncEngine, tables: Sequence[str]) -> None:
+    """After an erasure, get the old versions of the rows out of the files as far as the database allows.
+
+    SQLite (secure_delete on): a TRUNCATE checkpoint copies the WAL into the database file and empties the WAL,
+    where the pages written before the erasure still were. PostgreSQL: VACUUM removes the dead row versions
+    of `tables` (WAL segments and backups keep them until they expire: docs/privacy.md)."""
+    from sqlalchemy import text
+
+    async with engine.connect() as conn:
+        if is_sqlite(engine):
+            await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+            return
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        for table in tables:
+            await conn.execute(text(f'VACUUM "{table}"'))
 
 
 async def ping(engine: AsyncEngine) -> None:

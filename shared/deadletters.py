@@ -106,3 +106,20 @@ async def dead_letter_counts(channel: aio_pika.abc.AbstractChannel, specs: tuple
         dlq = await channel.declare_queue(spec.dead_letter_name, passive=True)
         counts[spec.name] = dlq.declaration_result.message_count
     return counts
+
+
+async def drop_dead_letters(channel: aio_pika.abc.AbstractChannel, specs: tuple[ConsumerQueue, ...], incident_ids: set[str]) -> dict[str, int]:
+    """Remove the dead letters of erased incidents (their correlation id) from these queues' DLQs; the others are
+    taken unacknowledged and go back when the caller closes the channel. Returns how many were dropped per queue."""
+    dropped = {}
+    for spec in specs:
+        dlq = await channel.declare_queue(spec.dead_letter_name, passive=True)
+        dropped[spec.name] = 0
+        for _ in range(dlq.declaration_result.message_count):
+            message = await dlq.get(fail=False, no_ack=False)
+            if message is None:
+                break
+            if message.correlation_id in incident_ids:
+                await message.ack()
+                dropped[spec.name] += 1
+    return dropped

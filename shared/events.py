@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -210,6 +210,18 @@ class IncidentReopened(Event):
     at: datetime
 
 
+class IncidentErased(Event):
+    """The personal data of an incident was erased in intake (on request, or at the end of its retention period):
+    every service that holds any blanks it. Ids and codes only; the reason stays in the audit."""
+
+    event_type: ClassVar[str] = "incident.erased"
+
+    incident_id: str
+    commune_code: str
+    cause: Literal["request", "retention"]
+    at: datetime
+
+
 class ReportGenerated(Event):
     event_type: ClassVar[str] = "report.generated"
 
@@ -217,6 +229,22 @@ class ReportGenerated(Event):
     period: str
     revision: int
     as_of: datetime
+
+
+class ReportSubmitted(Event):
+    """A commune's report document, approved and signed, sent to the district: which version, pinning which figures."""
+
+    event_type: ClassVar[str] = "report.submitted"
+
+    org_unit: str
+    period: str
+    version: int = Field(description="the document's version (2, 3, ...: a replacement of the one before)")
+    revision: int = Field(description="the generated revision whose figures the document prints")
+    replaces: int | None = Field(None, description="the version this one replaces; null for the first")
+    signed_as: str = Field(description="chairman, or deputy (KT. CHỦ TỊCH / PHÓ CHỦ TỊCH)")
+    sent_at: datetime
+    due: date
+    on_time: bool = Field(description="sent by the due date, in Vietnam's time")
 
 
 # -- activities: what each unit did under the commune's plan (issue 16) ---------------------------
@@ -268,7 +296,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         IncidentEscalated,
         IncidentClosed,
         IncidentReopened,
+        IncidentErased,
         ReportGenerated,
+        ReportSubmitted,
         ActivityRecorded,
         ActivityCorrected,
         ActivityWithdrawn,

@@ -72,6 +72,11 @@ async def stage(session: AsyncSession, table: Table, *envelopes: Envelope) -> No
     )
 
 
+async def forget_published(session: AsyncSession, table: Table, correlation_id: str) -> None:
+    """Delete the published events of one incident now rather than at the purge (it was erased)."""
+    await session.execute(delete(table).where(table.c.correlation_id == correlation_id, table.c.published_at.is_not(None)))
+
+
 class OutboxRelay:
     """Publishes the outbox. Over SQLite run one per database; over PostgreSQL rows are claimed with SKIP LOCKED."""
 

@@ -32,9 +32,9 @@ from starlette.responses import Response
 
 from shared import audit, auth, errors, inbox, migrate, outbox
 from shared import logging as baove_logging
-from shared.db import make_engine, make_sessionmaker, ping
-from shared.deadletters import dead_letter_counts
-from shared.events import Envelope, Event, parse_payload
+from shared.db import make_engine, make_sessionmaker, ping, scrub
+from shared.deadletters import dead_letter_counts, drop_dead_letters
+from shared.events import Envelope, Event, IncidentErased, parse_payload
 from shared.groupcommit import GroupCommit
 from shared.loops import Backoff, repeat
 from shared.metrics import ConsumerMetrics, HttpMetricsMiddleware, OutboxMetrics, metrics_response, new_registry
@@ -156,6 +156,9 @@ class Runtime:
         self.startup: list[Callable[[], Awaitable[None]]] = []
         self.background: dict[str, Callable[[], Awaitable[None]]] = {}
         self._background_tasks: list[asyncio.Task] = []
+        # The tables where this service keeps personal data: vacuumed on PostgreSQL after an erasure.
+        self.personal_tables: tuple[str, ...] = ()
+        self._forgetting: set[asyncio.Task] = set()
         self.run_migrations = True
         self.api = FastAPI(
             title=f"baove {name}",
@@ -399,6 +402,7 @@ class Runtime:
                 await uow.stage(*await work(uow.session, event, envelope))
 
         await self._while_database_away(once)
+        self._after_erasures([event])
 
     async def _while_database_away(self, attempt: Callable[[], Awaitable[None]]) -> None:
         """Run a consumer transaction; while the database is away, wait and try again (about 40 s) rather than
@@ -438,6 +442,40 @@ class Runtime:
                     finally:
                         baove_logging.correlation_id.reset(token)
             await uow.stage(*produced)
+        self._after_erasures([event for _, event in items])
+
+    def _after_erasures(self, events: list[Event]) -> None:
+        """Once an erasure is committed: its bytes out of the database files and its dead letters out of the queues."""
+        erased = {event.incident_id for event in events if isinstance(event, IncidentErased)}
+        if erased:
+            self.forget_later(erased)
+
+    def forget_later(self, incident_ids: set[str]) -> None:
+        """`forget` in the background (the consumer acks without waiting for a checkpoint)."""
+        task = asyncio.create_task(self.forget(incident_ids), name="forget")
+        self._forgetting.add(task)
+        task.add_done_callback(self._forgetting.discard)
+
+    async def forget(self, incident_ids: set[str]) -> None:
+        """After erased incidents' rows were blanked: scrub the database files, drop their dead letters from this
+        service's dead-letter queues. A failure is logged; the next erasure (or the retention job) scrubs again."""
+        try:
+            await scrub(self.engine, self.personal_tables)
+        except Exception as exc:
+            log.warning("database not scrubbed after an erasure", extra={"error": type(exc).__name__})
+        if not self.queues or not self.broker._connection:  # noqa: SLF001 - not connected (the CLI): nothing to drop
+            return
+        try:
+            channel = await self.broker._connection.channel()  # noqa: SLF001 - a channel of its own for basic.get
+            try:
+                dropped = await drop_dead_letters(channel, self.queues, incident_ids)
+            finally:
+                await channel.close()
+        except Exception as exc:
+            log.warning("dead letters of an erased incident not dropped", extra={"error": type(exc).__name__})
+            return
+        if any(dropped.values()):
+            log.info("dead letters of erased incidents dropped", extra={"dropped": dropped, "incidents": len(incident_ids)})
 
     def unit_of_work(self) -> UnitOfWork:
         """A transaction on this service's database whose staged events the relay publishes after commit."""

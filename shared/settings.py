@@ -132,6 +132,11 @@ class IntakeSettings(ServiceSettings):
     sign_in_per_minute: float = Field(20.0, ge=0, description="sign-in attempts one address may make per minute (0: no limit)")
     sign_in_burst: int = Field(10, ge=1, description="sign-in attempts one address may make at once")
     sign_in_failure_delay_seconds: float = Field(1.0, ge=0, description="every failed sign-in answers after this delay")
+    retention_closed_case_days: int = Field(
+        1825, ge=1, description="a closed case's personal data is erased this many days after it was last closed (docs/privacy.md)"
+    )
+    retention_interval_seconds: float = Field(3600.0, gt=0, description="how often the retention job looks for cases due")
+    retention_batch_size: int = Field(100, ge=1, description="cases the retention job erases per transaction")
 
 
 # The standard webhooks schedule: at once, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (about a day).

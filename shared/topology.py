@@ -62,8 +62,8 @@ class ConsumerQueue:
 ROUTING_INCIDENTS = ConsumerQueue(
     "routing",
     "incidents",
-    ("incident.reported",),
-    "Routing decides the units for each reported incident and fills their inboxes.",
+    ("incident.reported", "incident.erased"),
+    "Routing decides the units for each reported incident and fills their inboxes; it blanks an erased incident's case.",
 )
 REPORTING_EVENTS = ConsumerQueue(
     "reporting",
@@ -74,8 +74,8 @@ REPORTING_EVENTS = ConsumerQueue(
 INTAKE_TIMELINE = ConsumerQueue(
     "intake",
     "timeline",
-    ("incident.routed", "assignment.*", "incident.escalated", "incident.closed", "incident.reopened"),
-    "Intake records what happened to each incident for its timeline.",
+    ("incident.routed", "assignment.*", "incident.escalated", "incident.closed", "incident.reopened", "incident.erased"),
+    "Intake records what happened to each incident for its timeline (an erasure: its dead letters and files are cleaned).",
 )
 ROUTING_NOTIFY = ConsumerQueue(
     "routing",
@@ -86,7 +86,7 @@ ROUTING_NOTIFY = ConsumerQueue(
 
 # Notifications for systems outside baove (the district's): no queue of ours consumes them, so a
 # publish with nobody bound must not bounce. The report itself is stored and served over HTTP.
-NOTIFICATIONS = frozenset({"report.generated"})
+NOTIFICATIONS = frozenset({"report.generated", "report.submitted"})
 
 CONSUMER_QUEUES: tuple[ConsumerQueue, ...] = (ROUTING_INCIDENTS, REPORTING_EVENTS, INTAKE_TIMELINE, ROUTING_NOTIFY)
 

@@ -141,7 +141,8 @@ def install(app: FastAPI) -> None:
         ("GET", "/cases/{incident_id}", cases.case_page), ("POST", "/cases/{incident_id}", cases.case_action),
         ("GET", "/communes/{code}/cases", reports.commune_cases),
         ("GET", "/reports/{org_unit}", reports.reports_page), ("GET", "/reports/{org_unit}/export", reports.reports_export),
-        ("GET", "/districts/{code}", reports.district_page),
+        ("GET", "/reports/{code}/document", reports.document_page), ("POST", "/reports/{code}/document", reports.document_action),
+        ("GET", "/districts/{code}", reports.district_page), ("GET", "/districts/{code}/consolidated", reports.district_consolidated),
         ("GET", "/people", people.people_page), ("POST", "/people", people.people_action),
     ]
     for method, path, endpoint in routes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from . import forms, vi
 from .cases import inbox_filters, inbox_params, inbox_rows
 from .clients import ApiError, NotFound
 from .sessions import Session
-from .web import HIERARCHY, PERIOD, current, render, utc_now
+from .web import HIERARCHY, PERIOD, current, posted, redirect, render, utc_now
 
 
 def _period(request: Request, org_unit: str) -> str:
@@ -26,6 +27,9 @@ def _period(request: Request, org_unit: str) -> str:
     if ends and all(end is not None and end < today for end in ends):
         return str(max(ends).year)
     return str(today.year)
+
+
+PLAN_PERIOD = re.compile(r"^\d{4}-(6|12)M$")
 
 
 async def _summary(request: Request, org_unit: str) -> tuple[Session, str, dict[str, Any]]:
@@ -101,12 +105,20 @@ async def reports_export(request: Request) -> Response:
     session = await current(request)
     org_unit = request.path_params["org_unit"]
     period = _period(request, org_unit)
-    fmt = "csv" if request.query_params.get("format") == "csv" else "xlsx"
+    fmt = request.query_params.get("format", "")
+    fmt = fmt if fmt in ("csv", "docx", "pdf") else "xlsx"
     revision = request.query_params.get("revision", "")
-    stored = revision.isdigit()
+    if fmt in ("docx", "pdf") and revision != "latest" and not revision.isdigit():
+        raise NotFound()  # the document prints a generated revision's figures: which one is part of the link
+    stored = revision.isdigit() or revision == "latest"
     path = f"/v1/reports/{org_unit}/{period}/{revision}/export" if stored else f"/v1/summaries/{org_unit}/export"
     answer = await console.apis.call("reporting", "GET", path, session.token,
                                      params={"format": fmt} | ({} if stored else {"period": period}))
+    return _passed_on(answer)
+
+
+def _passed_on(answer: Any) -> Response:
+    """A file reporting made, handed to the browser as the download it is."""
     return Response(answer.content, media_type=answer.headers.get("content-type"),
                     headers={"Content-Disposition": answer.headers.get("content-disposition", "attachment")})
 
@@ -116,6 +128,7 @@ async def district_page(request: Request) -> Response:
     session, period, summary = await _summary(request, code)
     return render(request, "district.html", summary=summary, period=period, code=code,
                   reports={r["code"]: r for r in ((summary.get("completeness") or {}).get("reports") or [])},
+                  document_status=vi.DOCUMENT_STATUS, timeliness=vi.TIMELINESS,
                   **await _charts(request, session, code, summary))
 
 
@@ -133,3 +146,100 @@ async def commune_cases(request: Request) -> Response:
     rows = [r for r in inbox_rows(page["items"], utc_now()) if not category or r["incident"]["category"] == category]
     return render(request, "commune_cases.html", rows=rows, code=code, filters=filters, category=category,
                   choices=forms.CHOICES, overdue=sum(1 for r in rows if r["late"]))
+
+
+# -- the commune's report document: drafting, sign-off, downloads --------------------------------------------
+
+
+def plan_period_now(today: date) -> str:
+    """The plan period whose report is being written now: the 6-month one from May, the annual one from November."""
+    if today.month >= 11:
+        return f"{today.year}-12M"
+    if today.month >= 5:
+        return f"{today.year}-6M"
+    return f"{today.year - 1}-12M"
+
+
+def _plan_period(request: Request) -> str:
+    asked = request.query_params.get("period", "")
+    return asked if PLAN_PERIOD.match(asked) else plan_period_now(datetime.now(vi.VN).date())
+
+
+def _plan_periods(today: date) -> list[tuple[str, str]]:
+    return [(f"{y}-{s}", f"{'6 tháng đầu năm' if s == '6M' else 'Cả năm'} {y}") for y in range(today.year, today.year - 3, -1) for s in ("12M", "6M")]
+
+
+def _may_open(session: Session, commune: str) -> bool:
+    return session.kind in ("admin", "district") or (session.commune == commune and session.unit_type in ("cp_officer", "chairman"))
+
+
+async def _document(request: Request, session: Session, commune: str, period: str) -> dict[str, Any] | None:
+    try:
+        return await request.app.state.console.apis.json("reporting", "GET", f"/v1/reports/{commune}/{period}/document", session.token)
+    except NotFound:
+        return None
+
+
+async def document_page(request: Request, notice: str | None = None, errors: dict | None = None, status: int = 200,
+                        form: dict | None = None) -> Response:
+    session = await current(request)
+    commune = request.path_params["code"]
+    if not _may_open(session, commune):
+        raise NotFound()
+    period = _plan_period(request)
+    documents = await _document(request, session, commune, period)
+    current_version = (documents or {}).get("current")
+    narrative = (form or {}).get("narrative") or (current_version or {}).get("narrative") or {}
+    return render(
+        request, "report_document.html", status, commune=commune, period=period, documents=documents, doc=current_version,
+        narrative=narrative, sections=vi.NARRATIVE, statuses=vi.DOCUMENT_STATUS, notice=notice, errors=errors or {},
+        periods=_plan_periods(datetime.now(vi.VN).date()), form=form or {},
+        officer=session.commune == commune and session.unit_type == "cp_officer",
+        chairman=session.commune == commune and session.unit_type == "chairman",
+        notice_done=vi.DOCUMENT_DONE.get(request.query_params.get("done", "")),
+    )
+
+
+async def document_action(request: Request) -> Response:
+    """save (the officer's narrative), submit, return, approve (with the signer), send: each one call to reporting."""
+    console = request.app.state.console
+    session = await current(request)
+    commune = request.path_params["code"]
+    if not _may_open(session, commune):
+        raise NotFound()
+    fields = await posted(request, session)
+    period = fields.get("period", "")
+    if not PLAN_PERIOD.match(period):
+        raise NotFound()
+    action = fields.get("action", "")
+    base = f"/v1/reports/{commune}/{period}/document"
+    if action == "save":
+        narrative = {key: fields.get(key, "") for key, _ in vi.NARRATIVE}
+        call = ("PUT", base, {"narrative": narrative, "number": fields.get("number", "")})
+    elif action == "approve":
+        call = ("POST", f"{base}/approve", {"signer_name": fields.get("signer_name", ""),
+                                            "signed_as": "deputy" if fields.get("signed_as") == "deputy" else "chairman"})
+    elif action in ("submit", "return", "send"):
+        call = ("POST", f"{base}/{action}", None)
+    else:
+        raise NotFound()
+    try:
+        await console.apis.call("reporting", call[0], call[1], session.token, json=call[2])
+    except ApiError as exc:
+        form = {"narrative": {key: fields.get(key, "") for key, _ in vi.NARRATIVE}} if action == "save" else None
+        message = vi.DOCUMENT_REFUSED.get(exc.status, vi.DOCUMENT_REFUSED[422])
+        return await document_page(request, errors={"action": message}, status=exc.status, form=form)
+    return redirect(f"/reports/{commune}/document?period={period}&done={action}")
+
+
+async def district_consolidated(request: Request) -> Response:
+    """The district's consolidated report (DOCX or PDF) from reporting, as a download."""
+    session = await current(request)
+    code = request.path_params["code"]
+    period = request.query_params.get("period", "")
+    if not PLAN_PERIOD.match(period):
+        raise NotFound()
+    fmt = "docx" if request.query_params.get("format") == "docx" else "pdf"
+    answer = await request.app.state.console.apis.call("reporting", "GET", f"/v1/consolidated/{code}/{period}", session.token,
+                                                       params={"format": fmt})
+    return _passed_on(answer)

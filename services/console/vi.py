@@ -43,6 +43,30 @@ TIMELINE = {
     "escalated": "Báo lên cấp trên do quá hạn",
     "closed": "Kết thúc vụ việc",
     "reopened": "Mở lại vụ việc",
+    "erased": "Đã xoá dữ liệu cá nhân",
+}
+# The commune's report document (issue 16): its status, its timeliness, the sections the officer writes.
+DOCUMENT_STATUS = {"draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi huyện"}
+TIMELINESS = {"on_time": "Đúng hạn", "late": "Trễ hạn", "pending": "Chưa đến hạn"}
+NARRATIVE = (
+    ("situation", "I. Tình hình chung"),
+    ("results", "II. Kết quả thực hiện nhiệm vụ theo đơn vị"),
+    ("incidents", "III. Tình hình trẻ em bị xâm hại, vụ việc và kết quả xử lý"),
+    ("assessment", "IV. Đánh giá chung (ưu điểm, hạn chế, nguyên nhân)"),
+    ("next_tasks", "V.1. Phương hướng, nhiệm vụ thời gian tới"),
+    ("recommendations", "V.2. Kiến nghị, đề xuất"),
+)
+DOCUMENT_DONE = {
+    "save": "Đã lưu dự thảo.",
+    "submit": "Đã trình Chủ tịch ký duyệt.",
+    "return": "Đã trả lại để chỉnh sửa.",
+    "approve": "Đã ký duyệt báo cáo.",
+    "send": "Đã gửi báo cáo lên huyện.",
+}
+DOCUMENT_REFUSED = {
+    403: "Bạn không có quyền thực hiện thao tác này với báo cáo.",
+    409: "Báo cáo đang ở trạng thái khác (có thể đã có người thao tác trước, hoặc chưa có số liệu kỳ này). Hãy tải lại trang.",
+    422: "Chưa thực hiện được: cần viết đủ các mục trước khi trình ký, và ghi họ tên người ký khi ký duyệt.",
 }
 AGE_BANDS = {"0-5": "0-5 tuổi", "6-10": "6-10 tuổi", "11-15": "11-15 tuổi", "16-17": "16-17 tuổi", "unknown": "Không rõ tuổi"}
 # Password change refusals (people-api.md), by code.

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Depends, Query
 
 from shared import audit
 from shared.auth import Principal
-from shared.deps import AppHierarchy, AppRuntime, AuthUow, Caller, Now, Uow, from_state
-from shared.errors import Forbidden, TooMany
+from shared.deps import AppHierarchy, AppRuntime, AuthSession, AuthUow, Caller, Now, Uow, from_state
+from shared.errors import Forbidden, NotFound, TooMany
 from shared.groupcommit import GroupCommit
 from shared.metrics import IntakeMetrics
 from shared.ratelimit import RateLimiter
 
-from . import service
+from . import erasure, service
 from .models import Activity
 from .schemas import (
     ActivityChange,
@@ -24,9 +24,12 @@ from .schemas import (
     ActivityPage,
     ActivityRead,
     AuditPage,
+    ErasureCreate,
+    ErasureRead,
     IncidentAccepted,
     IncidentCreate,
     IncidentRead,
+    SubjectAccess,
     TimelineEntryRead,
 )
 
@@ -67,6 +70,10 @@ async def read_incident(incident_id: str, uow: Uow, runtime: AppRuntime, princip
     """The case and its timeline: for the reporter, the commune's cp_officer and admins."""
     incident, entries = await service.read_incident(uow.session, incident_id, principal)
     await runtime.audit_reads(principal, "GET /v1/incidents/{incident_id}", [incident.id])
+    return incident_read(incident, entries)
+
+
+def incident_read(incident, entries) -> IncidentRead:
     return IncidentRead(
         incident_id=incident.id,
         report_id=incident.report_id,
@@ -85,6 +92,42 @@ async def read_incident(incident_id: str, uow: Uow, runtime: AppRuntime, princip
         consent=incident.consent or {},
         timeline=[TimelineEntryRead(at=e.at, kind=e.kind, principal=e.principal, detail=e.detail) for e in entries],
     )
+
+
+@router.get(
+    "/incidents/{incident_id}/subject-access",
+    response_model=SubjectAccess,
+    tags=["privacy"],
+    responses={**ERRORS, 404: {"description": "no such incident for this principal"}},
+)
+async def subject_access(incident_id: str, uow: Uow, session: AuthSession, runtime: AppRuntime, principal: Caller):
+    """Everything intake holds about one incident and its children, and who read it: for the commune's cp_officer
+    (and admins), to answer a child's or guardian's request (Decree 13/2023 Art. 14). Audited as a read."""
+    incident, entries = await service.read_incident(uow.session, incident_id, principal)
+    if not (principal.is_admin or principal.is_cp_officer_of(incident.commune_code)):
+        raise NotFound("incident not found")
+    await runtime.audit_reads(principal, "GET /v1/incidents/{incident_id}/subject-access", [incident.id])
+    reads, _ = await audit.query(session, incident_id=incident.id, limit=500)
+    return SubjectAccess(incident=incident_read(incident, entries), accesses=reads, held_elsewhere=erasure.HELD_ELSEWHERE)
+
+
+@router.post(
+    "/incidents/{incident_id}/erasure",
+    response_model=ErasureRead,
+    tags=["privacy"],
+    responses={**ERRORS, 404: {"description": "no such incident"}},
+)
+async def erase_incident(incident_id: str, body: ErasureCreate, runtime: AppRuntime, principal: Caller):
+    """Erase the incident's personal data in every service (admins only; audited with the reason): intake blanks it
+    at once and publishes incident.erased, on which routing blanks its case. The anonymous facts stay."""
+    if not principal.is_admin:
+        raise Forbidden("erasure is for admins")
+    done = await erasure.erase(
+        runtime, incident_id, principal=principal.label, username=principal.username, token_id=principal.token_id,
+        reason=body.reason, endpoint="POST /v1/incidents/{incident_id}/erasure",
+    )
+    runtime.forget_later({incident_id})  # a VACUUM may take a while: the answer does not wait for it
+    return ErasureRead(incident_id=incident_id, status=erasure.ERASED, erased_at=done.erased_at, already_erased=not done.new)
 
 
 @router.get("/audit", response_model=AuditPage, tags=["audit"], responses={**ERRORS, 422: {"description": "bad cursor"}})

@@ -11,8 +11,9 @@ from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import IntakeSettings
 
-from . import api, consumers, people_api, service
+from . import api, consumers, erasure, people_api, service
 from .models import metadata
+from .retention import RetentionPolicy
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,5 +32,10 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     runtime.api.include_router(api.activity_router)
     runtime.api.include_router(people_api.router)
     runtime.startup.append(people_api.warm_up)
+    runtime.personal_tables = erasure.PERSONAL_TABLES
+    runtime.background["retention"] = erasure.retention_job(
+        runtime, RetentionPolicy(settings.retention_closed_case_days), interval=settings.retention_interval_seconds,
+        batch=settings.retention_batch_size,
+    )
     consumers.register(runtime)
     return runtime

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 from shared.auth import Principal
-from shared.enums import AgeBand
+from shared.children import age_band, age_on
 from shared.events import ChildCase, ChildFacts, Consent, Envelope, IncidentCase, IncidentFacts, IncidentReported, Reporter
 from shared.reference import Hierarchy
 
@@ -21,28 +21,6 @@ CHILD_CONSENT_AGE = 7  # domain.md 7: disclosure needs the consent of a child of
 
 def vn_date(moment: datetime) -> date:
     return moment.astimezone(VN).date()
-
-
-
-def age_on(birth: date, day: date) -> int:
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
-
-
-
-def age_band(birth_date: date | None, age_years: int | None, on: date) -> AgeBand:
-    """The report age band of a child on the day of the incident (Law on Children Art. 1: under 16)."""
-    age = age_on(birth_date, on) if birth_date is not None else age_years
-    if age is None or age < 0:
-        return AgeBand.unknown
-    if age <= 5:
-        return AgeBand.a0_5
-    if age <= 10:
-        return AgeBand.a6_10
-    if age <= 15:
-        return AgeBand.a11_15
-    if age <= 17:
-        return AgeBand.a16_17
-    raise ValueError(f"aged {age} on {on}: 18 or older is not a child")
 
 
 

@@ -152,6 +152,25 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
+class ErasureCreate(BaseModel):
+    reason: str = Field(
+        min_length=3, max_length=300, description="why (kept in the audit): a request's reference, never the child's name"
+    )
+
+
+class ErasureRead(BaseModel):
+    incident_id: str
+    status: str
+    erased_at: datetime
+    already_erased: bool = Field(description="it was erased before: nothing was changed again")
+
+
+class SubjectAccess(BaseModel):
+    incident: IncidentRead = Field(description="the case file and its timeline as intake holds them")
+    accesses: list[AuditEntryRead] = Field(description="who read or changed this incident's record, newest first")
+    held_elsewhere: dict[str, str] = Field(description="what the other services hold about it (no personal data in reporting)")
+
+
 class ActivityChange(Strict):
     """What an activity says; a correction (PUT) sends it whole again."""
 

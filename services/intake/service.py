@@ -23,8 +23,10 @@ from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
 from . import activities
+from .erasure import ERASED
 from .incidents import build_event, check_commune, may_read, may_report
 from .models import Activity, Incident, TimelineEntry
+from .retention import erased_detail
 from .schemas import ActivityChange, ActivityCreate, IncidentCreate
 from .timeline import timeline_entry, timeline_order
 
@@ -190,6 +192,10 @@ async def record_timelines(session: AsyncSession, items: Sequence[tuple[Event, E
     for (incident_id, at, kind, principal, detail), envelope in entries:
         if incident_id not in status:
             continue  # not ours (e.g. an incident from another intake store): nothing to record
+        if status[incident_id] == ERASED:
+            # Late news of an erased case: recorded without free text, and it stays erased.
+            rows.append({"incident_id": incident_id, "at": at or envelope.emitted_at, "kind": kind, "principal": principal, "detail": erased_detail(detail)})
+            continue
         rows.append({"incident_id": incident_id, "at": at or envelope.emitted_at, "kind": kind, "principal": principal, "detail": detail})
         if kind == "routed" and status[incident_id] == "received":
             status[incident_id] = changed[incident_id] = "routed"

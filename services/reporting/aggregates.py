@@ -136,6 +136,8 @@ class Tally:
     by_sex: Counter[str] = field(default_factory=Counter)
     by_age_band: Counter[str] = field(default_factory=Counter)
     by_special_circumstance: Counter[str] = field(default_factory=Counter)
+    # Abused children (ABUSE_FORMS) by "form/sex/age band": indicator 0101 of Circular 13/2021 is broken down so.
+    abused_by_form_sex_age: Counter[str] = field(default_factory=Counter)
     response: dict[str, UnitResponse] = field(default_factory=dict)
 
     def unit(self, unit_type: str) -> UnitResponse:
@@ -159,6 +161,7 @@ class Tally:
             "by_sex",
             "by_age_band",
             "by_special_circumstance",
+            "abused_by_form_sex_age",
         ):
             getattr(self, name).update(getattr(other, name))
         for unit_type, response in other.response.items():
@@ -208,6 +211,8 @@ def tally_by_commune(
         t.children_in_special_circumstances_supported += row.count if codes and row.supported else 0
         for code in codes:
             t.by_special_circumstance[code] += row.count
+        if row.category in ABUSE_FORMS:
+            t.abused_by_form_sex_age[f"{row.category}/{row.sex}/{row.age_band}"] += row.count
     for row in child_places:
         t = of(row.commune_code)
         t.children_by_urgency[row.urgency] += row.count
@@ -261,6 +266,15 @@ def response_indicators(response: UnitResponse) -> dict[str, Any]:
     }
 
 
+def abused_by(tally: Tally, part: int, codes: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Abused children per form, by sex (part 1) or age band (part 2): every form and code, 0 where none."""
+    counts: dict[str, Counter[str]] = {form: Counter() for form in ABUSE_FORMS}
+    for key, n in tally.abused_by_form_sex_age.items():
+        form, *rest = key.split("/")
+        counts.setdefault(form, Counter())[rest[part - 1]] += n
+    return {form: every_code(counter, codes) for form, counter in counts.items()}
+
+
 def indicators(tally: Tally | None, hamlets: Sequence[str] = ()) -> dict[str, Any] | None:
     """The indicator object of contract.md (Reporting); None stays None: no data, not zero."""
     if tally is None:
@@ -281,6 +295,8 @@ def indicators(tally: Tally | None, hamlets: Sequence[str] = ()) -> dict[str, An
         "children_by_hamlet": every_code(tally.children_by_hamlet, [*hamlets, UNKNOWN_HAMLET]),
         "abused_children_total": sum(tally.children_by_category.get(c, 0) for c in ABUSE_FORMS),
         "abused_children_by_form": {c: tally.children_by_category.get(c, 0) for c in ABUSE_FORMS},
+        "abused_children_by_form_and_sex": abused_by(tally, 1, [s.value for s in Sex]),
+        "abused_children_by_form_and_age_band": abused_by(tally, 2, [a.value for a in AgeBand]),
         "by_special_circumstance": every_code(tally.by_special_circumstance, [s.value for s in SpecialCircumstance]),
         "children_in_special_circumstances": tally.children_in_special_circumstances,
         "children_in_special_circumstances_supported": tally.children_in_special_circumstances_supported,

@@ -1,21 +1,34 @@
 """Reporting's HTTP routes: parse, compute the summary in one read, answer as JSON, CSV or XLSX;
-and the generated plan-period reports, revision by revision."""
+the generated plan-period reports, revision by revision; and the report as an official document (DOCX, PDF):
+its narrative, sign-off and sending, and the district's consolidated report."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import Response
 
+from shared import plans as plans_data
 from shared.auth import Principal
 from shared.deps import AppHierarchy, Caller, Now, Uow, from_state
+from shared.errors import Invalid, NotFound
 from shared.metrics import ReportingMetrics
 
-from . import exports, revisions, summaries
+from . import documents, exports, revisions, signoff, summaries
 from .periods import PERIOD_FORMS, PlanConfig
-from .schemas import GeneratedReportItem, GeneratedReportPage, GeneratedReportRead, SummaryRead
+from .schemas import (
+    ApprovalWrite,
+    DocumentRead,
+    DocumentsRead,
+    DraftWrite,
+    GeneratedReportItem,
+    GeneratedReportPage,
+    GeneratedReportRead,
+    SummaryRead,
+)
 
 router = APIRouter(prefix="/v1", tags=["summaries"])
 
@@ -124,18 +137,158 @@ async def read_report(org_unit: str, period: str, reads: Reads, principal: Calle
     return await _stored(reads, org_unit, period, revision, principal)
 
 
-@reports_router.get("/reports/{org_unit}/{period}/{revision}/export", **_as_table("the revision"))
+@reports_router.get(
+    "/reports/{org_unit}/{period}/{revision}/export",
+    responses={**ERRORS, 200: {"description": "the revision as a table (csv, xlsx) or as the official document (docx, pdf)"}},
+    response_class=Response,
+)
 async def export_report(
     org_unit: str,
     period: str,
     reads: Reads,
     principal: Caller,
     revision: str = REVISION,
-    fmt: Literal["csv", "xlsx"] = Query("xlsx", alias="format"),
+    fmt: Literal["csv", "xlsx", "docx", "pdf"] = Query("xlsx", alias="format"),
 ):
-    """A stored revision as CSV or XLSX: what was sent to the district, number for number."""
+    """A stored revision as CSV or XLSX: what was sent to the district, number for number; as DOCX or PDF: the report
+    document (Decree 30/2020) printing that revision's figures, with the narrative and signature of the document
+    version that pins it (a draft without narrative when no version does)."""
+    if fmt in documents.MEDIA_TYPES:
+        return await _document_export(reads, org_unit, period, revision, principal, fmt)
     stored = await _stored(reads, org_unit, period, revision, principal)
     # Through the response model, so dates and instants are objects again, as the exporters expect.
     summary = SummaryRead.model_validate(stored["summary"]).model_dump()
     filename = f"baove-{stored['org_unit']}-{stored['period']}-r{stored['revision']}.{fmt}"
     return _export(reads, summary, fmt, filename)
+
+
+# -- the report as an official document ------------------------------------------------------------
+
+documents_router = APIRouter(prefix="/v1", tags=["report documents"])
+DOC_ERRORS = {**ERRORS, 409: {"description": "not possible in the document's current status; the detail says what is"}}
+
+
+def _download(content: bytes, fmt: str, filename: str) -> Response:
+    return Response(content, media_type=documents.MEDIA_TYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _district_name(hierarchy, commune: str, period) -> str | None:
+    """The district the commune belonged to at the period's end (none after the districts were abolished)."""
+    for coverage in reversed(hierarchy.coverage(commune, period.start, period.end)):
+        parent = coverage.version.units[commune].parent
+        unit = coverage.version.units.get(parent) if parent else None
+        if unit is not None and unit.level == "district":
+            return unit.name
+    return None
+
+
+async def _document_export(reads: Summaries, commune: str, period_id: str, revision: str, principal: Principal, fmt: str) -> Response:
+    session = reads.uow.session
+    period = signoff.plan_period_of(period_id, reads.plans)
+    signoff.check_read(reads.hierarchy, commune, period, principal)
+    row = await signoff.generated(session, commune, period.id, None if revision == "latest" else int(revision))
+    if row is None:
+        raise NotFound(f"no generated report of {commune} for {period.id} ({'any revision' if revision == 'latest' else f'revision {revision}'})")
+    doc = await signoff.document_for(session, commune, period.id, row.revision)
+    summary = SummaryRead.model_validate({**row.summary, "revision": row.revision}).model_dump()
+    if doc is None:
+        sign, narrative = documents.Sign(status="draft", revision=row.revision), {}
+    else:
+        sign = documents.Sign(
+            number=doc.number, signed_at=doc.sent_at or doc.approved_at, signer_name=doc.signer_name,
+            signed_as=doc.signed_as, status=doc.status, version=doc.version, revision=doc.revision,
+        )
+        narrative = doc.narrative
+    context = documents.commune_context(
+        summary, narrative, sign, plan_words(commune, period), exports.hamlet_names(reads.hierarchy),
+        _district_name(reads.hierarchy, commune, period),
+    )
+    content = await asyncio.to_thread(documents.to_docx if fmt == "docx" else documents.to_pdf, context)
+    version = f"-v{doc.version}" if doc is not None else ""
+    return _download(content, fmt, f"bao-cao-{commune}-{period.id}-r{row.revision}{version}.{fmt}")
+
+
+def plan_words(commune: str, period) -> documents.PlanWords:
+    """The commune's plan's words for the report (its title, basis, recipients, tasks); the defaults without a plan."""
+    try:
+        plan = plans_data.load_plan(commune, period.due.year if period.due else period.start.year)
+    except plans_data.PlanNotFound:
+        return documents.PlanWords(kinds=plans_data.kind_labels())
+    return documents.PlanWords(
+        title=plan.title,
+        issued_by=plan.issued_by,
+        basis=plan.basis,
+        recipients=plan.reporting.recipients,
+        tasks={t.id: t.text for t in plan.tasks},
+        kinds={code: kind.label for code, kind in plan.kinds.items()},
+    )
+
+
+@documents_router.get("/reports/{org_unit}/{period}/document", response_model=DocumentsRead, responses=DOC_ERRORS)
+async def read_document(org_unit: str, period: str, reads: Reads, principal: Caller):
+    """The commune's report document for a plan period: its current version (narrative, status, sign-off) and every
+    version, newest first; `newer_revision` says when newer figures than the version's exist."""
+    return await signoff.read_documents(reads.uow.session, reads.hierarchy, reads.plans, org_unit, period, principal)
+
+
+@documents_router.put("/reports/{org_unit}/{period}/document", response_model=DocumentRead, responses=DOC_ERRORS)
+async def write_draft(org_unit: str, period: str, reads: Reads, principal: Caller, body: DraftWrite):
+    """The cp_officer writes the draft's narrative (sections not given keep their text) and number. The first write
+    starts version 1; after a version was sent, a write starts the next version when newer figures exist."""
+    return await signoff.save_draft(
+        reads.uow, reads.hierarchy, reads.plans, org_unit, period, principal, body.model_dump(exclude_unset=True), reads.now
+    )
+
+
+async def _act(reads: Summaries, org_unit: str, period: str, principal: Principal, action: str, body: dict[str, Any] | None = None):
+    return await signoff.act(reads.uow, reads.hierarchy, reads.plans, org_unit, period, principal, action, reads.now, body)
+
+
+@documents_router.post("/reports/{org_unit}/{period}/document/submit", response_model=DocumentRead, responses=DOC_ERRORS)
+async def submit_document(org_unit: str, period: str, reads: Reads, principal: Caller):
+    """The cp_officer submits the draft to the chairman for signature (every narrative section written)."""
+    return await _act(reads, org_unit, period, principal, "submit")
+
+
+@documents_router.post("/reports/{org_unit}/{period}/document/return", response_model=DocumentRead, responses=DOC_ERRORS)
+async def return_document(org_unit: str, period: str, reads: Reads, principal: Caller):
+    """The chairman returns a submitted document to the cp_officer as a draft."""
+    return await _act(reads, org_unit, period, principal, "return")
+
+
+@documents_router.post("/reports/{org_unit}/{period}/document/approve", response_model=DocumentRead, responses=DOC_ERRORS)
+async def approve_document(org_unit: str, period: str, reads: Reads, principal: Caller, body: ApprovalWrite = Body(...)):
+    """The chairman (signed_as chairman: TM. ỦY BAN NHÂN DÂN / CHỦ TỊCH) or a deputy (signed_as deputy: KT. CHỦ TỊCH /
+    PHÓ CHỦ TỊCH) approves and signs, with the signer's name."""
+    return await _act(reads, org_unit, period, principal, "approve", body.model_dump(exclude_unset=True))
+
+
+@documents_router.post("/reports/{org_unit}/{period}/document/send", response_model=DocumentRead, responses=DOC_ERRORS)
+async def send_document(org_unit: str, period: str, reads: Reads, principal: Caller):
+    """The approved document is sent to the district: `report.submitted`; on time when sent by the due date (Vietnam)."""
+    return await _act(reads, org_unit, period, principal, "send")
+
+
+@documents_router.get(
+    "/consolidated/{org_unit}/{period}",
+    responses={**ERRORS, 200: {"description": "the district's consolidated report as DOCX or PDF"}},
+    response_class=Response,
+)
+async def consolidated(
+    org_unit: str,
+    period: str,
+    reads: Reads,
+    principal: Caller,
+    fmt: Literal["docx", "pdf"] = Query("pdf", alias="format"),
+):
+    """A district's consolidated report for a plan period: its communes' figures, a row per commune, and each
+    commune's report status (drafted, submitted, approved, sent; on time or late). The numbers are the district's
+    JSON summary of the same moment."""
+    if len(org_unit) != 3:
+        raise Invalid([{"loc": ["path", "org_unit"], "msg": "a consolidated report is a district's (3 digits)", "type": "value_error"}])
+    signoff.plan_period_of(period, reads.plans)
+    summary = await _summary(reads, org_unit, period, principal)
+    context = documents.district_context(summary, exports.hamlet_names(reads.hierarchy), reads.now)
+    content = await asyncio.to_thread(documents.to_docx if fmt == "docx" else documents.to_pdf, context)
+    return _download(content, fmt, f"bao-cao-tong-hop-{org_unit}-{summary['period']['id']}.{fmt}")

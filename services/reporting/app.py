@@ -46,6 +46,8 @@ def create_runtime(settings: ReportingSettings | None = None, *, plans: PlanConf
     state.small_cells = settings.small_cell_threshold
     state.metrics = ReportingMetrics.create(runtime.registry)
     runtime.api.include_router(api.router)
+    # Before the revisions' routes: /reports/{unit}/{period}/document is not a revision number.
+    runtime.api.include_router(api.documents_router)
     runtime.api.include_router(api.reports_router)
     consumers.register(runtime, state.clock)
     generate = partial(

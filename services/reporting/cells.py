@@ -52,7 +52,7 @@ ENUM_COUNTERS = (
     ("by_age_band", AgeBand),
     ("by_special_circumstance", SpecialCircumstance),
 )
-FREE_COUNTERS = ("by_hamlet", "children_by_hamlet")
+FREE_COUNTERS = ("by_hamlet", "children_by_hamlet", "abused_by_form_sex_age")
 TOTALS = (
     "incidents_total",
     "cases_closed",
@@ -71,7 +71,7 @@ for _unit in UNITS:
         _SLOTS[f"response:{_unit}:{_field}"] = len(_SLOTS)
 WIDTH = len(_SLOTS)
 # What a cached tally means: bump it whenever the grouping (summaries.tallies, aggregates.tally_by_commune) changes.
-TALLY_LOGIC = "1"
+TALLY_LOGIC = "2"
 # Stored blobs begin with a fingerprint of the layout and of TALLY_LOGIC: any other blob is recomputed.
 LAYOUT = hashlib.sha256("\n".join([TALLY_LOGIC, *_SLOTS]).encode()).digest()[:8]
 # The same layout as lookups for the hot loop: (attribute, [(code, slot)]) and (unit, [slot per RESPONSE field]).

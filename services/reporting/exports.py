@@ -38,6 +38,8 @@ SECTIONS: dict[str, str] = {
     "children_by_hamlet": "Trẻ em theo ấp, sóc",
     "abused_children_total": "Số trẻ em bị xâm hại",
     "abused_children_by_form": "Trẻ em bị xâm hại theo hình thức",
+    "abused_children_by_form_and_sex": "Trẻ em bị xâm hại theo hình thức và giới tính",
+    "abused_children_by_form_and_age_band": "Trẻ em bị xâm hại theo hình thức và nhóm tuổi",
     "by_special_circumstance": "Trẻ em có hoàn cảnh đặc biệt theo nhóm",
     "children_in_special_circumstances": "Số trẻ em có hoàn cảnh đặc biệt",
     "children_in_special_circumstances_supported": "Số trẻ em có hoàn cảnh đặc biệt được hỗ trợ",
@@ -64,6 +66,12 @@ MEASURES = {
     "escalations": "Số lần báo lên cấp trên do quá hạn",
 }
 
+# Nested breakdowns (form -> code -> count): one line per form and code, labelled by both.
+CROSS_TABS: dict[str, Mapping[str, str]] = {
+    "abused_children_by_form_and_sex": LABELS_VI,
+    "abused_children_by_form_and_age_band": AGE_BANDS,
+}
+
 LEVELS = {"commune": "Xã", "district": "Huyện", "province": "Tỉnh"}
 
 FIXED_HEADINGS = ["Nhóm chỉ tiêu", "Mã", "Chỉ tiêu", "Tổng số"]
@@ -80,7 +88,7 @@ def flatten(ind: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     """(section, code, value) for every number of an indicator object; code is "" for a single number."""
     out: list[tuple[str, str, Any]] = []
     for section, value in ind.items():
-        if section == "response":
+        if section == "response" or section in CROSS_TABS:
             out += [(section, f"{unit}.{m}", n) for unit, measures in value.items() for m, n in measures.items()]
         elif isinstance(value, Mapping):
             out += [(section, code, n) for code, n in value.items()]
@@ -96,6 +104,9 @@ def label(section: str, code: str, hamlet_names: Mapping[str, str]) -> str:
     if section == "response":
         unit, measure = code.split(".", 1)
         return f"{LABELS_VI.get(unit, unit)} - {MEASURES.get(measure, measure)}"
+    if section in CROSS_TABS:
+        form, part = code.split(".", 1)
+        return f"{LABELS_VI.get(form, form)} - {CROSS_TABS[section].get(part, part)}"
     if section in ("by_hamlet", "children_by_hamlet"):
         return "Không rõ ấp" if code == UNKNOWN_HAMLET else hamlet_names.get(code, code)
     table = {
@@ -230,8 +241,9 @@ def info(summary: Mapping[str, Any], small_cells: int = 0) -> list[tuple[str, st
         expected = len(completeness["communes_expected"])
         lines.append(("Số xã có số liệu", f"{len(completeness['communes_with_data'])}/{expected}"))
         if completeness.get("reports") is not None:
-            lines.append(("Số xã đã có báo cáo", f"{completeness['reports_produced']}/{expected}"))
-            lines.append(("Số xã báo cáo đúng hạn", f"{completeness['reports_on_time']}/{expected}"))
+            lines.append(("Số xã đã có số liệu báo cáo", f"{completeness['reports_produced']}/{expected}"))
+            lines.append(("Số xã đã gửi báo cáo", f"{completeness.get('reports_sent') or 0}/{expected}"))
+            lines.append(("Số xã gửi báo cáo đúng hạn", f"{completeness['reports_on_time']}/{expected}"))
     if summary.get("note"):
         lines.append(("Ghi chú", summary["note"]))
     if small_cells > 1:
@@ -273,7 +285,12 @@ def to_xlsx(summary: Mapping[str, Any], hamlet_names: Mapping[str, str], small_c
     return buffer.getvalue()
 
 
-TIMELINESS_HEADINGS = ["Mã xã", "Tên xã", "Đã có báo cáo", "Phiên bản mới nhất", "Lập lần đầu", "Hạn gửi", "Đúng hạn"]
+TIMELINESS_HEADINGS = [
+    "Mã xã", "Tên xã", "Đã có số liệu", "Phiên bản số liệu mới nhất", "Lập lần đầu", "Hạn gửi", "Gửi đúng hạn",
+    "Tình trạng văn bản", "Phiên bản văn bản", "Ngày gửi", "Thời hạn",
+]
+DOCUMENT_STATUS = {None: "Chưa lập", "draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi"}
+TIMELINESS = {"on_time": "Đúng hạn", "late": "Trễ hạn", "pending": "Chưa đến hạn"}
 
 
 def _yes_no(value: bool | None) -> str:
@@ -296,6 +313,10 @@ def _timeliness_sheet(book: Workbook, reports: list[Mapping[str, Any]]) -> None:
                 _moment(r["first_produced_at"]) if r["first_produced_at"] else "",
                 _day(r["due"]),
                 _yes_no(r["on_time"]),
+                DOCUMENT_STATUS.get(r.get("document_status"), ""),
+                r.get("document_version") or "",
+                _moment(r["sent_at"]) if r.get("sent_at") else "",
+                TIMELINESS.get(r.get("timeliness") or "", ""),
             ])
         )
 

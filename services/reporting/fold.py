@@ -319,7 +319,9 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
             column = "closed_at" if isinstance(event, IncidentClosed) else "reopened_at"
             closures[column].append({"incident_id": event.incident_id, column: as_utc(event.at), "ingested_at": now})
         else:
-            continue  # report.generated and anything newer: not a fact of the read model
+            # report.generated and anything newer: not a fact of the read model. incident.erased too: the facts
+            # hold nothing personal and stay, so the summaries keep their numbers (docs/privacy.md).
+            continue
         touched.add(event.incident_id)
         log.debug("event folded", extra={"event_type": envelope.event_type, "event_id": str(envelope.event_id)})
     if activities:

@@ -186,3 +186,36 @@ class TallyCache(Base):
     version: Mapped[int] = mapped_column(Integer)
     payload: Mapped[str] = mapped_column(Text)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReportDocument(Base):
+    """One version of a commune's plan-period report as an official document: its narrative and its sign-off.
+
+    The figures are not copied: a version pins the generated revision (`revision`) whose summary it prints. A later
+    revision of the figures after the document was sent makes a new version, never a change to a sent one.
+    Status: draft -> submitted (cp_officer) -> approved (chairman or a deputy) -> sent (report.submitted).
+    The narrative is the officer's own text about the commune's work; it holds no child's data.
+    """
+
+    __tablename__ = "report_document"
+    __table_args__ = (UniqueConstraint("org_unit", "period", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_unit: Mapped[str] = mapped_column(String(5))
+    period: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    number: Mapped[str | None] = mapped_column(String(32))
+    narrative: Mapped[dict[str, Any]] = mapped_column(JSON)
+    drafted_by: Mapped[str] = mapped_column(String(120))
+    drafted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    submitted_by: Mapped[str | None] = mapped_column(String(120))
+    submitted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    approved_by: Mapped[str | None] = mapped_column(String(120))
+    approved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    signer_name: Mapped[str | None] = mapped_column(String(200))
+    signed_as: Mapped[str | None] = mapped_column(String(16))
+    sent_by: Mapped[str | None] = mapped_column(String(120))
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    on_time: Mapped[bool | None] = mapped_column(Boolean)

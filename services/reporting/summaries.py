@@ -18,7 +18,16 @@ from shared.reference import Coverage, Hierarchy
 
 from . import aggregates, cells, periods, reports
 from .aggregates import AckTime, ActivityGroup, ChildGroup, ChildPlaceGroup, EscalationGroup, IncidentGroup, ResponseGroup, Tally
-from .models import ActivityFact, AssignmentFact, ChildFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact
+from .models import (
+    ActivityFact,
+    AssignmentFact,
+    ChildFact,
+    EscalationFact,
+    GeneratedReport,
+    IncidentClosure,
+    IncidentFact,
+    ReportDocument,
+)
 from .periods import Period, PlanConfig, as_utc, parse_period
 from .reports import ReportStatus
 
@@ -261,13 +270,33 @@ async def summary(
     result = await compute_summary(session, hierarchy, org_unit, period, as_of, share)
     if period.kind == "plan":
         communes = aggregates.communes_of(share or hierarchy.coverage(org_unit, period.start, period.end))
-        reports.attach(result, await report_statuses(session, communes, period))
+        reports.attach(result, await report_statuses(session, communes, period, periods.local_date(as_of)))
     return result  # the cells cached on the way are committed with the caller's unit of work
 
 
 
-async def report_statuses(session: AsyncSession, communes: Sequence[str], period: Period) -> dict[str, ReportStatus]:
-    """Each commune's report for a plan period: how many revisions, when first and last produced."""
+async def document_states(session: AsyncSession, communes: Sequence[str], period_id: str) -> dict[str, tuple[str, int, datetime | None]]:
+    """Per commune: its report document's latest version (status, number), and when a version was first sent."""
+    d = ReportDocument
+    latest = (
+        select(d.org_unit, func.max(d.version).label("version"), func.min(d.sent_at).label("first_sent"))
+        .where(d.org_unit.in_(communes), d.period == period_id)
+        .group_by(d.org_unit)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(d.org_unit, d.status, d.version, latest.c.first_sent)
+        .join(latest, and_(d.org_unit == latest.c.org_unit, d.version == latest.c.version))
+        .where(d.period == period_id)
+    )
+    return {r[0]: (r[1], r[2], aware_or_none(r[3])) for r in rows}
+
+
+async def report_statuses(
+    session: AsyncSession, communes: Sequence[str], period: Period, today: date | None = None
+) -> dict[str, ReportStatus]:
+    """Each commune's report for a plan period: how many revisions, when first and last produced; its document's
+    status and when it was first sent."""
     report = GeneratedReport
     rows = (
         await session.execute(
@@ -277,10 +306,12 @@ async def report_statuses(session: AsyncSession, communes: Sequence[str], period
         )
     ).all()
     found = {r[0]: r for r in rows}
+    documents = await document_states(session, communes, period.id)
     assert period.due is not None
     statuses = {}
     for commune in communes:
         r = found.get(commune)
+        doc = documents.get(commune)
         statuses[commune] = ReportStatus(
             commune,
             int(r[1]) if r else 0,
@@ -288,6 +319,10 @@ async def report_statuses(session: AsyncSession, communes: Sequence[str], period
             aware_or_none(r[3]) if r else None,
             aware_or_none(r[4]) if r else None,
             period.due,
+            document_status=doc[0] if doc else None,
+            document_version=doc[1] if doc else None,
+            first_sent_at=doc[2] if doc else None,
+            today=today,
         )
     return statuses
 

@@ -9,7 +9,7 @@ from shared.metrics import NotifyMetrics, RoutingMetrics
 from shared.runtime import Runtime
 from shared.settings import RoutingSettings
 
-from . import api, consumers, deadlines, notifier, rulesets
+from . import api, consumers, deadlines, erasure, notifier, rulesets
 from .models import metadata
 from .rules import DEFAULT_RULES, parse_rules
 
@@ -41,5 +41,6 @@ def create_runtime(settings: RoutingSettings | None = None) -> Runtime:
     state.notifier = notifier.Notifier(runtime, settings.notify, NotifyMetrics.create(runtime.registry), state.clock)
     runtime.background["notifier"] = state.notifier.run
     runtime.api.include_router(api.router)
+    runtime.personal_tables = erasure.PERSONAL_TABLES
     consumers.register(runtime)
     return runtime

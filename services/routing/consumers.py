@@ -1,20 +1,27 @@
-"""Routing's subscribers: each reported incident is routed to the units that must act."""
+"""Routing's subscribers: each reported incident is routed to the units that must act; an erased one is blanked."""
 
 from __future__ import annotations
 
 from functools import partial
 
+from shared.events import Envelope, Event, IncidentErased
 from shared.runtime import Runtime, Work
 from shared.topology import ROUTING_INCIDENTS, ROUTING_NOTIFY
 
+from .erasure import handle_erased
 from .notify import record_deliveries
 from .reported import handle_reported
 
 
 def incident_work(runtime: Runtime) -> Work:
-    """The incident.reported handler with the runtime's rule sets, clock and metrics."""
+    """The routing.incidents handler: incident.reported with the runtime's rule sets, clock and metrics; incident.erased."""
     state = runtime.api.state
-    return partial(handle_reported, rule_sets=state.rule_sets, clock=state.clock, metrics=state.metrics)
+    reported = partial(handle_reported, rule_sets=state.rule_sets, clock=state.clock, metrics=state.metrics)
+
+    async def work(session, event: Event, envelope: Envelope) -> list[Envelope]:
+        return await (handle_erased if isinstance(event, IncidentErased) else reported)(session, event, envelope)
+
+    return work
 
 
 def register(runtime: Runtime) -> None:

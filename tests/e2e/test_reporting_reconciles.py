@@ -743,8 +743,10 @@ class TestGeneratedReports:
         for period in ("2025-6M", "2025-12M"):
             c = (await run.driver.summary("694", period))["completeness"]
             assert (c["reports_produced"], c["reports_on_time"]) == (3, 0), "produced on 5 November 2026: long after 10 May"
+            assert c["reports_late"] == 3, "and none sent (timeliness is the document's sending)"
         c = (await run.driver.summary("75", "2026-12M"))["completeness"]
-        assert (c["reports_produced"], c["reports_on_time"]) == (1, 1), "produced on 5 November 2026, due on the 10th"
+        assert (c["reports_produced"], c["reports_on_time"]) == (1, 0), "produced on 5 November 2026, due on the 10th, not sent"
+        assert c["reports"][0]["produced_on_time"] is True and c["reports"][0]["timeliness"] == "pending"
         [row] = c["reports"]
         assert row["code"] == "25349" and row["revision"] == run.revisions_after_late[("25349", "2026-12M")]
         c = (await run.driver.summary("75", "2027-6M"))["completeness"]

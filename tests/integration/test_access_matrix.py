@@ -47,6 +47,8 @@ class World:
     secrets: list[str] = field(default_factory=list)
     target: str = "matrix-target"
     subscription_id: str = ""
+    activity_id: str = ""
+    withdrawn_activity_id: str = ""
 
 
 Call = Callable[[World], tuple[str, dict[str, Any] | None, dict[str, Any] | None]]
@@ -66,6 +68,13 @@ class Rule:
 MATRIX_RULES = DEFAULT_RULES.read_text(encoding="utf-8").replace('version: "2025.1"', 'version: "matrix"')
 CLOSE = {"risk_level": "low", "outcome": "reviewed"}
 SUBSCRIPTION = {"unit_id": "25349.police", "channel": "webhook", "target": "https://police.example.vn/hook", "events": ["assignment.created"]}
+ACTIVITY = {
+    "unit_id": "25349.police", "task_id": "IV.7", "kind": "communication", "held_on": "2025-03-02",
+    "counts": {"sessions": 1, "participants_total": 40, "participants_male": 20, "participants_female": 20},
+    "note": "Tuyên truyền phòng chống xâm hại",
+}
+CORRECTION = {name: value for name, value in ACTIVITY.items() if name != "unit_id"}  # a correction keeps the unit
+DOCUMENT = "/v1/reports/25349/2025-6M/document"
 RULES: dict[tuple[str, str], Rule] = {
     # intake
     ("POST", "/v1/incidents"): Rule(
@@ -74,6 +83,25 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/v1/incidents/{incident_id}"): Rule("25349.police", 200, lambda w: (f"/v1/incidents/{w.incident_id}", None, None)),
     ("GET", "/v1/audit"): Rule("admin", 200, lambda w: ("/v1/audit", None, None)),
+    # activities under the commune's plan: a unit records its own, its author corrects or withdraws them
+    ("POST", "/v1/activities"): Rule("25349.police", 201, lambda w: ("/v1/activities", None, ACTIVITY)),
+    ("GET", "/v1/activities"): Rule(
+        "25349.police", 200, lambda w: ("/v1/activities", {"commune": "25349"}, None),
+        also_allowed=frozenset({"same_commune"}),  # another unit of the commune lists its own (none here)
+    ),
+    ("GET", "/v1/activities/{activity_id}"): Rule("25349.police", 200, lambda w: (f"/v1/activities/{w.activity_id}", None, None)),
+    ("PUT", "/v1/activities/{activity_id}"): Rule("25349.police", 200, lambda w: (f"/v1/activities/{w.activity_id}", None, CORRECTION)),
+    ("DELETE", "/v1/activities/{activity_id}"): Rule(
+        "25349.police", 200, lambda w: (f"/v1/activities/{w.withdrawn_activity_id}", None, None)
+    ),
+    # privacy: the commune's cp_officer exports what is held about a child; only an admin erases (an unknown id here:
+    # the other routes still need the seeded incident).
+    ("GET", "/v1/incidents/{incident_id}/subject-access"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.incident_id}/subject-access", None, None)
+    ),
+    ("POST", "/v1/incidents/{incident_id}/erasure"): Rule(
+        "admin", 404, lambda w: ("/v1/incidents/00000000-0000-4000-8000-000000000000/erasure", None, {"reason": "matrix"})
+    ),
     # people: anyone signed in reads themselves, changes their password (here: a wrong current one), signs out
     ("GET", "/v1/me"): Rule("25349.police", 200, lambda w: ("/v1/me", None, None), also_allowed=EVERYONE),
     ("POST", "/v1/sessions/password"): Rule(
@@ -146,6 +174,19 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/reports/{org_unit}/{period}/{revision}/export"): Rule(
         "25349.cp_officer", 404, lambda w: ("/v1/reports/25349/2025-6M/latest/export", {"format": "csv"}, None)
     ),
+    # The report document: read by the summaries' readers (and the chairman); drafted by the cp_officer (409: no figures
+    # generated yet), signed by the chairman; each step finds no document here, past the scope check.
+    ("GET", "/v1/reports/{org_unit}/{period}/document"): Rule("25349.cp_officer", 200, lambda w: (DOCUMENT, None, None)),
+    ("PUT", "/v1/reports/{org_unit}/{period}/document"): Rule(
+        "25349.cp_officer", 409, lambda w: (DOCUMENT, None, {"narrative": {"situation": "Tình hình ổn định."}})
+    ),
+    ("POST", "/v1/reports/{org_unit}/{period}/document/submit"): Rule("25349.cp_officer", 404, lambda w: (f"{DOCUMENT}/submit", None, None)),
+    ("POST", "/v1/reports/{org_unit}/{period}/document/return"): Rule("25349.chairman", 404, lambda w: (f"{DOCUMENT}/return", None, None)),
+    ("POST", "/v1/reports/{org_unit}/{period}/document/approve"): Rule(
+        "25349.chairman", 404, lambda w: (f"{DOCUMENT}/approve", None, {"signer_name": "Nguyễn Quốc Trung"})
+    ),
+    ("POST", "/v1/reports/{org_unit}/{period}/document/send"): Rule("25349.cp_officer", 404, lambda w: (f"{DOCUMENT}/send", None, None)),
+    ("GET", "/v1/consolidated/{org_unit}/{period}"): Rule("admin", 200, lambda w: ("/v1/consolidated/694/2025-6M", {"format": "docx"}, None)),
 }
 
 
@@ -200,6 +241,9 @@ async def _seed(services, tokens: dict) -> World:
     async with client(services["intake"]) as http:
         answer = await http.post("/v1/incidents", json=body, headers=bearer(tokens["25349.police"]))
     world.incident_id = answer.json()["incident_id"]
+    async with client(services["intake"]) as http:
+        kept, withdrawn = [await http.post("/v1/activities", json=ACTIVITY, headers=bearer(tokens["25349.police"])) for _ in "12"]
+    world.activity_id, world.withdrawn_activity_id = kept.json()["activity_id"], withdrawn.json()["activity_id"]
     world.secrets += [body["description"], body["children"][0]["full_name"], body["reporter"]["name"], body["reporter"]["phone"]]
     routing = services["routing"]
     pending, acknowledged = reported(category="sexual_abuse"), reported(category="sexual_abuse")
@@ -361,7 +405,8 @@ async def test_every_read_of_case_details_names_a_person(services):
 
 async def test_a_one_time_password_must_be_changed_before_anything_else(services):
     tokens = await _tokens(services["intake"])
-    world = World(incident_id="0" * 36, routed_incident_id="0" * 36, pending_assignment="0", acknowledged_assignment="0")
+    world = World(incident_id="0" * 36, routed_incident_id="0" * 36, pending_assignment="0", acknowledged_assignment="0",
+                  activity_id="0", withdrawn_activity_id="0")
     failures = []
     for name, runtime in services.items():
         async with client(runtime) as http:

@@ -8,24 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
 import pytest
-import pytest_asyncio
 from openpyxl import load_workbook
 from sqlalchemy import func, select, update
 
 from services.reporting import revisions
-from services.reporting.app import MIGRATIONS, create_runtime
-from services.reporting.fold import handle_event
-from services.reporting.models import GeneratedReport, IncidentFact, outbox_message
-from shared.auth import issue_token
-from shared.db import make_sessionmaker
+from services.reporting.models import IncidentFact
 from shared.enums import Role
 from shared.events import (
     EVENT_TYPES,
@@ -38,23 +30,13 @@ from shared.events import (
     IncidentFacts,
     IncidentReopened,
     IncidentReported,
-    parse_payload,
 )
-from shared.migrate import upgrade
 from shared.plans import ActivityCounts
-from shared.runtime import AUTH_MIGRATIONS
-from shared.settings import CommonSettings, ReportingSettings
+from shared.settings import CommonSettings
+from tests.reporting_support import World, make_runtime
 
 UTC = UTC
 VN = timezone(timedelta(hours=7))
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def reported(commune: str, occurred_local: datetime, *, children: int = 1) -> Envelope:
@@ -73,66 +55,6 @@ def reported(commune: str, occurred_local: datetime, *, children: int = 1) -> En
     event = IncidentReported(incident_id=incident_id, reported_by=f"{commune}.police", facts=facts, case=case)
     return event.envelope(correlation_id=incident_id, producer="intake")
 
-
-@dataclass
-class World:
-    runtime: object
-    clock: Clock
-    client: httpx.AsyncClient
-    tokens: dict[str, str]
-    database_url: str
-
-    async def feed(self, *envelopes: Envelope) -> None:
-        for envelope in envelopes:
-            async with self.runtime.sessionmaker() as session, session.begin():
-                await handle_event(session, parse_payload(envelope), envelope, clock=self.clock)
-
-    async def generate(self, runtime=None) -> list[tuple[str, str, int]]:
-        state = self.runtime.api.state
-        made = await revisions.generate_due_reports(
-            runtime or self.runtime, state.hierarchy, state.plans, clock=self.clock, settle=timedelta(minutes=2)
-        )
-        return sorted((r.org_unit, r.period, r.revision) for r in made)
-
-    async def rows(self) -> list[GeneratedReport]:
-        async with self.runtime.sessionmaker() as session:
-            return list((await session.execute(select(GeneratedReport).order_by(GeneratedReport.id))).scalars())
-
-    async def published(self) -> list[dict]:
-        async with self.runtime.sessionmaker() as session:
-            bodies = (await session.execute(select(outbox_message.c.body).order_by(outbox_message.c.id))).scalars()
-            return [json.loads(b) for b in bodies]
-
-    async def get(self, path: str, who: str = "admin", **params) -> httpx.Response:
-        return await self.client.get(path, params=params, headers={"Authorization": f"Bearer {self.tokens[who]}"})
-
-    async def json(self, path: str, who: str = "admin", **params) -> dict:
-        response = await self.get(path, who, **params)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-
-async def make_runtime(database_url: str, common: CommonSettings, clock: Clock):
-    runtime = create_runtime(ReportingSettings(database_url=database_url, common=common))
-    runtime.api.state.clock = clock
-    return runtime
-
-
-@pytest_asyncio.fixture
-async def world(database_url: str, tmp_path: Path):
-    common = CommonSettings(data_dir=tmp_path)
-    await asyncio.to_thread(upgrade, MIGRATIONS, database_url)
-    await asyncio.to_thread(upgrade, AUTH_MIGRATIONS, common.auth_url())
-    clock = Clock(datetime(2025, 4, 20, 3, tzinfo=UTC))
-    runtime = await make_runtime(database_url, common, clock)
-    subjects = {"admin": ("admin", "admin"), "district:694": ("district", "694"), "district:695": ("district", "695"),
-                "25349.cp_officer": ("unit", "25349.cp_officer")}
-    async with make_sessionmaker(runtime.auth_engine)() as session, session.begin():
-        tokens = {name: await issue_token(session, kind, subject, label="test") for name, (kind, subject) in subjects.items()}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.api), base_url="http://reporting") as client:
-        yield World(runtime, clock, client, tokens, database_url)
-    await runtime.engine.dispose()
-    await runtime.auth_engine.dispose()
 
 
 async def before_the_six_month_report(world: World) -> None:
@@ -188,8 +110,9 @@ class TestLateEvents:
 
         s = await world.json("/v1/summaries/694", "district:694", period="2025-6M")
         reports = {r["code"]: r for r in s["completeness"]["reports"]}
-        assert reports["25348"]["revision"] == 2 and reports["25348"]["on_time"] is True, "timeliness is the first revision's"
-        assert (s["completeness"]["reports_produced"], s["completeness"]["reports_on_time"]) == (3, 3)
+        assert reports["25348"]["revision"] == 2 and reports["25348"]["produced_on_time"] is True, "the first revision's time"
+        assert reports["25348"]["on_time"] is None and reports["25348"]["timeliness"] == "late", "nothing sent by 10 May"
+        assert (s["completeness"]["reports_produced"], s["completeness"]["reports_sent"], s["completeness"]["reports_on_time"]) == (3, 0, 0)
 
     async def test_a_late_acknowledgement_changes_the_response_figures_and_so_the_report(self, world: World):
         envelope = reported("25349", datetime(2025, 3, 3, 8, 0))
@@ -316,7 +239,7 @@ class TestReadingReports:
         live = await world.json("/v1/summaries/25349", period="2025-6M")
         assert first["summary"]["indicators"]["incidents_total"] == 2
         assert latest["revision"] == 2 and latest["summary"]["indicators"] == live["indicators"]
-        assert live["revision"] == 2 and live["report"]["on_time"] is True
+        assert live["revision"] == 2 and live["report"]["produced_on_time"] is True and live["report"]["sent"] is False
 
     async def test_a_revision_exports_as_xlsx_with_its_own_numbers(self, world: World):
         await self.prepare(world)
@@ -337,9 +260,9 @@ class TestReadingReports:
         response = await world.get("/v1/summaries/694/export", "district:694", period="2025-6M", format="xlsx")
         book = load_workbook(io.BytesIO(response.content))
         rows = list(book["Tiến độ báo cáo"].iter_rows(values_only=True))
-        assert rows[0][0] == "Mã xã" and [(r[0], r[2], r[3], r[6]) for r in rows[1:]] == [
-            ("25339", "Có", 1, "Có"), ("25348", "Có", 1, "Có"), ("25349", "Có", 2, "Có"),
-        ]
+        assert rows[0][0] == "Mã xã" and [(r[0], r[2], r[3], r[6], r[7]) for r in rows[1:]] == [
+            ("25339", "Có", 1, None, "Chưa lập"), ("25348", "Có", 1, None, "Chưa lập"), ("25349", "Có", 2, None, "Chưa lập"),
+        ], "figures produced, no document sent"
 
     async def test_access_and_missing_revisions(self, world: World):
         await self.prepare(world)

@@ -111,14 +111,20 @@ class TestOnTime:
         assert on_time(datetime(2025, 5, 10, 16, 59, tzinfo=UTC), self.due)  # 23:59 on 10 May in Vietnam
         assert not on_time(datetime(2025, 5, 10, 17, 0, tzinfo=UTC), self.due)  # 00:00 on 11 May
 
-    def test_timeliness_is_the_first_revisions(self):
+    def test_generation_time_is_the_first_revisions_and_timeliness_the_first_sending(self):
         first = datetime(2025, 5, 2, tzinfo=UTC)
         status = ReportStatus("25349", 3, first, first + timedelta(days=40), first + timedelta(days=40), self.due)
-        assert status.produced and status.on_time is True
+        assert status.produced and status.produced_on_time is True and status.on_time is None
+        sent = ReportStatus("25349", 3, first, first, first, self.due, "sent", 2, datetime(2025, 5, 10, 16, 59, tzinfo=UTC))
+        assert sent.on_time is True and sent.timeliness == "on_time"
+        late = ReportStatus("25349", 3, first, first, first, self.due, "sent", 1, datetime(2025, 5, 10, 17, 0, tzinfo=UTC))
+        assert late.on_time is False and late.timeliness == "late"
 
-    def test_a_report_not_produced_is_not_judged(self):
-        status = ReportStatus("25349", 0, None, None, None, self.due)
-        assert not status.produced and status.on_time is None
+    def test_a_report_not_sent_is_late_only_once_the_due_date_is_over(self):
+        status = ReportStatus("25349", 0, None, None, None, self.due, today=self.due)
+        assert not status.produced and status.on_time is None and status.timeliness == "pending"
+        status = ReportStatus("25349", 1, None, None, None, self.due, "approved", 1, None, today=date(2025, 5, 11))
+        assert status.on_time is None and status.timeliness == "late"
 
 
 class TestSameNumbers:
@@ -148,12 +154,13 @@ class TestAttach:
 
     def statuses(self):
         return {
-            "25339": ReportStatus("25339", 1, self.produced, self.produced, self.produced, self.due),
+            "25339": ReportStatus("25339", 1, self.produced, self.produced, self.produced, self.due, "sent", 1, self.produced),
             "25348": ReportStatus("25348", 0, None, None, None, self.due),
-            "25349": ReportStatus("25349", 2, self.produced + timedelta(days=20), self.produced, self.produced, self.due),
+            "25349": ReportStatus("25349", 2, self.produced + timedelta(days=20), self.produced, self.produced, self.due,
+                                  "sent", 2, self.produced + timedelta(days=20)),
         }
 
-    def test_a_district_summary_says_which_reports_were_produced_and_on_time(self):
+    def test_a_district_summary_says_which_reports_were_produced_and_sent_on_time(self):
         summary = {
             "org_unit": "694",
             "level": "district",
