@@ -213,6 +213,9 @@ def contract_documents() -> dict[str, str]:
     schemas = {"envelope": Envelope.model_json_schema()}
     schemas |= {key: TypeAdapter(model).json_schema() for key, model in sorted(EVENT_TYPES.items())}
     documents["events.schema.json"] = json.dumps(schemas, indent=2, ensure_ascii=False, sort_keys=True)
+    from services.routing.notify import notification_contract
+
+    documents["notifications.schema.json"] = json.dumps(notification_contract(), indent=2, ensure_ascii=False, sort_keys=True)
     return {name: text + "\n" for name, text in documents.items()}
 
 

@@ -97,6 +97,33 @@ class RoutingMetrics:
 
 
 @dataclass
+class NotifyMetrics:
+    """Routing's notifier: what it delivered, what failed, and how long the oldest pending delivery has waited."""
+
+    delivered: Counter
+    failed_attempts: Counter
+    given_up: Counter
+    pending: Gauge
+    oldest_pending_age: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> NotifyMetrics:
+        return cls(
+            delivered=Counter("baove_notifications_delivered", "Notifications a receiver accepted", ["channel"], registry=registry),
+            failed_attempts=Counter(
+                "baove_notification_attempts_failed", "Delivery attempts that failed (retried later)", ["channel"], registry=registry
+            ),
+            given_up=Counter(
+                "baove_notifications_failed", "Notifications given up: out of attempts, or the endpoint gone", ["channel"], registry=registry
+            ),
+            pending=Gauge("baove_notifications_pending", "Notifications waiting to be delivered", registry=registry),
+            oldest_pending_age=Gauge(
+                "baove_notifications_oldest_pending_age_seconds", "Age of the oldest notification not yet delivered", registry=registry
+            ),
+        )
+
+
+@dataclass
 class ReportingMetrics:
     generation_seconds: Histogram
 

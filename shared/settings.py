@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -173,6 +173,31 @@ class IntakeSettings(ServiceSettings):
     retention_batch_size: int = Field(100, ge=1, description="cases the retention job erases per transaction")
 
 
+# The standard webhooks schedule: at once, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (about a day).
+WEBHOOK_RETRY_SECONDS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class NotifySettings(BaseSettings):
+    """Routing's notifier: who is told of assignments by webhook or email, and how hard it tries (`BAOVE_NOTIFY_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="BAOVE_NOTIFY_", extra="ignore")
+
+    interval_seconds: float = Field(1.0, gt=0, description="how often the delivery loop looks for due deliveries")
+    retry_seconds: list[float] = Field(
+        list(WEBHOOK_RETRY_SECONDS), min_length=1, description="the waits between attempts; after the last one a delivery fails"
+    )
+    jitter: float = Field(0.2, ge=0, le=1, description="each wait is drawn up to this fraction shorter or longer")
+    timeout_seconds: float = Field(10.0, gt=0, description="a webhook or SMTP exchange taking longer counts as a failed attempt")
+    allow_private: bool = Field(False, description="send to private, loopback and link-local addresses (tests, closed networks)")
+    console_url: str = Field("http://127.0.0.1:8004", description="the console's address, for the link in each message")
+    smtp_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("smtp_url", "BAOVE_SMTP_URL"),
+        description="BAOVE_SMTP_URL: smtp://user:password@host:587 (STARTTLS), smtps:// (TLS) or smtp+plain:// (dev only)",
+    )
+    mail_from: str = Field("baove@localhost", description="the sender of notification emails")
+
+
 class RoutingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="BAOVE_ROUTING_", extra="ignore")
 
@@ -180,6 +205,7 @@ class RoutingSettings(ServiceSettings):
     rules_file: Path | None = Field(None, description="the routing table loaded as the first rule set when none is active")
     watch_interval_seconds: float = Field(15.0, gt=0, description="how often the deadline watcher looks for overdue assignments")
     clock_offset_seconds: float = Field(0.0, description="dev only: run routing's clock this far ahead, to test deadlines")
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @model_validator(mode="after")
     def _clock_offset_only_in_dev(self) -> RoutingSettings:
@@ -253,3 +279,4 @@ class ConsoleSettings(BaseSettings):
 
     def check_secrets(self) -> None:
         """The console holds no broker credentials: nothing to refuse."""
+

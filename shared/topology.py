@@ -17,6 +17,13 @@ log = logging.getLogger("baove.topology")
 
 EVENTS = RabbitExchange("baove.events", type=ExchangeType.TOPIC, durable=True)
 DEAD_LETTERS = RabbitExchange("baove.dead-letters", type=ExchangeType.DIRECT, durable=True)
+# Thin notifications for agencies with their own systems (routing's notifier publishes, never the events themselves).
+AGENCIES = RabbitExchange("baove.agencies", type=ExchangeType.TOPIC, durable=True)
+
+
+def agency_queue(unit_id: str) -> RabbitQueue:
+    """`agency.{unit_id}`: one unit's notifications only, bound to `{unit_id}.#` on baove.agencies."""
+    return RabbitQueue(f"agency.{unit_id}", queue_type=QueueType.QUORUM, durable=True)
 
 # RabbitMQ 3.10 quorum queues have no default limit: without one a poison message loops forever.
 DEFAULT_DELIVERY_LIMIT = 5
@@ -83,13 +90,19 @@ INTAKE_TIMELINE = ConsumerQueue(
     ("incident.routed", "assignment.*", "incident.escalated", "incident.closed", "incident.reopened", "incident.erased"),
     "Intake records what happened to each incident for its timeline (an erasure: its dead letters and files are cleaned).",
 )
+ROUTING_NOTIFY = ConsumerQueue(
+    "routing",
+    "notify",
+    ("incident.routed", "assignment.overdue", "incident.escalated", "incident.closed"),
+    "Routing's notifier turns the events a unit subscribed to into webhook and email deliveries.",
+)
 
 # Notifications for systems outside baove (the district's): no queue of ours consumes them, so a
 # publish with nobody bound must not bounce. The report itself is stored and served over HTTP; a possible
 # duplicate is read by the commune's cp_officer through intake's API.
 NOTIFICATIONS = frozenset({"report.generated", "report.submitted", "incident.possible_duplicate"})
 
-CONSUMER_QUEUES: tuple[ConsumerQueue, ...] = (ROUTING_INCIDENTS, REPORTING_EVENTS, INTAKE_TIMELINE)
+CONSUMER_QUEUES: tuple[ConsumerQueue, ...] = (ROUTING_INCIDENTS, REPORTING_EVENTS, INTAKE_TIMELINE, ROUTING_NOTIFY)
 
 
 # Who may publish what: routing-key pattern (topic syntax) -> the one service that produces it. The broker's

@@ -110,3 +110,18 @@ async def _eventually_async(check, first, deadline: float, timeout: float, what,
         await asyncio.sleep(interval)
         result = await check()
     return result
+
+
+async def delete_topology_queues(amqp_url: str) -> str:
+    """A clean slate on a test vhost: delete every queue the topology knows (and its dead letters)."""
+    import aio_pika
+
+    from shared import topology
+
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    for spec in topology.CONSUMER_QUEUES:
+        for name in (spec.name, spec.dead_letter_name):
+            await channel.queue_delete(name)
+    await connection.close()
+    return amqp_url

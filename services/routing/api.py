@@ -11,8 +11,8 @@ from shared.deps import AppRuntime, Caller, Now, Uow, from_state
 from shared.enums import AssignmentStatus, Role, Urgency
 from shared.metrics import RoutingMetrics
 
-from . import assignments, cases, inbox, lifecycle, registry, rulesets
-from .models import Assignment, RoutedIncident, RuleSet
+from . import assignments, cases, inbox, lifecycle, registry, rulesets, subscriptions
+from .models import Assignment, Delivery, RoutedIncident, RuleSet, Subscription
 from .rules import RuleTable
 from .schemas import (
     AssignmentPage,
@@ -21,6 +21,7 @@ from .schemas import (
     ChildRead,
     ConflictBody,
     ConsentRead,
+    DeliveryRead,
     HandoffRead,
     IncidentClose,
     IncidentDetails,
@@ -30,8 +31,12 @@ from .schemas import (
     RuleRead,
     RuleSetLoad,
     RuleSetRead,
+    SecretRotated,
     StatusChange,
     StatusChanged,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionRead,
     UnitPage,
     UnitRead,
 )
@@ -266,3 +271,64 @@ async def read_rules(uow: Uow, principal: Caller):
 async def load_rules(body: RuleSetLoad, uow: Uow, now: Now, principal: Caller):
     """Check a rules file and make it the active rule set; new incidents are routed by it."""
     return _rule_set(*await rulesets.load(uow.session, body.text, body.filename, principal, now))
+
+
+SUBSCRIPTION_SCOPE = {
+    403: {"description": "only the commune's cp_officer and admins"},
+    404: {"description": "no such unit or subscription in the caller's commune"},
+}
+
+
+def _subscription(row: Subscription) -> SubscriptionRead:
+    return SubscriptionRead(
+        subscription_id=row.id, unit_id=row.unit_id, channel=row.channel, target=row.target, events=list(row.events),
+        quiet_start=row.quiet_start, quiet_end=row.quiet_end, active=row.active, disabled_reason=row.disabled_reason,
+        created_at=row.created_at, created_by=row.created_by,
+    )
+
+
+def _delivery(row: Delivery) -> DeliveryRead:
+    return DeliveryRead(
+        delivery_id=row.id, event_type=row.event_type, assignment_id=row.assignment_id, status=row.status, attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at, last_error=row.last_error, created_at=row.created_at, delivered_at=row.delivered_at,
+    )
+
+
+@router.post(
+    "/subscriptions", status_code=201, response_model=SubscriptionCreated, responses=ERRORS | SUBSCRIPTION_SCOPE, tags=["notifications"]
+)
+async def create_subscription(body: SubscriptionCreate, uow: Uow, now: Now, principal: Caller):
+    """Tell a unit of events by signed webhook or email; the webhook's secret is in this answer only."""
+    row, secret = await subscriptions.create(uow.session, body, principal, now)
+    return SubscriptionCreated(**_subscription(row).model_dump(), secret=secret)
+
+
+@router.get("/subscriptions", response_model=list[SubscriptionRead], responses=ERRORS | SUBSCRIPTION_SCOPE, tags=["notifications"])
+async def list_subscriptions(
+    uow: Uow, principal: Caller, unit_id: str | None = Query(None, max_length=120, description="only this unit's")
+):
+    """The commune's subscriptions (all of them for admins), the disabled ones with the reason."""
+    return [_subscription(r) for r in await subscriptions.listed(uow.session, principal, unit_id)]
+
+
+@router.delete("/subscriptions/{subscription_id}", status_code=204, responses=ERRORS | SUBSCRIPTION_SCOPE, tags=["notifications"])
+async def delete_subscription(subscription_id: str, uow: Uow, principal: Caller) -> None:
+    """Stop a subscription; its pending deliveries are dropped, its log kept."""
+    await subscriptions.delete(uow.session, principal, subscription_id)
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/rotate", response_model=SecretRotated, responses=ERRORS | SUBSCRIPTION_SCOPE, tags=["notifications"]
+)
+async def rotate_secret(subscription_id: str, uow: Uow, principal: Caller):
+    """A new signing secret: until the next rotation each message carries a signature with the new and the previous one."""
+    return SecretRotated(subscription_id=subscription_id, secret=await subscriptions.rotate(uow.session, principal, subscription_id))
+
+
+@router.get(
+    "/subscriptions/{subscription_id}/deliveries", response_model=list[DeliveryRead], responses=ERRORS | SUBSCRIPTION_SCOPE,
+    tags=["notifications"],
+)
+async def list_deliveries(subscription_id: str, uow: Uow, principal: Caller, limit: int = Query(50, ge=1, le=500)):
+    """The subscription's delivery log, newest first: attempts, status and the last error (no message bodies)."""
+    return [_delivery(r) for r in await subscriptions.deliveries(uow.session, principal, subscription_id, limit)]

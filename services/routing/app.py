@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.clock import offset_clock
-from shared.metrics import RoutingMetrics
+from shared.metrics import NotifyMetrics, RoutingMetrics
 from shared.runtime import Runtime
 from shared.settings import RoutingSettings
 
-from . import api, consumers, deadlines, erasure, rulesets
+from . import api, consumers, deadlines, erasure, notifier, rulesets
 from .models import metadata
 from .rules import DEFAULT_RULES, parse_rules
 
@@ -38,6 +38,8 @@ def create_runtime(settings: RoutingSettings | None = None) -> Runtime:
         runtime, state.rule_sets, state.clock, state.metrics, interval=settings.watch_interval_seconds
     )
     runtime.background["deadline-watcher"] = state.watcher.run
+    state.notifier = notifier.Notifier(runtime, settings.notify, NotifyMetrics.create(runtime.registry), state.clock)
+    runtime.background["notifier"] = state.notifier.run
     runtime.api.include_router(api.router)
     runtime.personal_tables = erasure.PERSONAL_TABLES
     consumers.register(runtime)

@@ -6,9 +6,10 @@ from functools import partial
 
 from shared.events import Envelope, Event, IncidentErased
 from shared.runtime import Runtime, Work
-from shared.topology import ROUTING_INCIDENTS
+from shared.topology import ROUTING_INCIDENTS, ROUTING_NOTIFY
 
 from .erasure import handle_erased
+from .notify import record_deliveries
 from .reported import handle_reported
 
 
@@ -25,3 +26,10 @@ def incident_work(runtime: Runtime) -> Work:
 
 def register(runtime: Runtime) -> None:
     runtime.subscriber(ROUTING_INCIDENTS, incident_work(runtime))
+    runtime.subscriber(ROUTING_NOTIFY, notify_work(runtime))
+
+
+def notify_work(runtime: Runtime) -> Work:
+    """The notifier's handler: deliveries for the units subscribed to the event, stored for the delivery loop."""
+    state = runtime.api.state
+    return partial(record_deliveries, settings=runtime.settings.notify, clock=state.clock)

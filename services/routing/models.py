@@ -127,3 +127,53 @@ class AssignmentChange(Base):
 
 def dedupe_key(incident_id: str, unit_id: str, origin: str) -> str:
     return f"{incident_id}:{unit_id}:{origin}"
+
+
+class Subscription(Base):
+    """A unit's wish to be told of some events on one channel (a webhook URL or an email address)."""
+
+    __tablename__ = "notify_subscription"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    unit_id: Mapped[str] = mapped_column(String(120), index=True)
+    commune_code: Mapped[str] = mapped_column(String(5))
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(500))
+    events: Mapped[list] = mapped_column(JSON)
+    # The webhook's `whsec_` secrets, newest last: two during a rotation, each message signed with both.
+    secrets: Mapped[list] = mapped_column(JSON)
+    # Quiet hours, local time "HH:MM"; an emergency is sent at once whatever the hour.
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(120))
+
+
+class Delivery(Base):
+    """One message for one subscription (outbox semantics): its id is the webhook-id, the same on every attempt."""
+
+    __tablename__ = "notify_delivery"
+    __table_args__ = (
+        # One delivery per subscription, event and assignment, however often the event is redelivered.
+        Index("uq_notify_delivery", "subscription_id", "event_id", "assignment_id", unique=True),
+        # The delivery loop: pending ones, soonest due first.
+        Index("ix_notify_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("notify_subscription.id"), index=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    assignment_id: Mapped[str] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(40))
+    urgency: Mapped[str] = mapped_column(String(16))
+    # The thin message (notify.Notification): no personal data.
+    payload: Mapped[dict] = mapped_column(JSON)
+    # pending, delivered, failed (out of attempts) or dropped (the endpoint is gone: 410, or disabled).
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

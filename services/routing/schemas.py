@@ -193,3 +193,70 @@ class RuleSetLoad(BaseModel):
 
     text: str = Field(min_length=1, max_length=200_000, description="a rules file in the format of services/routing/rules.yaml, with a new version")
     filename: str = Field("rules.yaml", min_length=1, max_length=200, description="the file's name, used in the error's place")
+
+
+HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class SubscriptionCreate(BaseModel):
+    """A unit's subscription: a channel, the events it wants, and quiet hours (local time) that emergencies ignore."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit_id: str = Field(max_length=120, description="the unit told, e.g. 25349.police")
+    channel: Literal["webhook", "email", "amqp"]
+    target: str = Field(
+        min_length=3, max_length=500, description="an http(s) URL for a webhook, an address for email, agency.{unit_id} for amqp"
+    )
+    events: list[Literal["assignment.created", "assignment.overdue", "incident.escalated", "incident.closed"]] = Field(
+        min_length=1, description="what the unit is told of"
+    )
+    quiet_start: str | None = Field(None, pattern=HHMM, description="quiet hours from (HH:MM, Asia/Ho_Chi_Minh)")
+    quiet_end: str | None = Field(None, pattern=HHMM, description="quiet hours until (HH:MM)")
+
+    @model_validator(mode="after")
+    def _target_fits_channel(self) -> SubscriptionCreate:
+        if self.channel == "webhook" and not self.target.startswith(("https://", "http://")):
+            raise ValueError("a webhook's target must be an http(s) URL")
+        if self.channel == "email" and ("@" not in self.target or any(c in self.target for c in " \r\n,;<>")):
+            raise ValueError("an email target must be one address")
+        if self.channel == "amqp" and self.target != f"agency.{self.unit_id}":
+            raise ValueError("an amqp target is the unit's own queue, agency.{unit_id}")
+        if (self.quiet_start is None) != (self.quiet_end is None):
+            raise ValueError("quiet hours need both quiet_start and quiet_end")
+        return self
+
+
+class SubscriptionRead(BaseModel):
+    subscription_id: str
+    unit_id: str
+    channel: str
+    target: str
+    events: list[str]
+    quiet_start: str | None
+    quiet_end: str | None
+    active: bool
+    disabled_reason: str | None
+    created_at: datetime
+    created_by: str
+
+
+class SubscriptionCreated(SubscriptionRead):
+    secret: str | None = Field(description="the webhook's whsec_ signing secret; shown only now (null for email)")
+
+
+class SecretRotated(BaseModel):
+    subscription_id: str
+    secret: str = Field(description="the new whsec_ secret; messages are signed with it and the previous one until the next rotation")
+
+
+class DeliveryRead(BaseModel):
+    delivery_id: str = Field(description="the webhook-id")
+    event_type: str
+    assignment_id: str
+    status: Literal["pending", "delivered", "failed", "dropped"]
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None

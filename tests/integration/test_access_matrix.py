@@ -46,6 +46,7 @@ class World:
     acknowledged_assignment: str = ""
     secrets: list[str] = field(default_factory=list)
     target: str = "matrix-target"
+    subscription_id: str = ""
     activity_id: str = ""
     withdrawn_activity_id: str = ""
 
@@ -66,6 +67,7 @@ class Rule:
 
 MATRIX_RULES = DEFAULT_RULES.read_text(encoding="utf-8").replace('version: "2025.1"', 'version: "matrix"')
 CLOSE = {"risk_level": "low", "outcome": "reviewed"}
+SUBSCRIPTION = {"unit_id": "25349.police", "channel": "webhook", "target": "https://police.example.vn/hook", "events": ["assignment.created"]}
 ACTIVITY = {
     "unit_id": "25349.police", "task_id": "IV.7", "kind": "communication", "held_on": "2025-03-02",
     "counts": {"sessions": 1, "participants_total": 40, "participants_male": 20, "participants_female": 20},
@@ -145,6 +147,20 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("POST", "/v1/incidents/{incident_id}/reopen"): Rule(
         "25349.cp_officer", 409, lambda w: (f"/v1/incidents/{w.routed_incident_id}/reopen", None, {"reason": "new facts"})
+    ),
+    ("POST", "/v1/subscriptions"): Rule("25349.cp_officer", 201, lambda w: ("/v1/subscriptions", None, SUBSCRIPTION)),
+    ("GET", "/v1/subscriptions"): Rule(
+        "25349.cp_officer", 200, lambda w: ("/v1/subscriptions", None, None),
+        also_allowed=frozenset({"other_commune"}),  # another commune's cp_officer lists its own (none here)
+    ),
+    ("DELETE", "/v1/subscriptions/{subscription_id}"): Rule(
+        "25349.cp_officer", 204, lambda w: (f"/v1/subscriptions/{w.subscription_id}", None, None)
+    ),
+    ("POST", "/v1/subscriptions/{subscription_id}/rotate"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/subscriptions/{w.subscription_id}/rotate", None, None)
+    ),
+    ("GET", "/v1/subscriptions/{subscription_id}/deliveries"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/subscriptions/{w.subscription_id}/deliveries", None, None)
     ),
     ("GET", "/v1/units"): Rule("25349.cp_officer", 200, lambda w: ("/v1/units", {"commune": "25349"}, None)),
     ("GET", "/v1/rules"): Rule(
@@ -249,6 +265,10 @@ async def _seed(services, tokens: dict) -> World:
             f"/v1/agencies/25349.police/assignments/{world.acknowledged_assignment}/acknowledge", headers=bearer(tokens["25349.police"])
         )
     assert ack.status_code == 200
+    async with client(routing) as http:
+        created = await http.post("/v1/subscriptions", json=SUBSCRIPTION, headers=bearer(tokens["25349.cp_officer"]))
+    assert created.status_code == 201, created.text
+    world.subscription_id = created.json()["subscription_id"]
     return world
 
 
@@ -393,7 +413,7 @@ async def test_every_read_of_case_details_names_a_person(services):
 async def test_a_one_time_password_must_be_changed_before_anything_else(services):
     tokens = await _tokens(services["intake"])
     world = World(incident_id="0" * 36, routed_incident_id="0" * 36, pending_assignment="0", acknowledged_assignment="0",
-                  activity_id="0", withdrawn_activity_id="0")
+                  activity_id="0", withdrawn_activity_id="0", subscription_id="0")
     failures = []
     for name, runtime in services.items():
         async with client(runtime) as http:

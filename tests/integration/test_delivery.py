@@ -12,19 +12,13 @@ from sqlalchemy import select
 from services.intake.models import TimelineEntry, inbox_message, outbox_message
 from shared import deadletters, topology
 from shared.events import IncidentClosed, IncidentRouted
-from tests.support import bearer, client, eventually, incident_payload, issue_token, make_runtime, migrate
+from tests.support import bearer, client, delete_topology_queues, eventually, incident_payload, issue_token, make_runtime, migrate
 
 
 @pytest.fixture
 async def vhost(amqp_url):
     """A clean slate on the test vhost: delete every queue the topology knows."""
-    connection = await aio_pika.connect(amqp_url)
-    channel = await connection.channel()
-    for spec in topology.CONSUMER_QUEUES:
-        for name in (spec.name, spec.dead_letter_name):
-            await channel.queue_delete(name)
-    await connection.close()
-    return amqp_url
+    return await delete_topology_queues(amqp_url)
 
 
 @pytest.fixture
