@@ -111,7 +111,7 @@ async def emergency(runtime):
     event = reported(category="injury", urgency="emergency", description="Em bị đánh gãy tay ở nhà, cần cấp cứu")
     envelope = event.envelope(correlation_id=event.incident_id, producer="intake")
     await runtime.broker.publish(
-        envelope.model_dump_json().encode(), exchange=topology.EVENTS, routing_key=event.event_type, content_type="application/json"
+        envelope.model_dump_json().encode(), exchange=topology.EVENTS, routing_key=event.event_type, content_type="application/json", user_id="guest"
     )
     return event
 
@@ -253,7 +253,7 @@ class TestDeliveryYouCanTrust:
                     )
                 )
             for _ in range(2):  # the broker delivers the same event again
-                await runtime.broker.publish(body.encode(), exchange=topology.EVENTS, routing_key="incident.routed")
+                await runtime.broker.publish(body.encode(), exchange=topology.EVENTS, routing_key="incident.routed", user_id="guest")
             await asyncio.sleep(1.5)
             assert len(receiver.requests) == 1
             assert len(await delivery_log(runtime, sub["subscription_id"])) == 1
