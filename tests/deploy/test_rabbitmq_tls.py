@@ -52,7 +52,7 @@ async def connect_intake(node, tmp_path, ca_file):
     try:
         await asyncio.wait_for(runtime.broker.connect(), 30)
         assert await runtime.broker.ping(timeout=5)
-        await declare(runtime.broker)  # what the service does at start, over the encrypted connection
+        await declare(runtime.broker, own=runtime.queues)  # what the service does at start, over the encrypted connection
         return node.ctl("list_connections", "user", "ssl", "peer_cert_subject", "--quiet", "--no-table-headers").stdout
     finally:
         await runtime.broker.stop()
