@@ -854,7 +854,9 @@ class TestNoPersonalData:
             checked = 0
             for table in tables:
                 columns = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')]
-                assert not [c for c in columns if re.search(r"name|phone|address|birth|description|note|outcome|school", c)], table
+                # signer_name: the chairman (or deputy) who signs the commune's report document, an official printed on it.
+                suspicious = [c for c in columns if re.search(r"name|phone|address|birth|description|note|outcome|school", c)]
+                assert [c for c in suspicious if (table, c) != ("report_document", "signer_name")] == [], table
                 for row in db.execute(f'SELECT * FROM "{table}"'):
                     text = "\x1f".join(map(str, row)).encode()
                     checked += len(row)
