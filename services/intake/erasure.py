@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import audit
@@ -22,7 +22,7 @@ from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
 from .incidents import PRODUCER, vn_date
-from .models import Incident, TimelineEntry
+from .models import DuplicateCandidate, Incident, TimelineEntry
 from .retention import ClosedCase, RetentionPolicy, erased_detail, redacted_reported
 
 log = logging.getLogger("baove.intake.erasure")
@@ -46,7 +46,8 @@ async def erase_incident(uow: UnitOfWork, outbox, incident_id: str, *, by: str, 
 
     Kept: ids, commune, hamlet code, category, urgency, channel, dates, status history, consent answers and each
     child's sex, age band and special-circumstance codes. Gone: description, names, birth dates, ages, schools,
-    the reporter, the review's free-text outcome, and the incident.reported event still in the outbox."""
+    the reporter, the review's free-text outcome, the incident.reported event still in the outbox, and its possible
+    duplicates."""
     session = uow.session
     incident = await session.get(Incident, incident_id, with_for_update=True)
     if incident is None:
@@ -58,6 +59,11 @@ async def erase_incident(uow: UnitOfWork, outbox, incident_id: str, *, by: str, 
     incident.children = [anonymous_child(c, day) for c in incident.children]
     incident.reporter = None
     incident.status = ERASED
+    incident.duplicates_pending = False
+    # A possible duplicate would name the other report's child beside this one: the pairing goes too (a link the
+    # cp_officer made stays in reporting, by ids, so the child is still counted once).
+    pair = or_(DuplicateCandidate.incident_id == incident_id, DuplicateCandidate.other_id == incident_id)
+    await session.execute(delete(DuplicateCandidate).where(pair))
     entries = (await session.execute(select(TimelineEntry).where(TimelineEntry.incident_id == incident_id))).scalars()
     for entry in entries:
         kept = erased_detail(entry.detail)
