@@ -61,7 +61,7 @@ def test_the_cp_officer_sees_a_possible_duplicate_that_other_units_do_not(consol
 def test_the_report_document_screen_for_the_officer_and_not_for_a_unit(console_system, browser, artefacts):
     def drafting(page) -> None:
         text = page.locator("main").inner_text()
-        assert "Báo cáo công tác trẻ em: xã" in text and "Hạn gửi huyện: 10/05/2025" in text, text[:500]
+        assert "Báo cáo công tác trẻ em: xã Minh" in text and "xã xã" not in text and "Hạn gửi huyện: 10/05/2025" in text, text[:500]
         no_horizontal_scroll(page)
 
     both_widths(browser, "b-cp", "/reports/25349/document?period=2025-6M", artefacts, "report-document", drafting)
