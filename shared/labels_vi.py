@@ -1,4 +1,5 @@
-"""Vietnamese labels of the report's channels and a child's special circumstances: one wording for the console and the exports."""
+"""Vietnamese labels of the report's channels, a child's special circumstances and a report's sign-off and timeliness:
+one wording for the console and the exports."""
 
 CHANNELS = {
     "hotline_111": "Tổng đài 111",
@@ -28,3 +29,8 @@ CIRCUMSTANCES = {
     "serious_illness_poor": "Mắc bệnh hiểm nghèo thuộc hộ nghèo, cận nghèo",
     "migrant_without_caregiver": "Di cư, lánh nạn chưa xác định được cha mẹ",
 }
+
+# A report document's sign-off (issue 16) and whether it was sent by the plan's date.
+DOCUMENT_STATUS = {"draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi huyện"}
+NO_DOCUMENT = "Chưa lập"
+TIMELINESS = {"on_time": "Đúng hạn", "late": "Trễ hạn", "pending": "Chưa đến hạn"}

@@ -10,6 +10,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
+from shared.labels_vi import DOCUMENT_STATUS, TIMELINESS
+
 from . import forms, vi
 from .cases import inbox_filters, inbox_params, inbox_rows
 from .clients import ApiError, NotFound
@@ -128,7 +130,7 @@ async def district_page(request: Request) -> Response:
     session, period, summary = await _summary(request, code)
     return render(request, "district.html", summary=summary, period=period, code=code,
                   reports={r["code"]: r for r in ((summary.get("completeness") or {}).get("reports") or [])},
-                  document_status=vi.DOCUMENT_STATUS, timeliness=vi.TIMELINESS,
+                  document_status=DOCUMENT_STATUS, timeliness=TIMELINESS,
                   **await _charts(request, session, code, summary))
 
 
@@ -192,7 +194,7 @@ async def document_page(request: Request, notice: str | None = None, errors: dic
     narrative = (form or {}).get("narrative") or (current_version or {}).get("narrative") or {}
     return render(
         request, "report_document.html", status, commune=commune, period=period, documents=documents, doc=current_version,
-        narrative=narrative, sections=vi.NARRATIVE, statuses=vi.DOCUMENT_STATUS, notice=notice, errors=errors or {},
+        narrative=narrative, sections=vi.NARRATIVE, statuses=DOCUMENT_STATUS, notice=notice, errors=errors or {},
         periods=_plan_periods(datetime.now(vi.VN).date()), form=form or {},
         officer=session.commune == commune and session.unit_type == "cp_officer",
         chairman=session.commune == commune and session.unit_type == "chairman",

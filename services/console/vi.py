@@ -47,9 +47,7 @@ TIMELINE = {
     "duplicate_dismissed": "Xác định không trùng hồ sơ khác",
     "erased": "Đã xoá dữ liệu cá nhân",
 }
-# The commune's report document (issue 16): its status, its timeliness, the sections the officer writes.
-DOCUMENT_STATUS = {"draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi huyện"}
-TIMELINESS = {"on_time": "Đúng hạn", "late": "Trễ hạn", "pending": "Chưa đến hạn"}
+# The sections of the commune's report document the officer writes (issue 16); its status and timeliness: shared/labels_vi.py.
 NARRATIVE = (
     ("situation", "I. Tình hình chung"),
     ("results", "II. Kết quả thực hiện nhiệm vụ theo đơn vị"),
@@ -159,6 +157,8 @@ def age(child: dict, on: date | None = None) -> str:
         on = on or datetime.now(VN).date()
         years = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
         return f"{years} tuổi"
+    if child.get("age_band") in AGE_BANDS and child["age_band"] != "unknown":
+        return AGE_BANDS[child["age_band"]]  # an erased case keeps the band, not the birth date
     return "không rõ tuổi"
 
 

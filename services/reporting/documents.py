@@ -17,9 +17,10 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shared.enums import LABELS_VI
+from shared.labels_vi import DOCUMENT_STATUS, NO_DOCUMENT, TIMELINESS
 from shared.plans import COUNT_LABELS_VI
 
-from .exports import AGE_BANDS, DOCUMENT_STATUS, SECTIONS, TIMELINESS, flatten, label
+from .exports import AGE_BANDS, SECTIONS, flatten, label
 from .periods import VN
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -377,7 +378,7 @@ def district_context(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]
     for i, row in enumerate(summary.get("communes") or [], 1):
         r = reports.get(row["code"]) or {}
         status_rows.append((
-            str(i), row["name"], DOCUMENT_STATUS.get(r.get("document_status"), "Chưa lập"),
+            str(i), row["name"], DOCUMENT_STATUS.get(r.get("document_status"), NO_DOCUMENT),
             str(r["document_version"]) if r.get("document_version") else "",
             _sent_day(r.get("sent_at")), TIMELINESS.get(r.get("timeliness") or "pending", ""),
         ))

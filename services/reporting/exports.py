@@ -15,7 +15,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 
 from shared.enums import LABELS_VI
-from shared.labels_vi import CHANNELS, CIRCUMSTANCES
+from shared.labels_vi import CHANNELS, CIRCUMSTANCES, DOCUMENT_STATUS, NO_DOCUMENT, TIMELINESS
 from shared.plans import COUNT_FIELDS, COUNT_LABELS_VI, kind_labels
 from shared.reference import Hierarchy
 
@@ -289,8 +289,6 @@ TIMELINESS_HEADINGS = [
     "Mã xã", "Tên xã", "Đã có số liệu", "Phiên bản số liệu mới nhất", "Lập lần đầu", "Hạn gửi", "Gửi đúng hạn",
     "Tình trạng văn bản", "Phiên bản văn bản", "Ngày gửi", "Thời hạn",
 ]
-DOCUMENT_STATUS = {None: "Chưa lập", "draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi"}
-TIMELINESS = {"on_time": "Đúng hạn", "late": "Trễ hạn", "pending": "Chưa đến hạn"}
 
 
 def _yes_no(value: bool | None) -> str:
@@ -313,7 +311,7 @@ def _timeliness_sheet(book: Workbook, reports: list[Mapping[str, Any]]) -> None:
                 _moment(r["first_produced_at"]) if r["first_produced_at"] else "",
                 _day(r["due"]),
                 _yes_no(r["on_time"]),
-                DOCUMENT_STATUS.get(r.get("document_status"), ""),
+                DOCUMENT_STATUS.get(r.get("document_status"), NO_DOCUMENT),
                 r.get("document_version") or "",
                 _moment(r["sent_at"]) if r.get("sent_at") else "",
                 TIMELINESS.get(r.get("timeliness") or "", ""),

@@ -463,8 +463,8 @@ class TestTheDistrict:
         tables = docx_tables(docx.content)
         statuses = {r[1]: (r[2], r[4], r[5]) for r in next(rows for head, rows in tables.items() if head[:3] == ("STT", "Xã", "Tình trạng báo cáo"))}
         assert statuses == {
-            "Minh Tâm": ("Đã gửi", "10/05/2025", "Đúng hạn"),
-            "Minh Đức": ("Đã gửi", "11/05/2025", "Trễ hạn"),
+            "Minh Tâm": ("Đã gửi huyện", "10/05/2025", "Đúng hạn"),
+            "Minh Đức": ("Đã gửi huyện", "11/05/2025", "Trễ hạn"),
             "An Phú": ("Chưa lập", "", "Trễ hạn"),
         }
         figures = next(rows for head, rows in tables.items() if head[:3] == ("STT", "Xã", "Số vụ việc"))
