@@ -665,8 +665,9 @@ def commune_row_recount(incidents: list[Incident], unit: str, commune: str, peri
 def flatten(indicators: dict) -> list[tuple[str, str, object]]:
     out = []
     for key, value in indicators.items():
-        if key == "response":
-            out += [(key, f"{unit}.{m}", n) for unit, measures in value.items() for m, n in measures.items()]
+        if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+            # response (unit -> measure) and the cross tabs (form -> sex or age band): one line per pair.
+            out += [(key, f"{outer}.{inner}", n) for outer, inner_values in value.items() for inner, n in inner_values.items()]
         elif isinstance(value, dict):
             out += [(key, code, n) for code, n in value.items()]
         else:
