@@ -108,7 +108,8 @@ async def _case_context(request: Request, session: Session, incident_id: str) ->
         raise NotFound()
     case = incident or {**assignment["incident"], "incident_id": incident_id, "timeline": None, "status": None}
     may_close = session.kind == "admin" or (session.is_cp_officer and case.get("commune_code") == session.commune)
-    closed = bool(incident) and incident["status"] == "closed"
+    closed = bool(incident) and _closed(incident)
+    erased = bool(incident) and incident["status"] == "erased"
     may_link = session.is_cp_officer and case.get("commune_code") == session.commune and incident is not None
     return {
         "duplicates": await _duplicates(request, session, incident_id) if may_link else [],
@@ -116,10 +117,20 @@ async def _case_context(request: Request, session: Session, incident_id: str) ->
         "incident_id": incident_id,
         "assignment": inbox_rows([assignment], utc_now())[0] if assignment else None,
         "view": (assignment or {}).get("incident", {}).get("view", "full") if incident is None else "full",
-        "may_close": may_close and incident is not None,
+        # An erased case that had been closed stays closed: there is nothing left to reopen it for.
+        "may_close": may_close and incident is not None and not (erased and closed),
         "closed": closed,
+        "erased": erased,
         "risk_levels": vi.RISK,
     }
+
+
+def _closed(incident: dict) -> bool:
+    """Closed, or erased after it was closed (an erased incident's status is `erased`; its timeline keeps the steps)."""
+    if incident["status"] != "erased":
+        return incident["status"] == "closed"
+    steps = [e["kind"] for e in incident.get("timeline") or [] if e["kind"] in ("closed", "reopened")]
+    return bool(steps) and steps[-1] == "closed"
 
 
 async def _duplicates(request: Request, session: Session, incident_id: str) -> list[dict]:

@@ -99,6 +99,8 @@ def test_an_erased_case_shows_no_child_to_the_cp_officer(console_system, browser
         text = page.locator("main").inner_text()
         assert "Đã xoá dữ liệu cá nhân" in text and CHILD not in text and "tiếng trẻ khóc" not in text, text
         assert "Có thể trùng" not in text
+        # What is kept reads as kept (the age band), what is gone reads as erased, not as an empty field.
+        assert "Đã xoá cùng dữ liệu cá nhân của vụ việc" in text and "không rõ tuổi" not in text, text
         no_horizontal_scroll(page)
 
     both_widths(browser, "b-cp", f"/cases/{incident_id}", artefacts, "erased-case", erased)
