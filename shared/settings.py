@@ -166,6 +166,10 @@ class IntakeSettings(ServiceSettings):
     duplicate_threshold: float = Field(
         80.0, ge=0, le=100, description="score (0-100) from which two reports of a commune are a possible duplicate (issue 17)"
     )
+    duplicate_max_candidates: int = Field(5, ge=1, le=100, description="possible duplicates kept per new report: the best ones (issue 17)")
+    duplicate_settle_seconds: float = Field(
+        1.0, ge=0, le=60, description="after a report is stored, the duplicate check waits this long for others to check them together"
+    )
     retention_closed_case_days: int = Field(
         1825, ge=1, description="a closed case's personal data is erased this many days after it was last closed (docs/privacy.md)"
     )
