@@ -44,6 +44,11 @@ class CommonSettings(BaseSettings):
     )
     dlq_ttl_days: float = Field(14.0, gt=0, description="a dead letter is dropped after this many days (the broker's dead-letter-queues policy)")
     dlq_max_length: int = Field(10_000, ge=1, description="a dead-letter queue keeps at most this many letters, the oldest dropped first")
+    holidays_file: Path | None = Field(
+        None,
+        description="Vietnam's holidays, days off and làm bù days as YAML (the working days deadlines count, issue 17); "
+        "default: shared/reference/holidays.yaml",
+    )
 
     def database_url(self, name: str, override: SecretStr | None) -> str:
         """The service's database: its own URL when given, else a SQLite file under the data folder."""
