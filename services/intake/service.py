@@ -7,6 +7,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import itemgetter
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
@@ -228,12 +229,13 @@ async def _window(session: AsyncSession, commune: str, since: datetime, until: d
         .where(i.commune_code == commune, i.received_at >= since, i.received_at <= until)
         .order_by(i.received_at, i.id)
     )
-    places, keys = [], []
-    for row in await (await session.connection()).execute(stmt):
-        for key in duplicates.child_keys(row.id, row.children, row.hamlet, row.received_at):
-            places.append((row.received_at, row.id))
-            keys.append(key)
-    return _Window(places, keys)
+    rows = [
+        ((row.received_at, row.id), key)
+        for row in await (await session.connection()).execute(stmt)
+        for key in duplicates.child_keys(row.id, row.children, row.hamlet, row.received_at)
+    ]
+    rows.sort(key=itemgetter(0))  # the order bisection uses (a database collation may order ids otherwise); near-free: sorted
+    return _Window([place for place, _ in rows], [key for _, key in rows])
 
 
 def _match(incident, window: _Window, threshold: float, limit: int) -> list[duplicates.Candidate]:
