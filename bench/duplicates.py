@@ -6,11 +6,13 @@ kind of reporter (a school's report names the school, a hamlet's the hamlet). Na
 family, middle and given names, so unrelated children share family and middle names as they do in a commune.
 Deterministic: a seed.
 
-Run: .venv/bin/python -m bench.duplicates [--seed 17] [--window 10000] [--threshold 80] [--db-url URL]
+Run: .venv/bin/python -m bench.duplicates [--seed 17] [--window 10000] [--threshold 80] [--batch 100] [--db-url URL]
 
 `with_database` times intake's own check (service.check_duplicates: the window read from the database, the JSON
 of its children parsed, the match, the candidates and events written) for one new report against `--window`
-reports of its commune in a scratch database (SQLite in a temporary folder unless --db-url names an empty one).
+reports of its commune in a scratch database (SQLite in a temporary folder unless --db-url names an empty one);
+`with_database_batch` the same for `--batch` new reports checked in one call, as the background loop does when
+reports arrive faster than it checks them (a load test), with the time per report.
 """
 
 from __future__ import annotations
@@ -159,8 +161,9 @@ def window_time(size: int = 10_000, checks: int = 50, seed: int = 17) -> dict:
     return {"window": len(window), "checks": checks, "median_ms": round(statistics.median(timings), 2), "max_ms": round(max(timings), 2)}
 
 
-async def with_database(size: int = 10_000, checks: int = 5, seed: int = 17, db_url: str | None = None) -> dict:
-    """Milliseconds for intake's check of one new report against `size` reports of its commune in the database."""
+async def with_database(size: int = 10_000, checks: int = 5, seed: int = 17, db_url: str | None = None, batch: int = 1) -> dict:
+    """Milliseconds for intake's check of `batch` new reports (one call, as the background loop makes it) against `size`
+    reports of its commune in the database: per check, and per report checked."""
     from services.intake import service
     from services.intake.app import MIGRATIONS
     from services.intake.models import Incident, outbox_message
@@ -168,7 +171,7 @@ async def with_database(size: int = 10_000, checks: int = 5, seed: int = 17, db_
     from shared.migrate import upgrade
     from shared.uow import UnitOfWork
 
-    reports, _ = sample(seed, reports=size + checks, planted=0)
+    reports, _ = sample(seed, reports=size + checks * batch, planted=0)
     with tempfile.TemporaryDirectory() as scratch:
         url = db_url or f"sqlite+aiosqlite:///{scratch}/intake.db"
         await asyncio.to_thread(upgrade, MIGRATIONS, url)
@@ -180,16 +183,20 @@ async def with_database(size: int = 10_000, checks: int = 5, seed: int = 17, db_
             for start in range(0, len(rows), 1000):
                 await session.execute(Incident.__table__.insert(), rows[start : start + 1000])
         timings = []
-        for report in reports[size:]:
+        for start in range(size, size + checks * batch, batch):
             async with sessionmaker() as session, session.begin():
-                await session.execute(Incident.__table__.insert(), [_row(report, now, pending=True)])
+                await session.execute(Incident.__table__.insert(), [_row(report, now, pending=True) for report in reports[start : start + batch]])
             started = time.perf_counter()
             uow = UnitOfWork(sessionmaker, outbox_message, lambda: None)
             async with uow:
-                assert await service.check_duplicates(uow, DEFAULT_THRESHOLD, now) == 1
+                assert await service.check_duplicates(uow, DEFAULT_THRESHOLD, now) == batch
             timings.append((time.perf_counter() - started) * 1000)
         await engine.dispose()
-    return {"database": url.split(":")[0], "window": size, "checks": checks, "median_ms": round(statistics.median(timings), 1), "max_ms": round(max(timings), 1)}
+    median = statistics.median(timings)
+    return {
+        "database": url.split(":")[0], "window": size, "batch": batch, "checks": checks, "median_ms": round(median, 1),
+        "max_ms": round(max(timings), 1), "median_ms_per_report": round(median / batch, 1),
+    }
 
 
 def _row(report: Report, now: datetime, *, pending: bool) -> dict:
@@ -207,12 +214,14 @@ def cli() -> None:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--window", type=int, default=10_000)
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--batch", type=int, default=100, help="reports checked in one call for with_database_batch (default 100)")
     parser.add_argument("--db-url", default=None, help="an empty intake database for the with_database timing (default: SQLite)")
     args = parser.parse_args()
     results = {
         "sample": precision_recall(args.seed, args.threshold),
         "one_check": window_time(args.window, seed=args.seed),
         "with_database": asyncio.run(with_database(args.window, seed=args.seed, db_url=args.db_url)),
+        "with_database_batch": asyncio.run(with_database(args.window, seed=args.seed, db_url=args.db_url, batch=args.batch)),
     }
     print(json.dumps(results, indent=2))
 

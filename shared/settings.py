@@ -44,6 +44,11 @@ class CommonSettings(BaseSettings):
     )
     dlq_ttl_days: float = Field(14.0, gt=0, description="a dead letter is dropped after this many days (the broker's dead-letter-queues policy)")
     dlq_max_length: int = Field(10_000, ge=1, description="a dead-letter queue keeps at most this many letters, the oldest dropped first")
+    holidays_file: Path | None = Field(
+        None,
+        description="Vietnam's holidays, days off and làm bù days as YAML (the working days deadlines count, issue 17); "
+        "default: shared/reference/holidays.yaml",
+    )
 
     def database_url(self, name: str, override: SecretStr | None) -> str:
         """The service's database: its own URL when given, else a SQLite file under the data folder."""
@@ -165,6 +170,10 @@ class IntakeSettings(ServiceSettings):
     sign_in_failure_delay_seconds: float = Field(1.0, ge=0, description="every failed sign-in answers after this delay")
     duplicate_threshold: float = Field(
         80.0, ge=0, le=100, description="score (0-100) from which two reports of a commune are a possible duplicate (issue 17)"
+    )
+    duplicate_max_candidates: int = Field(5, ge=1, le=100, description="possible duplicates kept per new report: the best ones (issue 17)")
+    duplicate_settle_seconds: float = Field(
+        1.0, ge=0, le=60, description="after a report is stored, the duplicate check waits this long for others to check them together"
     )
     retention_closed_case_days: int = Field(
         1825, ge=1, description="a closed case's personal data is erased this many days after it was last closed (docs/privacy.md)"

@@ -33,7 +33,9 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     runtime.api.state.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     wake = asyncio.Event()
     runtime.api.state.reports = service.report_writer(runtime, stored=wake.set)
-    runtime.background["duplicate-check"] = partial(check_duplicates, runtime, settings.duplicate_threshold, wake)
+    runtime.background["duplicate-check"] = partial(
+        check_duplicates, runtime, settings.duplicate_threshold, settings.duplicate_max_candidates, wake, settings.duplicate_settle_seconds
+    )
     runtime.api.state.sign_in_limiter = RateLimiter(settings.sign_in_per_minute, settings.sign_in_burst)
     runtime.api.include_router(api.router)
     runtime.api.include_router(api.activity_router)
@@ -48,18 +50,22 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
     return runtime
 
 
-async def check_duplicates(runtime: Runtime, threshold: float, wake: asyncio.Event) -> None:
-    """The duplicate check beside intake's requests: woken by each stored batch of reports, else every 30 s."""
+async def check_duplicates(runtime: Runtime, threshold: float, limit: int, wake: asyncio.Event, settle: float = 0.0) -> None:
+    """The duplicate check beside intake's requests: woken by each stored batch of reports, else every 30 s.
+
+    Once woken it lets `settle` seconds of reports gather first: each check reads the commune's whole window, so
+    under a stream of reports fewer, larger batches cost far less than one small batch after each commit."""
 
     async def tick() -> None:
         while True:
             async with runtime.unit_of_work() as uow:
-                if not await service.check_duplicates(uow, threshold, utcnow()):
+                if not await service.check_duplicates(uow, threshold, utcnow(), limit=limit):
                     return
 
     async def pause() -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=30)
+            await asyncio.sleep(settle)
         wake.clear()
 
     def failed(exc: Exception) -> None:

@@ -22,7 +22,8 @@ WINDOW = timedelta(days=30)
 DEFAULT_THRESHOLD = 80.0
 # A name below this (0-100, folded) is not worth scoring: the prefilter rapidfuzz applies to the whole window.
 NAME_CUTOFF = 70.0
-MAX_CANDIDATES = 5  # per new report: the best ones; a child reported 40 times needs no 40 links at once
+# Per new report, the best ones (BAOVE_INTAKE_DUPLICATE_MAX_CANDIDATES): a child reported 40 times needs no 40 links at once.
+MAX_CANDIDATES = 5
 
 # The score: the folded names' similarity weighs most; the rest agree or disagree.
 NAME_WEIGHT = 0.7
@@ -128,21 +129,24 @@ class Candidate:
 def candidates(
     new: Sequence[ChildKey], window: Sequence[ChildKey], threshold: float = DEFAULT_THRESHOLD, limit: int = MAX_CANDIDATES
 ) -> list[Candidate]:
-    """The window's incidents whose children score at or above the threshold with one of the new report's, best first.
+    """The window's incidents whose children score at or above the threshold with one of the new report's: the best
+    `limit` of them, best first (ties by incident id).
 
-    The prefilter (ages, window) leaves the names to rapidfuzz's `process.extract` with a score cutoff, in C."""
+    rapidfuzz's `process.extract` with a score cutoff compares the names over the whole window, in C; the cheap
+    prefilter (another incident, the window, ages) and the score are then worked out for the few names it keeps."""
+    if limit < 1:
+        raise ValueError("at least one candidate is kept")
     best: dict[str, float] = {}
+    names = [old.folded for old in window]
     for child in new:
-        pool = [old for old in window if _may_be(child, old)]
-        if not pool:
-            continue
-        names = [old.folded for old in pool]
         similar: dict[int, float] = {}
-        for scorer in (fuzz.ratio, fuzz.token_sort_ratio):  # name_score's two, each over the whole pool in C
+        for scorer in (fuzz.ratio, fuzz.token_sort_ratio):  # name_score's two, each over the whole window in C
             for _, similarity, i in process.extract(child.folded, names, scorer=scorer, score_cutoff=NAME_CUTOFF, limit=None):
                 similar[i] = max(similarity, similar.get(i, 0.0))
         for i, similarity in similar.items():
-            old = pool[i]
+            old = window[i]
+            if not _may_be(child, old):
+                continue
             points = score(child, old, similarity)
             if points >= threshold and points > best.get(old.incident_id, -1.0):
                 best[old.incident_id] = points

@@ -19,6 +19,8 @@ class Base(DeclarativeBase):
 
 class Incident(IncidentFactColumns, Base):
     __tablename__ = "incident"
+    # The duplicate check reads a commune's last 30 days (issue 17): the window is a range of this index.
+    __table_args__ = (Index("ix_incident_commune_received", "commune_code", "received_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     report_id: Mapped[str | None] = mapped_column(String(36), unique=True)

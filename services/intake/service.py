@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import itemgetter
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
@@ -169,14 +171,17 @@ def report_writer(runtime: Runtime, stored: Callable[[], None] = lambda: None) -
 # -- possible duplicates (issue 17) ------------------------------------------------------------------
 
 
-async def check_duplicates(uow: UnitOfWork, threshold: float, now: datetime, batch: int = 200) -> int:
+async def check_duplicates(
+    uow: UnitOfWork, threshold: float, now: datetime, batch: int = 200, limit: int = duplicates.MAX_CANDIDATES
+) -> int:
     """Compare accepted reports not yet checked with their commune's last 30 days; store and announce candidates.
 
     Runs after the report's own commit (its answer never waits for it), a batch at a time: each commune's window
     read once, every match worked out, then all the writes at the end (a short write, so that on SQLite the
-    report writer is not kept waiting). A report whose match fails is marked checked all the same, the error's
-    type logged (never its data): an accepted report is never held back by the matching. Database errors
-    propagate (the batch is tried again later). Returns how many reports were checked."""
+    report writer is not kept waiting). At most `limit` candidates per report, the best ones. A report whose match
+    fails is marked checked all the same, the error's type logged (never its data): an accepted report is never
+    held back by the matching. Database errors propagate (the batch is tried again later). Returns how many
+    reports were checked."""
     session = uow.session
     i = Incident
     pending = (
@@ -192,7 +197,7 @@ async def check_duplicates(uow: UnitOfWork, threshold: float, now: datetime, bat
         window = await _window(session, commune, incidents[0].received_at - duplicates.WINDOW, incidents[-1].received_at)
         for incident in incidents:
             try:
-                found = _match(incident, window, threshold)
+                found = _match(incident, window, threshold, limit)
             except Exception as exc:
                 log.warning("duplicate check failed", extra={"error": type(exc).__name__, "incident_id": incident.id})
                 continue
@@ -208,23 +213,39 @@ async def check_duplicates(uow: UnitOfWork, threshold: float, now: datetime, bat
     return len(pending)
 
 
-async def _window(session: AsyncSession, commune: str, since: datetime, until: datetime) -> list[tuple[tuple[datetime, str], duplicates.ChildKey]]:
-    """The commune's children reported between two moments, each with its report's place in the order received."""
+@dataclass(frozen=True)
+class _Window:
+    """A commune's children reported between two moments, in the order received: each key's report's place."""
+
+    places: list[tuple[datetime, str]]
+    keys: list[duplicates.ChildKey]
+
+
+async def _window(session: AsyncSession, commune: str, since: datetime, until: datetime) -> _Window:
+    """The window read as plain rows (no ORM objects: it is the check's cost), a range of ix_incident_commune_received."""
     i = Incident
-    stmt = select(i.id, i.hamlet, i.children, i.received_at).where(i.commune_code == commune, i.received_at >= since, i.received_at <= until)
-    return [
+    stmt = (
+        select(i.id, i.hamlet, i.children, i.received_at)
+        .where(i.commune_code == commune, i.received_at >= since, i.received_at <= until)
+        .order_by(i.received_at, i.id)
+    )
+    rows = [
         ((row.received_at, row.id), key)
-        for row in (await session.execute(stmt)).all()
+        for row in await (await session.connection()).execute(stmt)
         for key in duplicates.child_keys(row.id, row.children, row.hamlet, row.received_at)
     ]
+    rows.sort(key=itemgetter(0))  # the order bisection uses (a database collation may order ids otherwise); near-free: sorted
+    return _Window([place for place, _ in rows], [key for _, key in rows])
 
 
-def _match(incident, window: list, threshold: float) -> list[duplicates.Candidate]:
+def _match(incident, window: _Window, threshold: float, limit: int) -> list[duplicates.Candidate]:
     """The earlier reports of the window that may be about a child of this one (a pair is found once, by its later report)."""
     new = duplicates.child_keys(incident.id, incident.children, incident.hamlet, incident.received_at)
-    place = (incident.received_at, incident.id)
-    earlier = [key for at, key in window if at < place and at[0] >= incident.received_at - duplicates.WINDOW]
-    return duplicates.candidates(new, earlier, threshold) if new else []
+    if not new:
+        return []
+    first = bisect_left(window.places, (incident.received_at - duplicates.WINDOW, ""))
+    end = bisect_left(window.places, (incident.received_at, incident.id))
+    return duplicates.candidates(new, window.keys[first:end], threshold, limit)
 
 
 async def _pair(session: AsyncSession, incident_id: str, other_id: str, principal: Principal, *, lock: bool = False) -> DuplicateCandidate:

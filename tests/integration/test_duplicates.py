@@ -106,6 +106,53 @@ class TestAtIntake:
             assert not (await session.execute(select(DuplicateCandidate))).all()
 
 
+# Eight earlier reports that may all be Phạm Thị Lan: tones, school, birth date or age, spelling and order vary.
+SIMILAR = [
+    ("Phạm Thị Lan", {"birth_date": "2014-06-02", "school": SCHOOL}),
+    ("Pham Thi Lan", {"birth_date": "2014-06-02", "school": SCHOOL}),
+    ("Phạm Thị Lan", {"birth_date": "2014-06-02"}),
+    ("Pham Thi Lan", {"birth_date": "2014-06-02"}),
+    ("Lan Phạm Thị", {"birth_date": "2014-06-02", "school": SCHOOL}),
+    ("Phạm Thị Lanh", {"birth_date": "2014-06-02", "school": SCHOOL}),
+    ("Pham Thi Lanh", {"birth_date": "2014-06-02"}),
+    ("Phạm Thi Lan", {"age_years": None}),
+]
+
+
+class TestTheBestCandidatesOnly:
+    async def many_then_one(self, runtime, limit=None):
+        """The eight earlier reports (checked), then a new one: its candidates kept, and every candidate it has."""
+        for name, fields in SIMILAR:
+            await report(runtime, "school", child(name, **fields))
+        async with runtime.unit_of_work() as uow:
+            assert await service.check_duplicates(uow, 80.0, utcnow(), limit=100) == len(SIMILAR)
+        new = await report(runtime, "school", child("Phạm Thị Lan", birth_date="2014-06-02", school=SCHOOL))
+        async with runtime.unit_of_work() as uow:
+            extra = {} if limit is None else {"limit": limit}
+            assert await service.check_duplicates(uow, 80.0, utcnow(), **extra) == 1
+        async with runtime.sessionmaker() as session:
+            d = DuplicateCandidate
+            kept = (await session.execute(select(d.other_id, d.score).where(d.incident_id == new))).all()
+            rows = (await session.execute(select(Incident.id, Incident.hamlet, Incident.children, Incident.received_at))).all()
+        keys = {row.id: duplicates.child_keys(row.id, row.children, row.hamlet, row.received_at) for row in rows}
+        window = [k for incident_id, ks in keys.items() if incident_id != new for k in ks]
+        every = duplicates.candidates(keys[new], window, 80.0, limit=100)
+        return new, {(other, score) for other, score in kept}, every
+
+    async def test_a_report_like_many_earlier_ones_keeps_the_five_best(self, intake):
+        new, kept, every = await self.many_then_one(intake)
+        assert len(every) > 5
+        assert kept == {(c.incident_id, c.score) for c in every[:5]}
+        assert min(score for _, score in kept) >= max(c.score for c in every[5:])
+        assert len(await events(intake, "incident.possible_duplicate")) >= 5
+        announced = [json.loads(body)["payload"] for body in await events(intake, "incident.possible_duplicate")]
+        assert sorted(p["duplicate_of"] for p in announced if p["incident_id"] == new) == sorted(other for other, _ in kept)
+
+    async def test_the_limit_is_the_setting_s(self, intake):
+        new, kept, every = await self.many_then_one(intake, limit=2)
+        assert kept == {(c.incident_id, c.score) for c in every[:2]}
+
+
 class TestTheCpOfficerDecides:
     async def test_only_the_commune_s_cp_officer_sees_and_decides(self, intake):
         first, second, _ = await school_then_hamlet(intake)

@@ -79,3 +79,27 @@ class TestPlantedSample:
         assert result["planted"] == 40 and result["reports"] == 200
         assert result["recall"] >= 0.9, result["missed"]
         assert result["precision"] >= 0.8, result["false"]
+
+
+class TestTheCap:
+    def test_at_most_the_limit_the_best_ones(self):
+        window = [
+            key("Phạm Thị Lan", incident="a", school="s"),
+            key("Pham Thi Lan", incident="b"),
+            key("Phạm Thị Lanh", incident="c"),
+            key("Lan Phạm Thị", incident="d", school="s"),
+            key("Pham Thi Lanh", incident="e"),
+        ]
+        new = [key("Phạm Thị Lan", incident="n", school="s")]
+        every = candidates(new, window, limit=100)
+        assert len(every) == 5 and [c.score for c in every] == sorted((c.score for c in every), reverse=True)
+        assert candidates(new, window, limit=2) == every[:2]
+        assert [c.incident_id for c in every[:2]] == ["a", "d"]
+
+    def test_the_default_is_the_setting_s_default(self, monkeypatch):
+        from services.intake.duplicates import MAX_CANDIDATES
+        from shared.settings import IntakeSettings
+
+        assert IntakeSettings().duplicate_max_candidates == MAX_CANDIDATES == 5
+        monkeypatch.setenv("BAOVE_INTAKE_DUPLICATE_MAX_CANDIDATES", "3")
+        assert IntakeSettings().duplicate_max_candidates == 3
