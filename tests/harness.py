@@ -17,9 +17,9 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -232,6 +232,59 @@ class System:
 
     def db(self, service: str) -> str:
         return f"sqlite+aiosqlite:///{self.data_dir / f'{service}.db'}"
+
+
+class Receiver:
+    """A local webhook endpoint: answers each request with the next scripted status (then 204), keeps what came and when.
+
+    `on_request`, given the request's number, runs before it is kept and answered (the chaos test kills the sender
+    there, mid-batch); when it returns False the request is lost: neither kept nor answered. The notifier's tests,
+    the chaos test and the notification benchmark use it.
+    """
+
+    def __init__(self, statuses: list[int] | None = None, on_request: Callable[[int], bool | None] | None = None) -> None:
+        self.statuses = list(statuses or [])
+        self.on_request = on_request
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.arrived: list[float] = []  # time.time() of each request, in the order of `requests`
+        self.server: asyncio.AbstractServer | None = None
+
+    @property
+    def url(self) -> str:
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/hooks/baove"
+
+    async def received(self) -> list:
+        """(For `eventually`: an async check lets the loop serve while it waits.)"""
+        return self.requests
+
+    async def __aenter__(self) -> Receiver:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=512)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")[1:]
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return  # the sender went away before the request was whole: nothing arrived
+        if self.on_request and self.on_request(len(self.requests) + 1) is False:
+            writer.close()
+            return  # lost on the way in: neither kept nor answered
+        self.requests.append((headers, body))
+        self.arrived.append(time.time())
+        status = self.statuses.pop(0) if self.statuses else 204
+        with suppress(ConnectionError):
+            writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode())
+            await writer.drain()
+        writer.close()
 
 
 @contextmanager

@@ -20,47 +20,11 @@ from standardwebhooks import Webhook
 from services.routing.models import Delivery, Subscription, outbox_message
 from shared import topology
 from shared.settings import NotifySettings
+from tests.harness import Receiver
 from tests.routing_support import reported, routing_runtime
 from tests.support import bearer, client, delete_topology_queues, eventually, issue_token
 
 CP_OFFICER = "25349.cp_officer"
-
-
-class Receiver:
-    """A local HTTP endpoint: answers each request with the next scripted status (then 204), keeps what came."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.statuses = list(statuses or [])
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.server: asyncio.AbstractServer | None = None
-
-    @property
-    def url(self) -> str:
-        port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/hooks/baove"
-
-    async def received(self) -> list:
-        """(For `eventually`: an async check lets the loop serve while it waits.)"""
-        return self.requests
-
-    async def __aenter__(self) -> Receiver:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.server.close()
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")[1:]
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        self.requests.append((headers, body))
-        status = self.statuses.pop(0) if self.statuses else 204
-        writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode())
-        await writer.drain()
-        writer.close()
 
 
 def quick(**overrides) -> NotifySettings:
