@@ -105,6 +105,7 @@ class NotifyMetrics:
     given_up: Counter
     pending: Gauge
     oldest_pending_age: Gauge
+    oldest_pending_emergency_age: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> NotifyMetrics:
@@ -119,6 +120,12 @@ class NotifyMetrics:
             pending=Gauge("baove_notifications_pending", "Notifications waiting to be delivered", registry=registry),
             oldest_pending_age=Gauge(
                 "baove_notifications_oldest_pending_age_seconds", "Age of the oldest notification not yet delivered", registry=registry
+            ),
+            # Emergencies skip quiet hours and are sent at once: one pending for minutes is a unit not told.
+            oldest_pending_emergency_age=Gauge(
+                "baove_notifications_oldest_pending_emergency_age_seconds",
+                "Age of the oldest notification of an emergency not yet delivered",
+                registry=registry,
             ),
         )
 

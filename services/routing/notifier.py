@@ -11,10 +11,11 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 
 from shared.clock import Clock
 from shared.db import on_postgresql
+from shared.enums import Urgency
 from shared.loops import Backoff, repeat
 from shared.metrics import NotifyMetrics
 from shared.runtime import Runtime
@@ -142,11 +143,14 @@ class Notifier:
         )
 
     async def _measure(self) -> None:
+        emergency = case((Delivery.urgency == Urgency.emergency.value, Delivery.created_at))
         async with self.runtime.sessionmaker() as session:
-            count, oldest = (
+            count, oldest, oldest_emergency = (
                 await session.execute(
-                    select(func.count(), func.min(Delivery.created_at)).where(Delivery.status == "pending")
+                    select(func.count(), func.min(Delivery.created_at), func.min(emergency)).where(Delivery.status == "pending")
                 )
             ).one()
+        now = self.clock()
         self.metrics.pending.set(count)
-        self.metrics.oldest_pending_age.set((self.clock() - oldest).total_seconds() if oldest else 0)
+        self.metrics.oldest_pending_age.set((now - oldest).total_seconds() if oldest else 0)
+        self.metrics.oldest_pending_emergency_age.set((now - oldest_emergency).total_seconds() if oldest_emergency else 0)

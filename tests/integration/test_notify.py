@@ -122,6 +122,40 @@ class TestWebhooks:
                 Webhook(sub["secret"]).verify(body, headers)
             assert log[0]["attempts"] == 4 and log[0]["status"] == "delivered"
 
+    async def test_an_emergency_waiting_for_a_failing_receiver_shows_in_its_own_gauge(self, tmp_path, database_url, vhost):
+        """The operator's alert on emergencies not delivered within minutes reads this gauge (deploy/prometheus/alerts.yml);
+        a high-urgency notification waiting does not move it."""
+        gauges = ("baove_notifications_oldest_pending_age_seconds", "baove_notifications_oldest_pending_emergency_age_seconds")
+
+        def read(runtime) -> tuple[float, float]:
+            return tuple(runtime.registry.get_sample_value(name) or 0.0 for name in gauges)
+
+        async with Receiver([500] * 8) as receiver, routing(tmp_path, database_url, vhost, quick(retry_seconds=[0.3] * 6)) as runtime:
+            sub = await subscribe(runtime, receiver.url)
+            high = reported(category="injury", urgency="high")
+            await runtime.broker.publish(
+                high.envelope(correlation_id=high.incident_id, producer="intake").model_dump_json().encode(),
+                exchange=topology.EVENTS, routing_key=high.event_type, content_type="application/json", user_id="guest",
+            )
+
+            async def high_waiting():
+                oldest, oldest_emergency = read(runtime)
+                return (oldest, oldest_emergency) if receiver.requests and oldest > 0 else None
+
+            assert (await eventually(high_waiting, timeout=15, what="the high-urgency notification pending"))[1] == 0
+            await emergency(runtime)
+
+            async def emergency_waiting():
+                return read(runtime)[1] > 0
+
+            await eventually(emergency_waiting, timeout=15, what="the emergency's own gauge")
+
+            async def both_delivered():
+                log = await delivery_log(runtime, sub["subscription_id"])
+                return len(log) == 2 and all(d["status"] == "delivered" for d in log) and read(runtime) == (0.0, 0.0)
+
+            await eventually(both_delivered, timeout=30, what="both delivered and the gauges back to 0")
+
     async def test_a_receiver_answering_410_disables_the_subscription(self, tmp_path, database_url, vhost):
         async with Receiver([410]) as receiver, routing(tmp_path, database_url, vhost, quick()) as runtime:
             sub = await subscribe(runtime, receiver.url)
