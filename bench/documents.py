@@ -36,7 +36,7 @@ from shared.events import (
     ChildCase,
     ChildFacts,
     IncidentCase,
-    IncidentClosed,
+    IncidentClosureRecorded,
     IncidentFacts,
     IncidentReported,
 )
@@ -88,7 +88,7 @@ def events_of(commune: str, count: int, rng: random.Random) -> list:
         )
         out.append((ack, ack.envelope(correlation_id=incident_id, producer="routing")))
         if rng.random() < 0.6:
-            closed = IncidentClosed(incident_id=incident_id, commune_code=commune, risk_level="low", outcome="x", by="b", at=at + timedelta(days=3))
+            closed = IncidentClosureRecorded(incident_id=incident_id, commune_code=commune, risk_level="low", at=at + timedelta(days=3))
             out.append((closed, closed.envelope(correlation_id=incident_id, producer="routing")))
     plan = load_plan("25349", 2025)
     for task in plan.tasks:

@@ -223,8 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(func=cmd_token)
 
     aud = sub.add_parser("audit", help="print the audit, newest first: who read which incident, who signed in, who changed people; "
-                         "`baove audit verify` checks its hash chain (exit 1 at the first broken entry)")
-    aud.add_argument("verify", nargs="?", choices=["verify"], help="check the chain instead of printing entries")
+                         "`baove audit verify` checks its hash chain (exit 1 at the first broken entry); "
+                         "`baove audit prune` removes the entries older than the retention period (as the store's owner)")
+    aud.add_argument("verify", nargs="?", choices=["verify", "prune"],
+                     help="verify: check the chain instead of printing entries; prune: remove the entries past retention")
+    aud.add_argument("--days", type=int, help="prune: entries older than this many days (default BAOVE_INTAKE_AUDIT_RETENTION_DAYS)")
     aud.add_argument("--incident", help="only reads of this incident id")
     aud.add_argument("--principal", help="only entries of this principal, e.g. 25349.police, district:694 or admin")
     aud.add_argument("--user", help="only entries of this person")

@@ -200,6 +200,9 @@ def cmd_audit(args) -> None:
     from shared.db import make_engine, make_sessionmaker
 
     _migrate_auth()
+    if args.verify == "prune":
+        _prune_audit(args.days)
+        return
     if args.verify:
         _verify_audit()
         return
@@ -227,6 +230,23 @@ def cmd_audit(args) -> None:
               f"{e['service']:<9} {e['endpoint']}  token {e['token_id'] or '-'}")
 
 
+
+
+def _prune_audit(days: int | None) -> None:
+    """`baove audit prune`: what intake's audit retention job does, as the store's owner (who alone may delete there)."""
+    from datetime import timedelta
+
+    from shared import audit
+    from shared.db import utcnow
+    from shared.settings import IntakeSettings
+
+    days = days or IntakeSettings().audit_retention_days
+
+    async def prune() -> int:
+        async with _auth_session() as session:
+            return await audit.prune(session, utcnow() - timedelta(days=days), principal="admin")
+
+    print(f"removed {asyncio.run(prune())} audit entries older than {days} days")
 
 
 def _verify_audit() -> None:

@@ -25,7 +25,12 @@ PUBLISHED: dict[str, tuple[str, str]] = {
     "assignment.status_changed": ("routing", "An assignment moved on (in_progress, done or declined; a declined lead goes to the cp_officer)."),
     "assignment.overdue": ("routing", "An assignment passed its due time without being acknowledged."),
     "incident.escalated": ("routing", "An unacknowledged emergency escalated to the commune's cp_officer and chairman."),
-    "incident.closed": ("routing", "The commune closed the case with the review's risk level and outcome."),
+    "incident.closed": ("routing", "The commune closed the case with the review's risk level and outcome (free text: intake's timeline only)."),
+    "incident.closure_recorded": (
+        "routing",
+        "The facts of a closing, with no outcome and no principal (incident, commune, risk level, time): what reporting's "
+        "queue receives instead of incident.closed.",
+    ),
     "incident.reopened": ("routing", "A closed case taken up again; the cp_officer gets a new lead assignment."),
     "incident.erased": (
         "intake",

@@ -8,6 +8,9 @@ Tamper-evident: each entry stores the SHA-256 of the entry before it (`prev_hash
 with that link (`entry_hash`), so changing, removing or slipping in an entry breaks the chain at that
 point (`verify`, `baove audit verify`). Writers append one at a time: on PostgreSQL under a
 transaction-scoped advisory lock, on SQLite under the database's one write lock (see `_append`).
+
+Kept for a retention period (`prune`): the oldest entries go, and an `audit_pruned` entry, chained like any
+other, names the hash of the last one removed; `verify` starts the chain there, so removing any more is seen.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 
-from sqlalchemy import Column, Index, Integer, String, Table, bindparam, select, text, update
+from sqlalchemy import Column, Index, Integer, String, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Principal, api_token, metadata
@@ -83,6 +87,12 @@ async def _head(session: AsyncSession, before: int | None = None) -> str:
     return (await session.execute(stmt)).scalar() or GENESIS
 
 
+async def _lock_chain(session: AsyncSession) -> None:
+    """PostgreSQL: serialize with every appender until the transaction ends (SQLite: its write lock does it)."""
+    if on_postgresql(session):
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('baove.audit_chain'))"))
+
+
 async def _append(session: AsyncSession, rows: list[dict]) -> None:
     """Append entries to the chain in the caller's transaction; two writers never link to the same entry.
 
@@ -95,7 +105,7 @@ async def _append(session: AsyncSession, rows: list[dict]) -> None:
         if row.get("detail"):
             row["detail"] = row["detail"][:300]
     if on_postgresql(session):
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('baove.audit_chain'))"))
+        await _lock_chain(session)
         await session.execute(audit_entry.insert(), _chained(await _head(session), rows))
         return
     await session.execute(audit_entry.insert(), [{**row, "prev_hash": "", "entry_hash": ""} for row in rows])
@@ -155,17 +165,73 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession], action: str, **
         await record_event(session, action, **entry)
 
 
+PRUNED = "audit_pruned"
+_ANCHOR = re.compile(r"the chain starts after ([0-9a-f]{64})")
+
+
+def pruned_detail(removed: int, cutoff: datetime, last_id: int, anchor: str) -> str:
+    """The `audit_pruned` entry's detail: what went, and the hash the first entry kept links to (read by `verify`)."""
+    return (f"retention: {removed} entries written before {cutoff.astimezone(UTC).isoformat(timespec='seconds')} removed "
+            f"(ids up to {last_id}); the chain starts after {anchor}")
+
+
+async def prune(
+    session: AsyncSession, cutoff: datetime, *, principal: str = "retention", service: str = "cli", endpoint: str = "retention"
+) -> int:
+    """Remove the entries written before `cutoff` that open the chain (a prefix: the oldest, never the newest) and
+    append an `audit_pruned` entry naming the hash of the last one removed, in the caller's transaction.
+
+    Returns how many went (0: nothing was due, nothing written). Only the store's owner may delete on PostgreSQL
+    with per-service roles (shared/auth_roles.py): another role's attempt fails and changes nothing.
+    """
+    oldest = (await session.execute(select(audit_entry.c.at).order_by(audit_entry.c.id).limit(1))).scalar()
+    if oldest is None or oldest >= cutoff:
+        return 0  # the usual pass: by the primary key alone, no scan of `at` (which has no index)
+    await _lock_chain(session)
+    newer = (await session.execute(select(func.min(audit_entry.c.id)).where(audit_entry.c.at >= cutoff))).scalar()
+    # The newest entry always stays (even when older than the cutoff): the pruning entry links to it.
+    first_kept = newer if newer is not None else (await session.execute(select(func.max(audit_entry.c.id)))).scalar()
+    if first_kept is None:
+        return 0
+    last = (await session.execute(
+        select(audit_entry.c.id, audit_entry.c.entry_hash).where(audit_entry.c.id < first_kept).order_by(audit_entry.c.id.desc()).limit(1)
+    )).first()
+    if last is None:
+        return 0
+    removed = (await session.execute(delete(audit_entry).where(audit_entry.c.id <= last.id))).rowcount
+    await record_event(
+        session, PRUNED, principal=principal, username=None, endpoint=endpoint, service=service,
+        detail=pruned_detail(removed, cutoff, last.id, last.entry_hash),
+    )
+    log.info("audit pruned", extra={"removed": removed, "last_id": last.id})
+    return removed
+
+
+async def _anchor(session: AsyncSession) -> str | None:
+    """The hash the chain starts after, as the newest `audit_pruned` entry names it; None if the audit was never pruned."""
+    detail = (await session.execute(
+        select(audit_entry.c.detail).where(audit_entry.c.action == PRUNED).order_by(audit_entry.c.id.desc()).limit(1)
+    )).scalar()
+    found = _ANCHOR.search(detail or "")
+    return found.group(1) if found else None
+
+
 async def verify(session: AsyncSession, batch: int = 2000) -> tuple[int, str | None]:
     """Walk the chain oldest first: (entries checked, None) when whole, else (entries intact before it, what is wrong).
 
-    The first entry kept links to 64 zeros, or to an entry a retention run removed (only the oldest may go).
+    The first entry kept links to 64 zeros, or to the last entry a retention run removed, which the newest
+    `audit_pruned` entry names (itself in the chain, so it cannot be changed unseen): removing more is seen.
     """
     count, prev, after = 0, None, 0
+    anchor = await _anchor(session)
     while True:
         rows = (await session.execute(
             select(audit_entry).where(audit_entry.c.id > after).order_by(audit_entry.c.id).limit(batch)
         )).all()
         for row in rows:
+            if prev is None and row.prev_hash not in (GENESIS, anchor):
+                return count, (f"entry {row.id}: the first entry kept links to an entry no retention run removed "
+                               "(entries before it were removed)")
             if prev is not None and row.prev_hash != prev:
                 return count, (f"entry {row.id}: its link does not match the entry before it "
                                "(an entry was removed or inserted before it, or its link was changed)")

@@ -2,7 +2,8 @@
 
 Personal data travels only in `IncidentReported.case`, which routing needs for the
 agency inboxes; `IncidentRecorded` carries the same incident's facts alone, for every other consumer
-(reporting's queue is bound to it, never to `incident.reported`).
+(reporting's queue is bound to it, never to `incident.reported`). Likewise a closing's free-text
+`IncidentClosed.outcome` goes to intake's timeline only: reporting gets `IncidentClosureRecorded`.
 """
 
 from __future__ import annotations
@@ -209,6 +210,19 @@ class IncidentClosed(Event):
     at: datetime
 
 
+class IncidentClosureRecorded(Event):
+    """The facts of an incident.closed and nothing personal: no outcome (free text), no principal.
+
+    Routing stages it in the same transaction as the incident.closed it summarizes (same correlation id and time)."""
+
+    event_type: ClassVar[str] = "incident.closure_recorded"
+
+    incident_id: str
+    commune_code: str
+    risk_level: RiskLevel = Field(description="the review's risk level (Mẫu 06 of Decree 56/2017)")
+    at: datetime = Field(description="when the case was closed")
+
+
 class IncidentReopened(Event):
     """A closed incident taken up again; the reason stays in routing (free text)."""
 
@@ -333,6 +347,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AssignmentOverdue,
         IncidentEscalated,
         IncidentClosed,
+        IncidentClosureRecorded,
         IncidentReopened,
         IncidentErased,
         ReportGenerated,

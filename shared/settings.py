@@ -180,6 +180,9 @@ class IntakeSettings(ServiceSettings):
     )
     retention_interval_seconds: float = Field(3600.0, gt=0, description="how often the retention job looks for cases due")
     retention_batch_size: int = Field(100, ge=1, description="cases the retention job erases per transaction")
+    audit_retention_days: int = Field(
+        3650, ge=1, description="audit entries older than this many days are removed by intake's audit retention job (docs/privacy.md)"
+    )
 
 
 # The standard webhooks schedule: at once, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (about a day).

@@ -75,14 +75,15 @@ ROUTING_INCIDENTS = ConsumerQueue(
 REPORTING_EVENTS = ConsumerQueue(
     "reporting",
     "events",
-    # Never incident.reported (it carries the case): its facts come alone as incident.recorded. incident.erased: the
-    # facts stay, but reporting drops the incident's dead letters (a closing's outcome is free text).
+    # Never incident.reported (it carries the case): its facts come alone as incident.recorded. Never incident.closed
+    # (its outcome is free text): its facts come alone as incident.closure_recorded. incident.erased: the facts
+    # stay, but reporting drops the incident's dead letters.
     (
-        "incident.recorded", "incident.routed", "incident.escalated", "incident.closed", "incident.reopened",
+        "incident.recorded", "incident.routed", "incident.escalated", "incident.closure_recorded", "incident.reopened",
         "incident.erased", "incident.linked", "assignment.*", "activity.*",
     ),
     "Reporting keeps a read model without personal data for the periodic reports.",
-    retired_bindings=("incident.*",),
+    retired_bindings=("incident.*", "incident.closed"),
 )
 INTAKE_TIMELINE = ConsumerQueue(
     "intake",
@@ -119,6 +120,7 @@ PRODUCERS: dict[str, str] = {
     "assignment.*": "routing",
     "incident.escalated": "routing",
     "incident.closed": "routing",
+    "incident.closure_recorded": "routing",  # issue 15: a closing's facts without its outcome, for reporting
     "incident.reopened": "routing",
     "report.*": "reporting",
 }

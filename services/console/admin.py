@@ -23,7 +23,7 @@ AUDIT_ACTIONS = {
     "sign_out": "Đăng xuất", "password_changed": "Đổi mật khẩu", "password_change_failed": "Đổi mật khẩu không thành công",
     "password_reset": "Cấp lại mật khẩu", "user_added": "Thêm người dùng", "user_disabled": "Khóa người dùng",
     "user_active": "Mở khóa người dùng", "token_issued": "Cấp mã truy cập", "token_revoked": "Thu hồi mã truy cập",
-    "denied": "Truy cập bị từ chối", "audit_read": "Xem nhật ký truy cập",
+    "denied": "Truy cập bị từ chối", "audit_read": "Xem nhật ký truy cập", "audit_pruned": "Xóa nhật ký hết thời hạn lưu trữ",
 }
 
 

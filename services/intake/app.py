@@ -46,6 +46,10 @@ def create_runtime(settings: IntakeSettings | None = None) -> Runtime:
         runtime, RetentionPolicy(settings.retention_closed_case_days), interval=settings.retention_interval_seconds,
         batch=settings.retention_batch_size,
     )
+    # Intake administers the security store (people, sign-ins, GET /v1/audit): the audit's retention runs here alone.
+    runtime.background["audit-retention"] = erasure.audit_retention_job(
+        runtime, settings.audit_retention_days, interval=settings.retention_interval_seconds
+    )
     consumers.register(runtime)
     return runtime
 

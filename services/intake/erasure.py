@@ -1,11 +1,11 @@
 """Erasing an incident's personal data in intake (an admin's request, or the retention job), the event that
-tells the other services, and the retention job itself."""
+tells the other services, the retention job itself, and the audit's retention."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import delete, func, or_, select, update
@@ -165,3 +165,31 @@ HELD_ELSEWHERE = {
     "reporting": "anonymous facts only: commune, hamlet code, category, dates, each child's sex and age band.",
     "audit": "who read or changed the record (listed under accesses).",
 }
+
+
+
+async def apply_audit_retention(runtime: Runtime, days: int, *, now: datetime | None = None) -> int:
+    """Remove the audit entries older than `days` (the oldest first, a prefix of the chain), recording the pruning
+    itself in the audit: `baove audit verify` then starts at the first entry kept."""
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    async with runtime.auth_sessionmaker() as session, session.begin():
+        return await audit.prune(session, cutoff, service=runtime.name)
+
+
+
+def audit_retention_job(runtime: Runtime, days: int, *, interval: float):
+    """The background loop: an audit retention pass every `interval` seconds.
+
+    On PostgreSQL with a role per service, intake's role may not delete audit entries (shared/auth_roles.py): the
+    pass fails, says so, and the operator runs `baove audit prune` as the store's owner (deploy/README.md)."""
+
+    def failed(exc: Exception) -> None:
+        log.warning(
+            "audit retention pass failed (a service role may not delete audit entries: run `baove audit prune`)",
+            extra={"error": type(exc).__name__},
+        )
+
+    async def run() -> None:
+        await repeat(lambda: apply_audit_retention(runtime, days), pause=interval, failed=failed)
+
+    return run

@@ -24,6 +24,7 @@ from shared.events import (
     Envelope,
     Event,
     IncidentClosed,
+    IncidentClosureRecorded,
     IncidentEscalated,
     IncidentFacts,
     IncidentLinked,
@@ -323,8 +324,10 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
                     "ingested_at": now,
                 }
             )
-        elif isinstance(event, (IncidentClosed, IncidentReopened)):
-            column = "closed_at" if isinstance(event, IncidentClosed) else "reopened_at"
+        elif isinstance(event, (IncidentClosureRecorded, IncidentClosed, IncidentReopened)):
+            # incident.closure_recorded is what reporting's queue is bound to; an incident.closed (queued before the
+            # upgrade removed that binding) gives the same closing, its outcome never read.
+            column = "reopened_at" if isinstance(event, IncidentReopened) else "closed_at"
             closures[column].append({"incident_id": event.incident_id, column: as_utc(event.at), "ingested_at": now})
         elif isinstance(event, IncidentLinked):
             links.append({"incident_id": event.incident_id, "linked_to": event.linked_to, "ingested_at": now})

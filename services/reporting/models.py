@@ -87,7 +87,8 @@ class EscalationFact(Base):
 
 
 class IncidentClosure(Base):
-    """`incident.closed` and `incident.reopened`: the latest of each. The outcome is free text and is not kept.
+    """`incident.closure_recorded` and `incident.reopened`: the latest of each. The closing's outcome is free text:
+    it travels in `incident.closed`, which reporting's queue is not bound to.
 
     A case is closed when it has a `closed_at` later than any `reopened_at`, whatever order the events came in.
     """

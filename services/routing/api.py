@@ -186,7 +186,8 @@ def _state(incident: RoutedIncident, lead: Assignment | None = None) -> Incident
     responses={**ERRORS, **CASE_SCOPE, **CASE_CONFLICT},
 )
 async def close_incident(body: IncidentClose, uow: Uow, now: Now, incident_id: str, principal: Caller):
-    """Record the review's risk level and close the case once every assignment is done or declined; publishes incident.closed."""
+    """Record the review's risk level and close the case once every assignment is done or declined; publishes incident.closed
+    (with the outcome) and incident.closure_recorded (without it, for reporting)."""
     return _state(await cases.close_incident(uow, incident_id, body.risk_level, body.outcome, principal, now))
 
 

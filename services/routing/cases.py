@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.auth import Principal
 from shared.enums import AssignmentStatus, RiskLevel, UnitType
 from shared.errors import Forbidden, NotFound
-from shared.events import IncidentClosed, IncidentReopened
+from shared.events import IncidentClosed, IncidentClosureRecorded, IncidentReopened
 from shared.uow import UnitOfWork
 
 from . import lifecycle
@@ -61,7 +61,10 @@ async def _set_case_status(session: AsyncSession, incident: RoutedIncident, curr
 async def close_incident(
     uow: UnitOfWork, incident_id: str, risk_level: RiskLevel, outcome: str, principal: Principal, now: datetime
 ) -> RoutedIncident:
-    """Record the review's risk level and close the case once every assignment is done or declined; publishes incident.closed."""
+    """Record the review's risk level and close the case once every assignment is done or declined.
+
+    Publishes incident.closed (with the free-text outcome, for intake's timeline) and, in the same transaction,
+    incident.closure_recorded (its facts alone, for reporting: the outcome may name the child)."""
     session = uow.session
     incident = await _case(session, incident_id, principal)
     closed = CaseStatus.closed.value
@@ -80,7 +83,8 @@ async def close_incident(
     event = IncidentClosed(
         incident_id=incident_id, commune_code=incident.commune_code, risk_level=risk_level, outcome=outcome, by=principal.label, at=now
     )
-    await uow.stage(to_envelope(event, incident_id, now))
+    facts = IncidentClosureRecorded(incident_id=incident_id, commune_code=incident.commune_code, risk_level=risk_level, at=now)
+    await uow.stage(to_envelope(event, incident_id, now), to_envelope(facts, incident_id, now))
     log.info("incident closed", extra={"incident_id": incident_id, "risk_level": risk_level.value, "by": principal.label})
     return incident
 

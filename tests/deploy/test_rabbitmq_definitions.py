@@ -159,6 +159,11 @@ class TestTopicPermissions:
         assert not allows(topic_permission("reporting")["read"], "incident.reported")
         assert allows(topic_permission("routing")["read"], "incident.reported")
 
+    def test_reporting_can_never_bind_to_the_closing_carrying_its_outcome(self):
+        assert not allows(topic_permission("reporting")["read"], "incident.closed")
+        assert allows(topic_permission("reporting")["read"], "incident.closure_recorded")
+        assert allows(topic_permission("intake")["read"], "incident.closed")
+
 
 class TestTopology:
     def test_the_exchanges_are_those_of_shared_topology(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, text
 
 from services import cli
+from services.intake import erasure
 from shared import audit, auth, migrate
 from shared.db import make_engine, make_sessionmaker
 from shared.runtime import AUTH_MIGRATIONS
@@ -107,6 +109,99 @@ async def insert(url: str, row: dict) -> None:
             await connection.execute(audit.audit_entry.insert().values(**row))
     finally:
         await engine.dispose()
+
+
+async def write_at(url: str, moments: list[datetime]) -> None:
+    """Entries written at these moments, as the services append them."""
+    engine = make_engine(url)
+    try:
+        for n, at in enumerate(moments):
+            async with make_sessionmaker(engine)() as session, session.begin():
+                await audit._append(session, [{  # noqa: SLF001 - the writers' own append, at a chosen time
+                    "at": at, "principal": "25349.police", "action": "read", "incident_id": f"incident-{n}",
+                    "endpoint": "GET /v1/incidents/{id}", "service": "intake", "username": "lan", "token_id": "token-1", "detail": None,
+                }])
+    finally:
+        await engine.dispose()
+
+
+async def entries(url: str) -> list:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return (await connection.execute(select(audit.audit_entry).order_by(audit.audit_entry.c.id))).all()
+    finally:
+        await engine.dispose()
+
+
+class TestRetention:
+    """Intake's audit retention job removes the oldest entries; the chain is verified from the first entry kept."""
+
+    async def prune(self, tmp_path, url: str, days: int = 3650) -> int:
+        intake = runtime_on("intake", tmp_path, url)
+        try:
+            assert "audit-retention" in intake.background
+            return await erasure.apply_audit_retention(intake, days)
+        finally:
+            await intake.engine.dispose()
+            await intake.auth_engine.dispose()
+
+    @pytest.mark.parametrize("tamper", ["none", "changed", "removed_oldest_kept"])
+    async def test_pruned_entries_go_verify_passes_and_a_kept_entry_tampered_with_still_breaks_it(
+        self, tmp_path, database_url, tamper, monkeypatch, capsys
+    ):
+        await asyncio.to_thread(migrate.upgrade, AUTH_MIGRATIONS, database_url)
+        now = datetime.now(UTC)
+        old, recent = now - timedelta(days=3651), now - timedelta(days=3649)
+        await write_at(database_url, [old - timedelta(days=2), old - timedelta(days=1), old, recent, now])
+        before = await entries(database_url)
+        assert await self.prune(tmp_path, database_url) == 3
+        after = await entries(database_url)
+        assert [e.incident_id for e in after[:2]] == ["incident-3", "incident-4"]
+        [pruned] = [e for e in after if e.action == audit.PRUNED]
+        assert pruned is after[-1] and pruned.principal == "retention" and pruned.service == "intake"
+        assert "3 entries written before" in pruned.detail and f"ids up to {before[2].id}" in pruned.detail
+        assert after[0].prev_hash == before[2].entry_hash and before[2].entry_hash in pruned.detail
+        assert await self.prune(tmp_path, database_url) == 0  # nothing more is due: nothing removed, nothing written
+        if tamper == "none":
+            code, out = await asyncio.to_thread(verify, monkeypatch, capsys, database_url)
+            assert (code, out.split(",")[0]) == (0, "audit chain OK: 3 entries"), out
+            return
+        if tamper == "changed":
+            await execute(database_url, f"UPDATE audit_entry SET incident_id = 'another' WHERE id = {after[1].id}")
+            expected = f"entry {after[1].id}: its content does not match its hash"
+        else:  # one entry more than the retention removed: the pruning entry names where the chain starts
+            await execute(database_url, f"DELETE FROM audit_entry WHERE id = {after[0].id}")
+            expected = f"entry {after[1].id}: the first entry kept links to an entry no retention run removed"
+        code, out = await asyncio.to_thread(verify, monkeypatch, capsys, database_url)
+        assert code == 1 and "audit chain BROKEN" in out and expected in out, out
+
+    async def test_a_second_pruning_moves_the_start_and_a_pruning_record_cannot_be_cut_off_unseen(
+        self, tmp_path, database_url, monkeypatch, capsys
+    ):
+        await asyncio.to_thread(migrate.upgrade, AUTH_MIGRATIONS, database_url)
+        now = datetime.now(UTC)
+        await write_at(database_url, [now - timedelta(days=40), now - timedelta(days=20), now - timedelta(days=1)])
+        assert await self.prune(tmp_path, database_url, days=30) == 1
+        assert await self.prune(tmp_path, database_url, days=10) == 1  # the second entry; the first pruning record stays
+        code, out = await asyncio.to_thread(verify, monkeypatch, capsys, database_url)
+        assert (code, out.split(",")[0]) == (0, "audit chain OK: 3 entries"), out
+        kept = await entries(database_url)
+        assert [e.action for e in kept] == ["read", audit.PRUNED, audit.PRUNED]
+        # Without the newest pruning record the start is not accounted for (an older record names an older start).
+        await execute(database_url, f"DELETE FROM audit_entry WHERE id = {kept[-1].id}")
+        code, out = await asyncio.to_thread(verify, monkeypatch, capsys, database_url)
+        assert code == 1 and f"entry {kept[0].id}: the first entry kept links to an entry no retention run removed" in out, out
+
+    def test_the_owner_prunes_from_the_command_line(self, database_url, monkeypatch, capsys):
+        migrate.upgrade(AUTH_MIGRATIONS, database_url)
+        now = datetime.now(UTC)
+        asyncio.run(write_at(database_url, [now - timedelta(days=5), now]))
+        monkeypatch.setenv("BAOVE_AUTH_DATABASE_URL", database_url)
+        cli.main(["audit", "prune", "--days", "3"])
+        assert capsys.readouterr().out == "removed 1 audit entries older than 3 days\n"
+        assert [(e.action, e.principal) for e in asyncio.run(entries(database_url))] == [("read", "25349.police"), (audit.PRUNED, "admin")]
+        assert verify(monkeypatch, capsys, database_url)[0] == 0
 
 
 class TestTheMigration:

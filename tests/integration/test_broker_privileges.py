@@ -25,8 +25,10 @@ from sqlalchemy import func, select
 from services.reporting.models import AssignmentFact
 from shared import topology
 from shared.events import AssignmentAcknowledged
-from shared.topology import DEAD_LETTERS, EVENTS, REPORTING_EVENTS, ROUTING_INCIDENTS, permissions
+from shared.topology import DEAD_LETTERS, EVENTS, INTAKE_TIMELINE, REPORTING_EVENTS, ROUTING_INCIDENTS, permissions
 from tests.harness import ROOT, rabbitmqctl
+from tests.integration.test_routing_cases import finish, post
+from tests.routing_support import reported, route, routing_runtime
 from tests.support import bearer, client, eventually, incident_payload, issue_token, make_runtime, migrate
 
 AT = datetime(2025, 3, 2, 1, tzinfo=UTC)
@@ -177,10 +179,12 @@ async def _at_least(url: str, queue: str, n: int) -> bool:
 
 
 class TestReportingsQueue:
-    async def test_an_upgraded_queue_loses_its_old_binding_and_gets_no_case(self, users, amqp_url):
-        # reporting.events as the previous version bound it: incident.* (which took incident.reported).
+    async def test_an_upgraded_queue_loses_its_old_bindings_and_gets_no_case_and_no_outcome(self, users, amqp_url):
+        # reporting.events as the previous versions bound it: incident.* (which took incident.reported), then
+        # incident.closed (which carries the closing's free-text outcome).
         connection = await aio_pika.connect(amqp_url)
-        await bind(await connection.channel(), REPORTING_EVENTS.name, "incident.*")
+        for key in ("incident.*", "incident.closed"):
+            await bind(await connection.channel(), REPORTING_EVENTS.name, key)
         await connection.close()
         broker = RabbitBroker(amqp_url)  # the development user, which may unbind it
         try:
@@ -189,12 +193,16 @@ class TestReportingsQueue:
             await broker.stop()
         connection = await aio_pika.connect(amqp_url)
         channel = await connection.channel(publisher_confirms=True)
-        await publish(channel, "incident.reported", user_id="guest")
-        await publish(channel, "incident.recorded", user_id="guest")
+        for key in ("incident.reported", "incident.recorded", "incident.closed", "incident.closure_recorded"):
+            await publish(channel, key, user_id="guest")
         await connection.close()
         assert await eventually(lambda: _at_least(amqp_url, ROUTING_INCIDENTS.name, 1), timeout=5)
         assert await messages_in(amqp_url, ROUTING_INCIDENTS.name) == 1
-        assert await messages_in(amqp_url, REPORTING_EVENTS.name) == 1  # incident.recorded only
+        assert await eventually(lambda: _at_least(amqp_url, INTAKE_TIMELINE.name, 1), timeout=5)
+        assert await messages_in(amqp_url, REPORTING_EVENTS.name) == 2  # incident.recorded and incident.closure_recorded only
+
+    async def test_reportings_user_cannot_bind_its_queue_to_the_closing_with_its_outcome(self, users):
+        assert await refused(users.url("reporting"), lambda channel: bind(channel, REPORTING_EVENTS.name, "incident.closed"))
 
 
 class TestEachServiceStartsWithItsOwnUser:
@@ -228,6 +236,54 @@ class TestEachServiceStartsWithItsOwnUser:
             await runtime.broker.stop()
             await runtime.engine.dispose()
             await runtime.auth_engine.dispose()
+
+
+    async def test_routings_relay_sends_a_closings_outcome_to_intake_and_only_its_facts_to_reporting(self, users, tmp_path):
+        outcome = "Cháu Nguyễn Thị Kết Quả đã về ở với bà ngoại tại ấp 2"  # free text that names the child
+        runtime = await routing_runtime(tmp_path, amqp_url=users.url("routing"))
+        runtime.common.broker_users = dict(users.names)
+        runtime.tokens = {unit: await issue_token(runtime, "unit", unit) for unit in ("25349.cp_officer", "25349.health")}
+        event = reported(category="injury", urgency="medium", hamlet=None)
+        await route(runtime, event)
+        await finish(runtime, "25349.health", event.incident_id)
+        await finish(runtime, "25349.cp_officer", event.incident_id)
+        answer = await post(runtime, f"/v1/incidents/{event.incident_id}/close", "25349.cp_officer", {"risk_level": "medium", "outcome": outcome})
+        assert answer.status_code == 200, answer.text
+        await runtime.broker.connect()
+        try:
+            while await runtime.relay.publish_batch():  # every event routing staged, in order, as routing's user
+                pass
+        finally:
+            await runtime.broker.stop()
+            await runtime.engine.dispose()
+            await runtime.auth_engine.dispose()
+        timeline = await _drain(users.vhost_url, INTAKE_TIMELINE.name)
+        [closed] = [m for m in timeline if m.type == "incident.closed"]
+        assert json.loads(closed.body)["payload"]["outcome"] == outcome and closed.user_id == users.names["routing"]
+        facts = await _drain(users.vhost_url, REPORTING_EVENTS.name)
+        assert "incident.closed" not in {m.type for m in facts}
+        [closure] = [m for m in facts if m.type == "incident.closure_recorded"]
+        assert json.loads(closure.body)["payload"] == {
+            "incident_id": event.incident_id, "commune_code": "25349", "risk_level": "medium", "at": json.loads(closed.body)["payload"]["at"],
+        }
+        assert closure.user_id == users.names["routing"] and closure.correlation_id == event.incident_id
+        for message in facts:  # nor any word of it, in any event reporting's queue holds, nor in its dead letters
+            assert "Kết Quả" not in message.body.decode() and "outcome" not in message.body.decode()
+        assert await messages_in(users.vhost_url, REPORTING_EVENTS.dead_letter_name) == 0
+
+
+async def _drain(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Every message in the queue now (acknowledged)."""
+    connection = await aio_pika.connect(url)
+    got = []
+    try:
+        declared = await (await connection.channel()).declare_queue(queue, passive=True)
+        while (message := await declared.get(fail=False)) is not None:
+            await message.ack()
+            got.append(message)
+    finally:
+        await connection.close()
+    return got
 
 
 async def _take(url: str, queue: str) -> aio_pika.abc.AbstractIncomingMessage:

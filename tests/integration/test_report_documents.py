@@ -29,7 +29,7 @@ from shared.events import (
     ChildFacts,
     Envelope,
     IncidentCase,
-    IncidentClosed,
+    IncidentClosureRecorded,
     IncidentFacts,
     IncidentReported,
 )
@@ -140,7 +140,7 @@ async def fill(world: World, commune: str = "25349") -> None:
             )
             await world.feed(ack.envelope(correlation_id=incident_id, producer="routing"))
         if fed.closed:
-            closed = IncidentClosed(incident_id=incident_id, commune_code=commune, risk_level="low", outcome="x", by="b", at=at + timedelta(days=2))
+            closed = IncidentClosureRecorded(incident_id=incident_id, commune_code=commune, risk_level="low", at=at + timedelta(days=2))
             await world.feed(closed.envelope(correlation_id=incident_id, producer="routing"))
     for i, done in enumerate(ACTIVITIES):
         await world.feed(*activity(commune, datetime(2025, 1, 6) + timedelta(days=11 * i), done))

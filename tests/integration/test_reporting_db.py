@@ -40,7 +40,7 @@ from shared.events import (
     ChildFacts,
     Envelope,
     IncidentCase,
-    IncidentClosed,
+    IncidentClosureRecorded,
     IncidentEscalated,
     IncidentFacts,
     IncidentReported,
@@ -248,9 +248,7 @@ def lifecycle(target: Generated) -> list[Envelope]:
         escalated_to=(f"{commune}.cp_officer", f"{commune}.chairman"),
         at=due["health"],
     )
-    closed = IncidentClosed(
-        incident_id=iid, commune_code=commune, risk_level="low", outcome="Nguyễn Văn Bé đã an toàn", by="x", at=T0 + timedelta(days=9)
-    )
+    closed = IncidentClosureRecorded(incident_id=iid, commune_code=commune, risk_level="low", at=T0 + timedelta(days=9))
     return [
         ack("police", Role.lead, timedelta(minutes=10)),  # before incident.routed
         at(routed.envelope(correlation_id=iid, producer="routing"), T0),

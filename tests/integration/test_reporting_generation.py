@@ -26,7 +26,7 @@ from shared.events import (
     ChildFacts,
     Envelope,
     IncidentCase,
-    IncidentClosed,
+    IncidentClosureRecorded,
     IncidentFacts,
     IncidentReopened,
     IncidentReported,
@@ -137,8 +137,7 @@ class TestLateEvents:
         await world.feed(envelope)
         world.clock.now = datetime(2025, 5, 2, tzinfo=UTC)
         await world.generate()
-        closed = IncidentClosed(incident_id=incident_id, commune_code="25349", risk_level="low", outcome="x", by="b",
-                                at=datetime(2025, 5, 3, tzinfo=UTC))
+        closed = IncidentClosureRecorded(incident_id=incident_id, commune_code="25349", risk_level="low", at=datetime(2025, 5, 3, tzinfo=UTC))
         reopened = IncidentReopened(incident_id=incident_id, commune_code="25349", by="b", at=datetime(2025, 5, 4, tzinfo=UTC))
         world.clock.now = datetime(2025, 5, 5, tzinfo=UTC)
         await world.feed(reopened.envelope(correlation_id=incident_id, producer="routing"))

@@ -78,7 +78,7 @@ class TestClosing:
         detail = answer.json()["detail"]
         assert [(o["unit_id"], o["status"]) for o in detail["open_assignments"]] == [(CP_OFFICER, "pending")]
         assert CP_OFFICER in detail["message"] and detail["current"] == "open"
-        assert await outbox(routing, "incident.closed") == []
+        assert await outbox(routing, "incident.closed") == [] and await outbox(routing, "incident.closure_recorded") == []
         async with routing.sessionmaker() as session:
             assert (await session.get(RoutedIncident, incident_id)).status == "open"
 
@@ -95,6 +95,10 @@ class TestClosing:
             "incident_id": incident_id, "commune_code": "25349", "risk_level": "low",
             "outcome": CLOSE["outcome"], "by": CP_OFFICER, "at": closed["payload"]["at"],
         }
+        # Its facts alone, for reporting, in the same transaction: no outcome, no principal.
+        [facts] = await outbox(routing, "incident.closure_recorded")
+        assert facts["payload"] == {"incident_id": incident_id, "commune_code": "25349", "risk_level": "low", "at": closed["payload"]["at"]}
+        assert facts["correlation_id"] == incident_id and facts["producer"] == "routing" and facts["emitted_at"] == closed["emitted_at"]
         again = await post(routing, f"/v1/incidents/{incident_id}/close", CP_OFFICER, CLOSE)
         assert again.status_code == 409 and again.json()["detail"]["allowed"] == ["reopen"]
 

@@ -77,5 +77,7 @@ class TestTheAsyncAPIDocument:
         # The case (children's personal data) reaches routing only; reporting gets the same facts as incident.recorded.
         assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.reported")} == {"routing.incidents"}
         assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.recorded")} == {"reporting.events"}
-        assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.closed")} == {"reporting.events", "intake.timeline", "routing.notify"}
+        # A closing's outcome (free text) reaches intake's timeline and routing's own notifier; reporting gets its facts.
+        assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.closed")} == {"intake.timeline", "routing.notify"}
+        assert {k.split(".receive.")[0] for k in self.operations("receive", "incident.closure_recorded")} == {"reporting.events"}
         assert self.operations("send", "report.generated") == ["reporting.send.report.generated"]

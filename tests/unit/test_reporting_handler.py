@@ -6,13 +6,15 @@ import pytest
 from faststream.rabbit import TestRabbitBroker
 from sqlalchemy import func, select
 
-from services.reporting.models import AssignmentFact, ChildFact, IncidentFact
+from services.reporting.models import AssignmentFact, ChildFact, IncidentClosure, IncidentFact
 from shared import topology
 from shared.events import (
     AssignmentAcknowledged,
     ChildCase,
     ChildFacts,
     IncidentCase,
+    IncidentClosed,
+    IncidentClosureRecorded,
     IncidentFacts,
     IncidentRecorded,
     IncidentReported,
@@ -101,6 +103,17 @@ class TestOnlyFactsFromTheirProducer:
             fact = await session.get(IncidentFact, "inc-1")
         assert (fact.commune_code, fact.hamlet, fact.local_date.isoformat()) == ("25349", "25349.hamlet.ap-2", "2025-04-30")
         assert await count(reporting, ChildFact) == 1
+
+    async def test_incident_closure_recorded_gives_the_same_closing_as_incident_closed(self, reporting):
+        # incident.closed: only one queued before the upgrade unbound it; its outcome is never kept.
+        legacy = IncidentClosed(incident_id="inc-1", commune_code="25349", risk_level="low", outcome="Nguyễn Thị A an toàn", by="b", at=AT)
+        facts = IncidentClosureRecorded(incident_id="inc-2", commune_code="25349", risk_level="low", at=AT)
+        async with TestRabbitBroker(reporting.broker) as broker:
+            await publish(broker, legacy.envelope(correlation_id="inc-1", producer="routing"))
+            await publish(broker, facts.envelope(correlation_id="inc-2", producer="routing"))
+        async with reporting.sessionmaker() as session:
+            rows = {r.incident_id: (r.closed_at, r.reopened_at) for r in (await session.execute(select(IncidentClosure))).scalars()}
+        assert rows == {"inc-1": (AT, None), "inc-2": (AT, None)}
 
     @pytest.mark.parametrize(
         ("user_id", "producer", "believed"),
