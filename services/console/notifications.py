@@ -57,6 +57,7 @@ def _shown(subscription: dict, deliveries: list[dict] | None = None) -> dict[str
         "health": health(subscription, deliveries or []),
         "reason": vi.notify_error(subscription.get("disabled_reason")),
         "last_error": next((vi.notify_error(d["last_error"]) for d in deliveries or [] if d["last_error"]), ""),
+        "retry_at": next((d["next_attempt_at"] for d in deliveries or [] if d["status"] == "pending" and d["last_error"]), None),
     }
 
 
