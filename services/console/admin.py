@@ -43,6 +43,12 @@ async def units_page(request: Request) -> Response:
     code = request.query_params.get("commune") or communes[0]
     if code not in communes or not COMMUNE.match(code):
         raise NotFound()
+    units = await commune_units(request, session, code)
+    return render(request, "admin_units.html", units=units, code=code, communes=communes)
+
+
+async def commune_units(request: Request, session: Session, code: str) -> list[dict]:
+    """The commune's registered units from routing; a person routing refuses gets a 404, as for another commune."""
     units, cursor = [], None
     while True:  # a commune has tens of units: read them all, a page of 500 at a time
         params = {"commune": code, "limit": "500"} | ({"cursor": cursor} if cursor else {})
@@ -54,8 +60,7 @@ async def units_page(request: Request) -> Response:
             raise
         units += page["items"]
         if not (cursor := page["next_cursor"]):
-            break
-    return render(request, "admin_units.html", units=units, code=code, communes=communes)
+            return units
 
 
 # -- the routing rules ---------------------------------------------------------------------------

@@ -238,3 +238,63 @@ def activity_api_errors(exc) -> dict[str, str]:
         name = "-".join(loc[:2]) if loc else "form"
         errors[name] = vi.ACTIVITY_ERRORS.get(name, vi.ACTIVITY_ERRORS["counts"] if name.startswith("counts") else "Giá trị không hợp lệ.")
     return errors or {"form": "Kết quả chưa được ghi nhận. Vui lòng kiểm tra lại các thông tin."}
+
+
+# -- a unit's notification subscription (issue 18) ----------------------------------------------------
+
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+
+
+def subscription_payload(form: dict, units: set[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """routing's body of a subscription from the form (events as repeated `events`), or the errors by field."""
+    errors: dict[str, str] = {}
+    unit_id, channel, target = _text(form, "unit_id"), _text(form, "channel"), _text(form, "target")
+    if unit_id not in units:
+        errors["unit_id"] = "Đơn vị nhận: hãy chọn một đơn vị của xã."
+    if channel not in vi.NOTIFY_CHANNELS:
+        errors["channel"] = "Cách nhận: hãy chọn webhook, thư điện tử hoặc hàng đợi."
+    if channel == "amqp" and unit_id:
+        target = f"agency.{unit_id}"  # the unit's own queue: nothing to type
+    elif not target:
+        errors["target"] = "Địa chỉ nhận: thông tin bắt buộc."
+    elif channel == "webhook" and (not re.match(r"^https?://[^/\s]+", target) or len(target) > 500):
+        errors["target"] = "Địa chỉ nhận: webhook phải là một địa chỉ http(s)://… (nên dùng https)."
+    elif channel == "email" and not EMAIL.match(target):
+        errors["target"] = "Địa chỉ nhận: nhập một địa chỉ thư điện tử, ví dụ congan@example.vn."
+    events = _list(form, "events")
+    if not events:
+        errors["events"] = "Báo tin khi: chọn ít nhất một loại tin."
+    elif any(e not in vi.NOTIFY_EVENTS for e in events):
+        errors["events"] = "Báo tin khi: hãy chọn trong danh sách."
+    quiet = {k: _text(form, k) for k in ("quiet_start", "quiet_end")}
+    for key, name in (("quiet_start", "Giờ yên lặng từ"), ("quiet_end", "Giờ yên lặng đến")):
+        if quiet[key] and not HHMM.match(quiet[key]):
+            errors[key] = f"{name}: giờ theo dạng HH:MM, ví dụ 22:00."
+    if bool(quiet["quiet_start"]) != bool(quiet["quiet_end"]) and not errors.keys() & quiet.keys():
+        errors["quiet_end" if quiet["quiet_start"] else "quiet_start"] = "Giờ yên lặng: nhập cả giờ bắt đầu và giờ kết thúc (hoặc để trống cả hai)."
+    payload = {"unit_id": unit_id, "channel": channel, "target": target, "events": events,
+               "quiet_start": quiet["quiet_start"] or None, "quiet_end": quiet["quiet_end"] or None}
+    return payload, errors
+
+
+SUBSCRIPTION_FIELDS = ("unit_id", "channel", "target", "events", "quiet_start", "quiet_end")
+
+
+def subscription_api_errors(exc) -> dict[str, str]:
+    """routing's refusals of a subscription on the form's fields, in Vietnamese."""
+    if exc.status == 403:
+        return {"form": "Chỉ cán bộ phụ trách trẻ em của xã và quản trị viên được đăng ký nhận thông báo."}
+    errors: dict[str, str] = {}
+    for loc, _ in _located(exc):
+        name = loc[0] if loc and loc[0] in SUBSCRIPTION_FIELDS else "target"
+        errors[name] = "Giá trị không hợp lệ; hãy kiểm tra lại."
+    return errors or {"form": "Đăng ký chưa được lưu. Vui lòng kiểm tra lại các thông tin."}
+
+
+def shown_target(channel: str, target: str) -> str:
+    """What the page shows of a target: a webhook's host only (its path may hold a key), an address, a queue."""
+    if channel == "webhook":
+        match = re.match(r"^(https?)://(?:[^@/]*@)?([^/?#]+)", target)
+        return f"{match[1]}://{match[2]}/…" if match else "(địa chỉ không hợp lệ)"
+    return target

@@ -9,7 +9,7 @@ from datetime import datetime
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from . import activities, cases, people, reports, vi
+from . import activities, cases, notifications, people, reports, vi
 from .clients import ApiError, MustChangePassword, NotFound, SignedOut, Unavailable
 from .sessions import csrf_token
 from .web import COOKIE, HIERARCHY, PRE_COOKIE, NotSignedIn, Refused, current, posted, redirect, render
@@ -144,6 +144,8 @@ def install(app: FastAPI) -> None:
         ("GET", "/reports/{code}/document", reports.document_page), ("POST", "/reports/{code}/document", reports.document_action),
         ("GET", "/districts/{code}", reports.district_page), ("GET", "/districts/{code}/consolidated", reports.district_consolidated),
         ("GET", "/people", people.people_page), ("POST", "/people", people.people_action),
+        ("GET", "/notifications", notifications.notifications_page), ("POST", "/notifications", notifications.notifications_action),
+        ("GET", "/notifications/{subscription_id}", notifications.deliveries_page),
     ]
     for method, path, endpoint in routes:
         app.add_api_route(path, endpoint, methods=[method], response_class=HTMLResponse, include_in_schema=False)

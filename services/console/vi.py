@@ -173,3 +173,46 @@ ACTIVITY_ERRORS = {
     "note": "Ghi chú tối đa 500 ký tự và không được chứa thông tin cá nhân (số điện thoại, số giấy tờ, địa chỉ email).",
 }
 ACTIVITY_STATUS = {"recorded": "Đã ghi nhận", "withdrawn": "Đã rút lại"}
+
+
+# Notifications of a unit (issue 18): events, channels, delivery statuses and the notifier's errors in words.
+NOTIFY_EVENTS = {
+    "assignment.created": "Việc mới được giao",
+    "assignment.overdue": "Quá hạn tiếp nhận",
+    "incident.escalated": "Vụ việc được chuyển lên",
+    "incident.closed": "Vụ việc đã kết thúc",
+}
+NOTIFY_CHANNELS = {"webhook": "Webhook (hệ thống của đơn vị)", "email": "Thư điện tử", "amqp": "Hàng đợi riêng (RabbitMQ)"}
+DELIVERY_STATUS = {"pending": "Đang chờ gửi", "delivered": "Đã gửi", "failed": "Không gửi được (đã hết lượt thử)", "dropped": "Đã hủy"}
+# The notifier's last errors and disabling reasons (routing writes them in English), by how they begin.
+NOTIFY_ERRORS = (
+    ("HTTP 410", "Địa chỉ nhận trả lời 410 (không còn tồn tại): đã ngừng gửi"),
+    ("HTTP ", "Địa chỉ nhận trả lời lỗi"),
+    ("timed out", "Quá thời gian chờ trả lời"),
+    ("connection failed", "Không kết nối được"),
+    ("cannot resolve the host", "Không tìm thấy tên máy chủ"),
+    ("the host has no address", "Không tìm thấy tên máy chủ"),
+    ("the host resolves to a private", "Địa chỉ nội bộ, không được phép gửi đến"),
+    ("not an http(s) URL", "Địa chỉ không phải http(s)"),
+    ("deleted by", "Đã ngừng bởi"),
+    ("the subscription was deleted", "Đăng ký đã bị ngừng"),
+    ("the subscription is disabled", "Đăng ký đã bị ngừng"),
+    ("no SMTP server configured", "Hệ thống chưa cấu hình máy chủ thư"),
+    ("the SMTP server refused the address", "Máy chủ thư từ chối địa chỉ này"),
+    ("SMTP failed", "Gửi thư không được"),
+    ("broker refused", "Hàng đợi từ chối nhận"),
+)
+
+
+def notify_error(text: str | None) -> str:
+    """The notifier's English error or reason in Vietnamese, keeping its detail (`HTTP 500`, the username)."""
+    if not text:
+        return ""
+    for prefix, words in NOTIFY_ERRORS:
+        if text.startswith(prefix):
+            if prefix == "HTTP ":
+                return f"{words} ({text.split(':')[0]})"
+            if prefix == "deleted by":
+                return f"{words} {text.removeprefix('deleted by').strip()}"
+            return words
+    return f"Lỗi: {text}"

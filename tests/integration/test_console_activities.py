@@ -39,6 +39,18 @@ async def console(tmp_path, intake):
     await app.engine.dispose()
 
 
+async def intake_with_people(tmp_path, people):
+    """Intake migrated, with these people (username, full name, kind, subject) signing in with PASSWORD."""
+    intake = make_runtime("intake", tmp_path)
+    await migrate(intake)
+    engine = make_engine(intake.common.auth_url())
+    async with make_sessionmaker(engine)() as session, session.begin():
+        for username, name, kind, subject in people:
+            await add_person(session, username, name, kind, subject, password=PASSWORD, created_by="test")
+    await engine.dispose()
+    return intake
+
+
 def csrf(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html)[1]
 

@@ -8,13 +8,11 @@ import httpx
 import pytest
 
 from services.console.app import Console
-from shared.db import make_engine, make_sessionmaker
-from shared.people import add_person
 from shared.settings import CommonSettings, ConsoleSettings
-from tests.integration.test_console_activities import PASSWORD, csrf, signed_in
+from tests.integration.test_console_activities import csrf, intake_with_people, signed_in
 from tests.integration.test_report_documents import NARRATIVE, fill
 from tests.reporting_support import World
-from tests.support import make_runtime, migrate
+from tests.support import migrate
 
 PEOPLE = (
     ("d-officer", "Lê Thị Hoa", "unit", "25349.cp_officer"),
@@ -25,13 +23,7 @@ PEOPLE = (
 
 @pytest.fixture
 async def console(tmp_path, world: World):
-    intake = make_runtime("intake", tmp_path)
-    await migrate(intake)
-    engine = make_engine(intake.common.auth_url())
-    async with make_sessionmaker(engine)() as session, session.begin():
-        for username, name, kind, subject in PEOPLE:
-            await add_person(session, username, name, kind, subject, password=PASSWORD, created_by="test")
-    await engine.dispose()
+    intake = await intake_with_people(tmp_path, PEOPLE)
     app = Console(ConsoleSettings(common=CommonSettings(data_dir=tmp_path), intake_url="http://intake", reporting_url="http://reporting"))
     await migrate(app)
     app.apis.clients["intake"] = httpx.AsyncClient(transport=httpx.ASGITransport(app=intake.api), base_url="http://intake")

@@ -8,6 +8,7 @@ import pytest
 
 from services.console import forms, vi
 from services.console.clients import ApiError
+from services.console.notifications import health
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2025, 3, 2, 1, 0, tzinfo=UTC)  # 08:00 in Vietnam
@@ -75,3 +76,34 @@ def test_a_periods_months_are_listed_in_order_for_the_trend():
     assert _months({"start": "2024-11-01", "end": "2025-04-30"}) == [(2024, 11), (2024, 12), (2025, 1), (2025, 2), (2025, 3), (2025, 4)]
     assert len(_months({"start": "2024-11-01", "end": "2025-10-31"})) == 12
     assert _months({"start": "2025-03-01", "end": "2025-03-31"}) == []  # one month: no trend of its own
+
+
+def test_a_webhook_shows_its_host_only_and_the_notifiers_errors_read_in_vietnamese():
+    assert forms.shown_target("webhook", "https://user:pw@hooks.conganxa.vn:8443/baove/AbC123?key=x") == "https://hooks.conganxa.vn:8443/…"
+    assert forms.shown_target("email", "treem@ubnd.vn") == "treem@ubnd.vn" and forms.shown_target("amqp", "agency.25349.police") == "agency.25349.police"
+    assert vi.notify_error("HTTP 503") == "Địa chỉ nhận trả lời lỗi (HTTP 503)"
+    assert vi.notify_error("HTTP 410: the endpoint is gone").startswith("Địa chỉ nhận trả lời 410")
+    assert vi.notify_error("deleted by 25349.cp_officer") == "Đã ngừng bởi 25349.cp_officer"
+    assert vi.notify_error("something new") == "Lỗi: something new" and vi.notify_error(None) == ""
+
+
+def test_a_subscription_form_becomes_routings_body_or_errors_naming_the_field():
+    units = {"25349.police"}
+    body, errors = forms.subscription_payload({"unit_id": "25349.police", "channel": "amqp", "target": "", "events": "assignment.created"}, units)
+    assert not errors and body["target"] == "agency.25349.police" and body["events"] == ["assignment.created"] and body["quiet_start"] is None
+    _, errors = forms.subscription_payload({"unit_id": "25349.police", "channel": "email", "target": "a@b", "quiet_start": "25:00", "quiet_end": "06:00"}, units)
+    assert set(errors) == {"target", "events", "quiet_start"} and errors["quiet_start"].startswith("Giờ yên lặng từ")
+    _, errors = forms.subscription_payload({"unit_id": "25339.police", "channel": "sms", "target": "x", "events": ["x"]}, units)
+    assert set(errors) == {"unit_id", "channel", "events"}
+
+
+def test_an_endpoint_is_failing_when_its_newest_attempted_delivery_failed():
+    active = {"active": True, "disabled_reason": None}
+    waiting = {"status": "pending", "attempts": 0, "last_error": None}
+    retried = {"status": "pending", "attempts": 2, "last_error": "HTTP 500"}
+    delivered = {"status": "delivered", "attempts": 1, "last_error": None}
+    assert health(active, [waiting, delivered, retried]) == "ok", "the newest attempted one was delivered"
+    assert health(active, [waiting, retried, delivered]) == "failing"
+    assert health(active, []) == "ok"
+    assert health({"active": False, "disabled_reason": "HTTP 410: the endpoint is gone"}, []) == "gone"
+    assert health({"active": False, "disabled_reason": "deleted by admin"}, []) == "stopped"
