@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 
+from sqlalchemy import event as sqlalchemy_event
+
 from shared.events import Envelope, Event, IncidentErased
 from shared.runtime import Runtime, Work
 from shared.topology import ROUTING_INCIDENTS, ROUTING_NOTIFY
@@ -30,6 +32,14 @@ def register(runtime: Runtime) -> None:
 
 
 def notify_work(runtime: Runtime) -> Work:
-    """The notifier's handler: deliveries for the units subscribed to the event, stored for the delivery loop."""
+    """The notifier's handler: deliveries for the units subscribed to the event, stored for the delivery loop,
+    which is woken once they are committed (an emergency goes out at once, not at the loop's next tick)."""
     state = runtime.api.state
-    return partial(record_deliveries, settings=runtime.settings.notify, clock=state.clock)
+    record = partial(record_deliveries, settings=runtime.settings.notify, clock=state.clock)
+
+    async def work(session, event: Event, envelope: Envelope) -> list[Envelope]:
+        if await record(session, event, envelope):
+            sqlalchemy_event.listen(session.sync_session, "after_commit", lambda _: state.notifier.wake(), once=True)
+        return []
+
+    return work

@@ -8,6 +8,7 @@ webhook-id: at least once, and receivers dedupe by that id. Nothing is kept in m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -49,12 +50,22 @@ class Notifier:
         }
         self.batch_size = batch_size
         self.lease = timedelta(seconds=settings.timeout_seconds + 30)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New deliveries were committed: send them now rather than at the next tick."""
+        self._wake.set()
+
+    async def _pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self.settings.interval_seconds)
+        self._wake.clear()
 
     async def run(self) -> None:
         def failed(exc: Exception) -> None:
             log.warning("notification tick failed", extra={"error": type(exc).__name__})
 
-        await repeat(self.tick, pause=self.settings.interval_seconds, failed=failed, backoff=Backoff(0.5, 10.0))
+        await repeat(self.tick, pause=self._pause, failed=failed, backoff=Backoff(0.5, 10.0))
 
     async def tick(self) -> int:
         """Send what is due now; the number of deliveries attempted."""

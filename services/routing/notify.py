@@ -167,16 +167,17 @@ Status = Literal["pending", "delivered", "failed", "dropped"]
 
 async def record_deliveries(
     session: AsyncSession, event: Event, envelope: Envelope, *, settings: NotifySettings, clock: Clock
-) -> list[Envelope]:
-    """The consumer's work: one pending delivery per subscription that wants the event (a redelivered event adds none)."""
+) -> int:
+    """The consumer's work: one pending delivery per subscription that wants the event (a redelivered event adds none).
+    The number of deliveries staged (0: nothing for the delivery loop)."""
     incident_id = event.incident_id  # every bound event names its incident
     incident = await session.get(RoutedIncident, incident_id)
     if incident is None:
-        return []
+        return 0
     assignments = list((await session.execute(select(Assignment).where(Assignment.incident_id == incident_id))).scalars())
     wanted = told(event, assignments)
     if not wanted:
-        return []
+        return 0
     units = {t.unit_id for t in wanted}
     subscriptions = (
         await session.execute(select(Subscription).where(Subscription.unit_id.in_(units), Subscription.active.is_(True)))
@@ -225,4 +226,4 @@ async def record_deliveries(
             index_elements=["subscription_id", "event_id", "assignment_id"]
         )
         await session.execute(stmt)
-    return []
+    return len(rows)

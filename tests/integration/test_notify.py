@@ -122,6 +122,15 @@ class TestWebhooks:
                 Webhook(sub["secret"]).verify(body, headers)
             assert log[0]["attempts"] == 4 and log[0]["status"] == "delivered"
 
+    async def test_a_new_delivery_is_sent_at_once_not_at_the_loops_next_tick(self, tmp_path, database_url, vhost):
+        """The consumer wakes the delivery loop after its commit: with a loop ticking once a minute, the emergency still
+        arrives within seconds."""
+        async with Receiver() as receiver, routing(tmp_path, database_url, vhost, quick(interval_seconds=60.0)) as runtime:
+            await subscribe(runtime, receiver.url)
+            await asyncio.sleep(0.5)  # the loop's first tick (at start) is behind us: the next would be a minute away
+            await emergency(runtime)
+            await eventually(receiver.received, timeout=10, what="the webhook, woken by the commit")
+
     async def test_an_emergency_waiting_for_a_failing_receiver_shows_in_its_own_gauge(self, tmp_path, database_url, vhost):
         """The operator's alert on emergencies not delivered within minutes reads this gauge (deploy/prometheus/alerts.yml);
         a high-urgency notification waiting does not move it."""
