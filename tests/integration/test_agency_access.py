@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
@@ -188,3 +189,54 @@ class TestRenewAndRevoke:
     def test_a_unit_id_that_is_not_one_is_refused_before_anything_is_made(self, amqp_url):
         done = agency_access(amqp_url, "--unit", "25349.#", "--user", "agency-never")
         assert done.returncode != 0 and "unit id" in done.stderr
+
+
+EXAMPLE = ROOT / "deploy" / "examples" / "agency_consumer.py"
+SCHEMA = ROOT / "docs" / "contracts" / "notifications.schema.json"
+
+
+class TestTheExampleConsumer:
+    async def test_it_reads_its_queue_as_the_agency_validates_each_body_and_handles_a_duplicate_once(
+        self, police, topology_declared, amqp_url, tmp_path
+    ):
+        from services.routing.notify import Notification
+
+        assert "docs/contracts/notifications.schema.json" in EXAMPLE.read_text() and SCHEMA.exists()
+        agency, _ = police
+        while await take(amqp_url, f"agency.{POLICE}") is not None:  # what earlier tests left
+            pass
+        at = datetime(2026, 11, 30, 3, tzinfo=UTC)
+        subscription, delivery = notification(POLICE, 3)
+        delivery.payload = Notification(
+            type="assignment.created",
+            notification_id=delivery.id,
+            incident_id="inc-3",
+            assignment_id="as-3",
+            unit_id=POLICE,
+            commune_code="25349",
+            category="violence",
+            urgency="emergency",
+            due_at=at,
+            occurred_at=at,
+            console_url="https://baove.example/cases/inc-3",
+        ).model_dump(mode="json")
+        broker = RabbitBroker(amqp_url)
+        await broker.connect()
+        try:
+            for _ in range(2):  # the notifier sending again after a crash: the same message id
+                assert (await AmqpChannel(broker).send(subscription, delivery)).delivered
+        finally:
+            await broker.stop()
+        env = {**os.environ, "AGENCY_AMQP_URL": agency.url, "AGENCY_UNIT": POLICE}
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLE), "--schema", str(SCHEMA), "--seen", str(tmp_path / "seen"), "--count", "2"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [f"assignment.created emergency {POLICE} 2026-11-30T03:00:00Z https://baove.example/cases/inc-3"]
+        assert (tmp_path / "seen").read_text().split() == [delivery.id]
+        assert await take(amqp_url, f"agency.{POLICE}") is None  # both acknowledged
