@@ -336,7 +336,11 @@ def cmd_agency_access(args) -> None:
             await broker.stop()
 
     require_broker(settings.broker_url())
-    asyncio.run(declare())
+    try:
+        asyncio.run(declare())
+    except Exception as exc:  # ACCESS_REFUSED, PRECONDITION_FAILED...: nothing else is done
+        sys.exit(f"baove: the broker refused declaring {queue} as the user of BAOVE_AMQP_URL ({type(exc).__name__}: {exc}); "
+                 f"use an administrator's URL for the vhost (deploy/README.md). No broker user was made.")
     say(f"queue {queue} (vhost {vhost}) declared and bound to baove.agencies with {args.unit}.#")
     added = ctl.run("add_user", user, stdin=password, check=False)
     if added.returncode == 0:

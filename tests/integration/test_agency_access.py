@@ -240,3 +240,12 @@ class TestTheExampleConsumer:
         assert done.stdout.splitlines() == [f"assignment.created emergency {POLICE} 2026-11-30T03:00:00Z https://baove.example/cases/inc-3"]
         assert (tmp_path / "seen").read_text().split() == [delivery.id]
         assert await take(amqp_url, f"agency.{POLICE}") is None  # both acknowledged
+
+
+class TestRefusals:
+    def test_a_broker_url_that_may_not_declare_the_queue_makes_no_user(self, police, amqp_url):
+        agency, _ = police
+        done = agency_access(agency.url, "--unit", HEALTH, "--user", "agency-never-made")
+        assert done.returncode == 1 and "refused declaring agency.25349.health" in done.stderr
+        assert agency.password not in done.stderr
+        assert "agency-never-made" not in rabbitmqctl("list_users", "--quiet").stdout
