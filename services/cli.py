@@ -14,6 +14,7 @@ from services.cli_ops import (
     PROCESSES,
     SERVICES,
     checked_broker_url,
+    cmd_agency_access,
     cmd_contracts,
     cmd_dlq,
     cmd_erase,
@@ -259,6 +260,22 @@ def build_parser() -> argparse.ArgumentParser:
     contracts.add_argument("--dir", default="docs/contracts")
     contracts.add_argument("--check", action="store_true", help="fail if the committed documents are out of date")
     contracts.set_defaults(func=cmd_contracts)
+
+    agency = sub.add_parser(
+        "agency-access",
+        help="give an agency's own system a broker user that can only consume its queue agency.UNIT (creates the queue and "
+        "binding if missing; a new password is printed once unless --password-file), or --revoke it; run as the broker's "
+        "administrator (rabbitmqctl), BAOVE_AMQP_URL naming the vhost",
+    )
+    agency.add_argument("--unit", required=True, help="the unit, e.g. 25349.police")
+    agency.add_argument("--user", help="the broker user's name (default: agency.UNIT)")
+    agency.add_argument("--password-file", help="set this password (first line, 16 characters or more) instead of a new one")
+    agency.add_argument("--revoke", action="store_true", help="delete the broker user (the queue is kept)")
+    agency.add_argument(
+        "--rabbitmqctl", default=os.environ.get("BAOVE_RABBITMQCTL", "rabbitmqctl"),
+        help='how to run rabbitmqctl (default $BAOVE_RABBITMQCTL or rabbitmqctl), e.g. "kubectl exec -i -n baove rabbitmq-0 -- rabbitmqctl"',
+    )
+    agency.set_defaults(func=cmd_agency_access)
 
     rules = sub.add_parser("rules", help="show or change the routing table (rule sets kept in routing's database)")
     rsub = rules.add_subparsers(dest="rules_command", required=True)

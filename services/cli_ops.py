@@ -236,3 +236,125 @@ def cmd_contracts(args) -> None:
     if stale:
         sys.exit("baove: out of date (run `baove contracts`): " + ", ".join(stale))
 
+
+
+def broker_vhost(settings: CommonSettings) -> str:
+    return unquote(urlsplit(settings.amqp_url.get_secret_value()).path[1:]) or "/"
+
+
+def agency_user(unit_id: str) -> str:
+    """The default broker user of an agency: named as its queue."""
+    from shared.topology import agency_queue
+
+    return agency_queue(unit_id).name
+
+
+def agency_grant_commands(vhost: str, user: str, unit_id: str) -> list[list[str]]:
+    """The rabbitmqctl arguments that leave `user` able to consume `agency.{unit_id}` and nothing else (after its password
+    is set): no tags (no management UI or HTTP API), the three regexes, no topic permissions."""
+    from shared.topology import agency_permissions
+
+    configure, write, read = agency_permissions(unit_id)
+    return [
+        ["set_user_tags", user],
+        ["set_permissions", "-p", vhost, user, configure, write, read],
+        ["clear_topic_permissions", "-p", vhost, user],
+    ]
+
+
+class BrokerCtl:
+    """rabbitmqctl, run as the operator's prefix says (e.g. `kubectl exec -i -n baove rabbitmq-0 -- rabbitmqctl`).
+
+    A password goes on standard input, never on the command line (where `ps` and error messages would show it)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = shlex.split(prefix)
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True):
+        import subprocess
+
+        try:
+            done = subprocess.run([*self.prefix, *args], input=stdin, capture_output=True, text=True, timeout=180)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            sys.exit(f"baove: {shlex.join(self.prefix)} {args[0]} failed: {exc}")
+        if check and done.returncode != 0:
+            sys.exit(f"baove: {shlex.join(self.prefix)} {args[0]} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+        return done
+
+
+def _read_password(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            password = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        sys.exit(f"baove: cannot read the password file {path}: {exc}")
+    if len(password) < 16:
+        sys.exit(f"baove: the password in {path} is shorter than 16 characters")
+    return password
+
+
+def cmd_agency_access(args) -> None:
+    """Give one agency's own system a broker user that may consume its queue `agency.{unit_id}` and nothing else,
+    or take it away (--revoke). Run where rabbitmqctl reaches the broker as its administrator."""
+    import secrets
+
+    from faststream.rabbit import RabbitBroker
+
+    from shared.auth import parse_unit_id
+    from shared.topology import agency_permissions, agency_queue, declare_agency_queue
+
+    try:
+        parse_unit_id(args.unit)
+    except ValueError as exc:
+        sys.exit(f"baove: {exc}")
+    settings = CommonSettings()
+    vhost = broker_vhost(settings)
+    user = args.user or agency_user(args.unit)
+    queue = agency_queue(args.unit).name
+    ctl = BrokerCtl(args.rabbitmqctl)
+
+    def say(text: str) -> None:
+        print(f"baove agency-access: {text}", file=sys.stderr, flush=True)
+
+    if args.revoke:
+        done = ctl.run("delete_user", user, check=False)
+        if done.returncode != 0 and "does not exist" not in done.stderr:
+            sys.exit(f"baove: rabbitmqctl delete_user failed ({done.returncode}): {done.stderr.strip()}")
+        say(f"broker user {user} {'deleted' if done.returncode == 0 else 'did not exist'}; the queue {queue} is kept "
+            f"(delete the unit's amqp subscription, then the queue, to stop its notifications)")
+        return
+
+    settings.check_secrets()
+    password = _read_password(args.password_file) if args.password_file else secrets.token_urlsafe(24)
+
+    async def declare() -> None:
+        broker = RabbitBroker(settings.broker_url())
+        try:
+            await broker.connect()
+            await declare_agency_queue(broker, args.unit)
+        finally:
+            await broker.stop()
+
+    require_broker(settings.broker_url())
+    try:
+        asyncio.run(declare())
+    except Exception as exc:  # ACCESS_REFUSED, PRECONDITION_FAILED...: nothing else is done
+        sys.exit(f"baove: the broker refused declaring {queue} as the user of BAOVE_AMQP_URL ({type(exc).__name__}: {exc}); "
+                 f"use an administrator's URL for the vhost (deploy/README.md). No broker user was made.")
+    say(f"queue {queue} (vhost {vhost}) declared and bound to baove.agencies with {args.unit}.#")
+    added = ctl.run("add_user", user, stdin=password, check=False)
+    if added.returncode == 0:
+        say(f"broker user {user} created")
+    elif "already exists" in added.stderr:
+        ctl.run("change_password", user, stdin=password)
+        say(f"broker user {user} existed: its password was changed")
+    else:
+        sys.exit(f"baove: rabbitmqctl add_user failed ({added.returncode}): {added.stderr.strip() or added.stdout.strip()}")
+    for command in agency_grant_commands(vhost, user, args.unit):
+        ctl.run(*command)
+    configure, write, read = agency_permissions(args.unit)
+    say(f"permissions of {user} in vhost {vhost}: configure '{configure}', write '{write}', read '{read}'; no tags, "
+        f"no topic permissions")
+    if not args.password_file:
+        say("its password (shown once) is on standard output")
+        print(password)

@@ -25,6 +25,26 @@ def agency_queue(unit_id: str) -> RabbitQueue:
     """`agency.{unit_id}`: one unit's notifications only, bound to `{unit_id}.#` on baove.agencies."""
     return RabbitQueue(f"agency.{unit_id}", queue_type=QueueType.QUORUM, durable=True)
 
+
+def agency_binding(unit_id: str) -> str:
+    return f"{unit_id}.#"
+
+
+async def declare_agency_queue(broker: RabbitBroker, unit_id: str) -> None:
+    """The exchange baove.agencies, the queue `agency.{unit_id}` and its one binding (idempotent)."""
+    exchange = await broker.declare_exchange(AGENCIES)
+    queue = await broker.declare_queue(agency_queue(unit_id))
+    await queue.bind(exchange, routing_key=agency_binding(unit_id))
+
+
+def agency_permissions(unit_id: str) -> tuple[str, str, str]:
+    """An agency's broker user in the vhost (configure, write, read): consume its own queue, nothing else.
+
+    No configure (it declares nothing, deletes nothing, binds nothing), no write (it publishes nowhere), read on
+    `agency.{unit_id}` alone. A passive declare needs no permission, so its consumer may check the queue is there."""
+    return "^$", "^$", f"^{re.escape(agency_queue(unit_id).name)}$"
+
+
 # RabbitMQ 3.10 quorum queues have no default limit: without one a poison message loops forever.
 DEFAULT_DELIVERY_LIMIT = 5
 

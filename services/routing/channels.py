@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 
 from shared.enums import LABELS_VI
 from shared.settings import NotifySettings
-from shared.topology import AGENCIES, agency_queue
+from shared.topology import AGENCIES, declare_agency_queue
 
 from .models import Delivery, Subscription
 from .notify import LOCAL
@@ -126,9 +126,7 @@ class AmqpChannel:
         unit_id = subscription.unit_id
         try:
             if unit_id not in self.declared:
-                exchange = await self.broker.declare_exchange(AGENCIES)
-                queue = await self.broker.declare_queue(agency_queue(unit_id))
-                await queue.bind(exchange, routing_key=f"{unit_id}.#")
+                await declare_agency_queue(self.broker, unit_id)
                 self.declared.add(unit_id)
             await self.broker.publish(
                 body_of(delivery).encode(),

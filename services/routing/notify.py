@@ -53,7 +53,7 @@ class ChannelKind(StrEnum):
 
 
 class Notification(BaseModel):
-    """The thin message a unit receives (webhook body, email facts): no personal data, a link to the console."""
+    """The thin message a unit receives (webhook body, agency queue message, email facts): no personal data, a link to the console."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", title="Notification")
     schema_version: ClassVar[int] = 1
@@ -82,7 +82,7 @@ def notification_contract() -> dict:
     """The published contract of what a unit receives (docs/contracts/notifications.schema.json)."""
     return {
         "title": "baove notifications",
-        "description": "The body of each webhook (Standard Webhooks) and the facts of each email sent to a unit.",
+        "description": "The body of each webhook (Standard Webhooks) and of each message on an agency queue (agency.{unit_id}, message_id = notification_id), and the facts of each email sent to a unit.",
         "schema_version": Notification.schema_version,
         "webhook_headers": WEBHOOK_HEADERS,
         "payload": Notification.model_json_schema(),
