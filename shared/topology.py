@@ -196,10 +196,13 @@ def permissions(service: str) -> Permissions:
     exchanges = rf"^({regex_alternatives([EVENTS.name, DEAD_LETTERS.name])})$"
     produced = [topic_regex(p) for p, s in PRODUCERS.items() if s == service]
     bound = sorted({key for q in own for key in q.bindings})
+    # Routing's notifier declares baove.agencies and each agency.{unit} queue with its binding, and publishes there;
+    # it never reads an agency's queue (the agency's own user does: agency_permissions).
+    agencies = rf"|^{regex_alternatives([AGENCIES.name])}$|^agency\..+$" if service == "routing" else ""
     return Permissions(
-        configure=own_queues,
-        write=f"{exchanges}|{own_queues}",
-        read=f"{exchanges}|{own_queues}",
+        configure=own_queues + agencies,
+        write=f"{exchanges}|{own_queues}{agencies}",
+        read=f"{exchanges}|{own_queues}" + (rf"|^{regex_alternatives([AGENCIES.name])}$" if agencies else ""),
         topic_write=f"^({'|'.join(produced)})$" if produced else "^$",
         topic_read=f"^({'|'.join(re.escape(k) for k in bound)})$" if bound else "^$",
     )

@@ -23,6 +23,7 @@ from faststream.rabbit import RabbitBroker
 from sqlalchemy import func, select
 
 from services.reporting.models import AssignmentFact
+from services.routing.channels import AmqpChannel
 from shared import topology
 from shared.events import AssignmentAcknowledged
 from shared.topology import DEAD_LETTERS, EVENTS, INTAKE_TIMELINE, REPORTING_EVENTS, ROUTING_INCIDENTS, permissions
@@ -294,6 +295,32 @@ async def _take(url: str, queue: str) -> aio_pika.abc.AbstractIncomingMessage:
         return message
     finally:
         await connection.close()
+
+
+class TestRoutingsNotifierAsItsOwnUser:
+    async def test_it_declares_an_agency_queue_and_fills_it_but_cannot_read_it(self, users, amqp_url):
+        from tests.integration.test_agency_access import notification, take
+
+        unit = f"25349.police-{secrets.token_hex(2)}"
+        broker = RabbitBroker(users.url("routing"))
+        await broker.connect()
+        try:
+            subscription, delivery = notification(unit, 1)
+            outcome = await AmqpChannel(broker).send(subscription, delivery)
+            assert outcome.delivered, outcome.error
+        finally:
+            await broker.stop()
+        assert await refused(users.url("routing"), lambda ch: take_on(ch, f"agency.{unit}")), "routing reads no agency's queue"
+        assert await refused(users.url("reporting"), lambda ch: ch.declare_exchange(topology.AGENCIES.name, type="topic", durable=True))
+        message = await take(amqp_url, f"agency.{unit}")
+        assert message is not None and json.loads(message.body)["notification_id"] == "d-1"
+        connection = await aio_pika.connect(amqp_url)
+        await (await connection.channel()).queue_delete(f"agency.{unit}")
+        await connection.close()
+
+
+async def take_on(channel, queue: str) -> None:
+    await (await channel.declare_queue(queue, passive=True)).get(fail=False)
 
 
 class TestForgedEvents:
