@@ -146,3 +146,28 @@ def deadline(step: Step, received_at: datetime, calendar: WorkCalendar) -> Deadl
 
 # The deadlines the watcher escalates (durably, once, to the chairman); the others are shown only, for now.
 WATCHED = frozenset({Step.initial_assessment})
+
+
+def watched_due(step: Step, received_at: datetime) -> datetime | None:
+    """The deadline the watcher keeps for a case at `step` (routed_incident.step_due_at), or None."""
+    due = deadline(step, received_at, _NO_CALENDAR) if step is Step.received else None
+    return due.due_at if due is not None and due.step in WATCHED else None
+
+
+def overdue_step(step: Step) -> Step:
+    """The step a watched deadline of a case at `step` is for."""
+    return _NEXT_DUE[step]
+
+
+def escalate_to(commune_code: str) -> tuple[str, ...]:
+    """A missed step goes to the chairman, who directs the commune's child-protection work (Art. 26)."""
+    return (f"{commune_code}.{UnitType.chairman.value}",)
+
+
+_NEXT_DUE = {
+    Step.received: Step.initial_assessment,
+    Step.initial_assessment: Step.plan,
+    Step.emergency_measures: Step.plan,
+    Step.detailed_assessment: Step.plan,
+}
+_NO_CALENDAR = WorkCalendar(frozenset(), {}, {})  # the 12 hours run by the clock: no calendar needed

@@ -121,3 +121,13 @@ def test_no_deadline_in_this_slice_after_the_plan():
 
 def test_the_tet_calendar_is_the_one_assumed():
     assert date(2026, 2, 17) in CALENDAR.days_off
+
+
+def test_only_the_initial_assessment_deadline_is_watched_and_it_goes_to_the_chairman():
+    received = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    assert process.watched_due(Step.received, received) == received + timedelta(hours=12)
+    for step in Step:
+        if step is not Step.received:
+            assert process.watched_due(step, received) is None
+    assert process.overdue_step(Step.received) is Step.initial_assessment
+    assert process.escalate_to("25349") == ("25349.chairman",)
