@@ -25,6 +25,11 @@ PUBLISHED: dict[str, tuple[str, str]] = {
     "assignment.status_changed": ("routing", "An assignment moved on (in_progress, done or declined; a declined lead goes to the cp_officer)."),
     "assignment.overdue": ("routing", "An assignment passed its due time without being acknowledged."),
     "incident.escalated": ("routing", "An unacknowledged emergency escalated to the commune's cp_officer and chairman."),
+    "incident.step_overdue": (
+        "routing",
+        "A step of the Decree 56/2017 case process was not done by its deadline (the initial assessment, 12 hours after the "
+        "report): told once, to the commune's chairman. Ids and times only.",
+    ),
     "incident.closed": ("routing", "The commune closed the case with the review's risk level and outcome (free text: intake's timeline only)."),
     "incident.closure_recorded": (
         "routing",

@@ -199,6 +199,19 @@ class IncidentEscalated(Event):
     at: datetime
 
 
+class IncidentStepOverdue(Event):
+    """A step of the Decree 56/2017 process not done by its deadline: told once, to the commune's chairman."""
+
+    event_type: ClassVar[str] = "incident.step_overdue"
+
+    incident_id: str
+    commune_code: str
+    step: str = Field(description="the step not done in time: initial_assessment (12 hours after the report)")
+    due_at: datetime
+    escalated_to: tuple[str, ...]
+    at: datetime
+
+
 class IncidentClosed(Event):
     event_type: ClassVar[str] = "incident.closed"
 
@@ -346,6 +359,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AssignmentStatusChanged,
         AssignmentOverdue,
         IncidentEscalated,
+        IncidentStepOverdue,
         IncidentClosed,
         IncidentClosureRecorded,
         IncidentReopened,

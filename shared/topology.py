@@ -120,8 +120,9 @@ ROUTING_NOTIFY = ConsumerQueue(
 
 # Notifications for systems outside baove (the district's): no queue of ours consumes them, so a
 # publish with nobody bound must not bounce. The report itself is stored and served over HTTP; a possible
-# duplicate is read by the commune's cp_officer through intake's API.
-NOTIFICATIONS = frozenset({"report.generated", "report.submitted", "incident.possible_duplicate"})
+# duplicate is read by the commune's cp_officer through intake's API; a late process step (issue 17) by routing's
+# GET /v1/incidents/{id}/process until the timeline and the notifier bind it.
+NOTIFICATIONS = frozenset({"report.generated", "report.submitted", "incident.possible_duplicate", "incident.step_overdue"})
 
 CONSUMER_QUEUES: tuple[ConsumerQueue, ...] = (ROUTING_INCIDENTS, REPORTING_EVENTS, INTAKE_TIMELINE, ROUTING_NOTIFY)
 
@@ -139,6 +140,7 @@ PRODUCERS: dict[str, str] = {
     "incident.routed": "routing",
     "assignment.*": "routing",
     "incident.escalated": "routing",
+    "incident.step_overdue": "routing",  # issue 17: a process step (the initial assessment) late; to the chairman
     "incident.closed": "routing",
     "incident.closure_recorded": "routing",  # issue 15: a closing's facts without its outcome, for reporting
     "incident.reopened": "routing",

@@ -69,3 +69,18 @@ async def route(runtime, event: IncidentReported) -> list:
     """Deliver one incident.reported to routing's handler, as the subscriber does, in one transaction."""
     async with runtime.sessionmaker() as session, session.begin():
         return await incident_work(runtime)(session, event, event.envelope(correlation_id=event.incident_id, producer="intake"))
+
+
+class MovedClock:
+    """A clock the test sets."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def close_runtime(runtime) -> None:
+    await runtime.engine.dispose()
+    await runtime.auth_engine.dispose()

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Path, Query
 from shared.deps import AppRuntime, Caller, Now, Uow, from_state
 from shared.enums import AssignmentStatus, Role, Urgency
 from shared.metrics import RoutingMetrics
+from shared.workdays import WorkCalendar
 
-from . import assignments, cases, inbox, lifecycle, registry, rulesets, subscriptions
+from . import assignments, cases, inbox, lifecycle, process, registry, rulesets, subscriptions
 from .models import Assignment, Delivery, RoutedIncident, RuleSet, Subscription
 from .rules import RuleTable
 from .schemas import (
@@ -27,6 +28,9 @@ from .schemas import (
     IncidentDetails,
     IncidentReopen,
     IncidentStateRead,
+    InitialAssessment,
+    ProcessRead,
+    ProcessRecordRead,
     ReporterRead,
     RuleRead,
     RuleSetLoad,
@@ -34,6 +38,8 @@ from .schemas import (
     SecretRotated,
     StatusChange,
     StatusChanged,
+    StepChangeRead,
+    StepDeadlineRead,
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionRead,
@@ -45,6 +51,7 @@ router = APIRouter(prefix="/v1")
 
 Metrics = Annotated[RoutingMetrics, Depends(from_state("metrics"))]
 RuleSets = Annotated[rulesets.RuleSets, Depends(from_state("rule_sets"))]
+Calendar = Annotated[WorkCalendar, Depends(from_state("calendar"))]
 UnitId = Annotated[str, Path(description="the unit's id, e.g. 25349.police or 25349.school.th-minh-tam-a")]
 ERRORS = {401: {"description": "missing or bad token"}, 422: {"description": "invalid input; names each bad field"}}
 NOT_FOUND = {404: {"description": "no such inbox or assignment for this token (another unit's answers the same)"}}
@@ -204,6 +211,72 @@ async def reopen_incident(
     incident, lead = await cases.reopen_incident(uow, rule_sets, incident_id, body.reason, principal, now)
     assignments.count_created(metrics, [lead])
     return _state(incident, lead)
+
+
+PROCESS_SCOPE = {
+    403: {"description": "only the commune's cp_officer records; its cp_officer, chairman and admins read"},
+    404: {"description": "no such incident in the caller's commune"},
+}
+PROCESS_CONFLICT = {409: {"model": ConflictBody, "description": "not allowed at the case's current step; names the allowed steps"}}
+
+
+def _process(incident: RoutedIncident, records: list, history: list, calendar, now: datetime) -> ProcessRead:
+    step = process.Step(incident.step)
+    due = process.deadline(step, incident.received_at, calendar)
+    deadline = None
+    if due is not None:
+        watched = due.step in process.WATCHED and incident.step_due_at is not None
+        due_at = incident.step_due_at if watched else due.due_at
+        deadline = StepDeadlineRead(
+            step=due.step.value,
+            due_at=due_at,
+            overdue=due_at is not None and due_at < now,
+            escalated_at=incident.step_overdue_at if watched else None,
+            watched=watched,
+            note=due.note,
+        )
+    latest = {r.form: r.version for r in records}
+    return ProcessRead(
+        incident_id=incident.incident_id,
+        commune_code=incident.commune_code,
+        step=step.value,
+        allowed=[s.value for s in process.allowed(step)],
+        received_at=incident.received_at,
+        deadline=deadline,
+        records=[
+            ProcessRecordRead(
+                record_id=r.id, form=r.form, version=r.version, current=latest[r.form] == r.version, data=r.data,
+                recorded_by=r.recorded_by, recorded_at=r.recorded_at,
+            )
+            for r in records
+        ],
+        history=[StepChangeRead(from_step=h.from_step, to_step=h.to_step, at=h.at, by=h.principal, record_id=h.record_id) for h in history],
+    )
+
+
+@router.post(
+    "/incidents/{incident_id}/assessment",
+    response_model=ProcessRead,
+    tags=["process"],
+    responses={**ERRORS, **PROCESS_SCOPE, **PROCESS_CONFLICT},
+)
+async def record_assessment(body: InitialAssessment, uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
+    """The initial assessment (Mẫu 02 of Decree 56/2017) by the commune's cp_officer: the first moves the case to
+    initial_assessment and ends its 12-hour deadline; another is an amendment (a new version, the old one kept)."""
+    data = body.model_dump(mode="json")
+    await cases.record_assessment(uow, incident_id, data, body.assessed_at, principal, now)
+    return _process(*await cases.read_process(uow.session, incident_id, principal), calendar, now)
+
+
+@router.get(
+    "/incidents/{incident_id}/process",
+    response_model=ProcessRead,
+    tags=["process"],
+    responses={**ERRORS, **PROCESS_SCOPE},
+)
+async def read_process(uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
+    """The case's step of the Decree 56/2017 process, the deadline it is under, every version of its records and its history."""
+    return _process(*await cases.read_process(uow.session, incident_id, principal), calendar, now)
 
 
 @router.get(

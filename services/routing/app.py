@@ -8,6 +8,7 @@ from shared.clock import offset_clock
 from shared.metrics import NotifyMetrics, RoutingMetrics
 from shared.runtime import Runtime
 from shared.settings import RoutingSettings
+from shared.workdays import load_calendar
 
 from . import api, consumers, deadlines, erasure, notifier, rulesets
 from .models import metadata
@@ -28,6 +29,8 @@ def create_runtime(settings: RoutingSettings | None = None) -> Runtime:
     state.clock = offset_clock(settings.clock_offset_seconds)
     state.metrics = RoutingMetrics.create(runtime.registry)
     state.rule_sets = rulesets.RuleSets()
+    # The working days the process's deadlines count (issue 17); a broken holidays file stops the service here.
+    state.calendar = load_calendar(settings.common.holidays_file)
     # Checked here, at start: a rules file the service does not understand stops it before it consumes.
     # It becomes the first rule set when none is active; later versions come from `baove rules load`.
     rules_file = settings.rules_file or DEFAULT_RULES

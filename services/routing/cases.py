@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal
+from shared.db import new_id, on_postgresql
 from shared.enums import AssignmentStatus, RiskLevel, UnitType
-from shared.errors import Forbidden, NotFound
+from shared.errors import Forbidden, Invalid, NotFound
 from shared.events import IncidentClosed, IncidentClosureRecorded, IncidentReopened
 from shared.uow import UnitOfWork
 
-from . import lifecycle
+from . import lifecycle, process
 from .assignments import add_lead, routed_event, to_envelope
 from .lifecycle import CaseStatus
-from .models import Assignment, IncidentChange, RoutedIncident
+from .models import Assignment, IncidentChange, ProcessRecord, RoutedIncident, StepChange
 from .rulesets import RuleSets
 
 REOPEN_RULES_VERSION = "reopen"
@@ -115,3 +116,94 @@ async def reopen_incident(
     )
     log.info("incident reopened", extra={"incident_id": incident_id, "by": principal.label, "assignment_id": lead.id})
     return incident, lead
+
+
+# -- the Decree 56/2017 process (process.py): the initial assessment, the case's step, records and history ----------
+
+ASSESSMENT_FORM = process.Step.initial_assessment.value
+# A device clock a little ahead of the server's is no reason to refuse an assessment.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+async def _process_case(session: AsyncSession, incident_id: str, principal: Principal, *, lock: bool = False) -> RoutedIncident:
+    """The case, for its commune's units and admins; anyone else is told it does not exist."""
+    stmt = select(RoutedIncident).where(RoutedIncident.incident_id == incident_id)
+    if lock and on_postgresql(session):
+        stmt = stmt.with_for_update()  # amendments of one case take their versions one after the other
+    incident = (await session.execute(stmt)).scalar_one_or_none()
+    if incident is None or not (principal.is_admin or principal.commune_code == incident.commune_code):
+        raise NotFound("incident not found")
+    return incident
+
+
+def _field_error(field: str, message: str) -> Invalid:
+    return Invalid([{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+
+async def record_assessment(
+    uow: UnitOfWork, incident_id: str, assessment: dict, assessed_at: datetime, principal: Principal, now: datetime
+) -> RoutedIncident:
+    """Record the initial assessment (Mẫu 02) by the commune's cp_officer: the first moves the case to
+    initial_assessment and ends its 12-hour deadline; a later one is an amendment, a new version beside the old."""
+    session = uow.session
+    incident = await _process_case(session, incident_id, principal, lock=True)
+    actor = process.actor_of(principal, incident.commune_code)
+    current = process.Step(incident.step)
+    target = process.Step.initial_assessment
+    amending = current is not process.Step.received
+    if not amending:
+        process.transition(current, target, actor)  # Forbidden for anyone but the cp_officer
+    elif not process.may_amend(current, target, actor):
+        if actor is not process.Actor.cp_officer:
+            raise Forbidden(f"only {incident.commune_code}.cp_officer may record or amend the initial assessment")
+        raise process.StepCannotMove(current, target)
+    if assessed_at > now + CLOCK_SKEW:
+        raise _field_error("assessed_at", "assessed_at is in the future")
+    if assessed_at < incident.received_at:
+        raise _field_error("assessed_at", "assessed_at is before the report was received")
+    version = (
+        await session.execute(
+            select(func.coalesce(func.max(ProcessRecord.version), 0)).where(
+                ProcessRecord.incident_id == incident_id, ProcessRecord.form == ASSESSMENT_FORM
+            )
+        )
+    ).scalar_one() + 1
+    record = ProcessRecord(
+        id=new_id(), incident_id=incident_id, form=ASSESSMENT_FORM, version=version, data=assessment,
+        recorded_by=principal.label, recorded_at=now,
+    )
+    session.add(record)
+    if not amending:
+        # Compare-and-set: a concurrent first recording finds the step moved and is refused.
+        moved = await session.execute(
+            update(RoutedIncident)
+            .where(RoutedIncident.incident_id == incident_id, RoutedIncident.step == current.value)
+            .values(step=target.value, step_due_at=process.watched_due(target, incident.received_at))
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:
+            raise process.StepCannotMove(current, target)
+        session.add(StepChange(incident_id=incident_id, at=now, from_step=current.value, to_step=target.value, principal=principal.label, record_id=record.id))
+    await session.flush()
+    await session.refresh(incident)
+    log.info(
+        "initial assessment recorded",
+        extra={"incident_id": incident_id, "version": version, "late": assessed_at > incident.received_at + process.INITIAL_ASSESSMENT_WITHIN},
+    )
+    return incident
+
+
+async def read_process(session: AsyncSession, incident_id: str, principal: Principal) -> tuple[RoutedIncident, list, list]:
+    """The case's step with its records (every version) and history: its commune's cp_officer and chairman, admins."""
+    incident = await _process_case(session, incident_id, principal)
+    if not (principal.is_admin or process.actor_of(principal, incident.commune_code) is not None):
+        raise Forbidden(f"only {incident.commune_code}.cp_officer, {incident.commune_code}.chairman and admins may read the case process")
+    records = (
+        await session.execute(
+            select(ProcessRecord).where(ProcessRecord.incident_id == incident_id).order_by(ProcessRecord.form, ProcessRecord.version)
+        )
+    ).scalars().all()
+    history = (
+        await session.execute(select(StepChange).where(StepChange.incident_id == incident_id).order_by(StepChange.at, StepChange.id))
+    ).scalars().all()
+    return incident, list(records), list(history)

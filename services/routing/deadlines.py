@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.clock import Clock
 from shared.db import on_postgresql
 from shared.enums import AssignmentStatus, Role, UnitType, Urgency
-from shared.events import AssignmentOverdue, IncidentEscalated
+from shared.events import AssignmentOverdue, IncidentEscalated, IncidentStepOverdue
 from shared.loops import repeat
 from shared.metrics import RoutingMetrics
 from shared.runtime import Runtime
 
-from . import lifecycle, rules
+from . import lifecycle, process, rules
 from .assignments import (
     PRODUCER,
     add_assignments,
@@ -189,7 +189,58 @@ class DeadlineWatcher:
             if len(candidates) < self.batch_size or not any(done):
                 break
         await self._count_overdue(now)
+        await self.tick_steps(now)
         return handled
+
+    # -- the Decree 56/2017 process's deadlines (process.py): routed_incident.step_due_at --------------------------
+
+    async def tick_steps(self, now: datetime | None = None) -> int:
+        """Tell the chairman, once, of each case whose watched step deadline passed; returns how many were told."""
+        now = now or self.clock()
+        told = 0
+        while True:
+            async with self.runtime.unit_of_work() as uow:
+                rows = await uow.session.execute(
+                    select(RoutedIncident.incident_id)
+                    .where(*_step_newly_overdue(now))
+                    .order_by(RoutedIncident.step_due_at, RoutedIncident.incident_id)
+                    .limit(self.batch_size)
+                )
+                candidates = list(rows.scalars())
+            done = [await self.escalate_step(incident_id, now) for incident_id in candidates]
+            told += sum(done)
+            if len(candidates) < self.batch_size or not any(done):
+                return told
+
+    async def escalate_step(self, incident_id: str, now: datetime) -> bool:
+        """Flag one case's missed step deadline and publish incident.step_overdue, in one transaction."""
+        async with self.runtime.unit_of_work() as uow:
+            # Compare-and-set: the flag is the once. A replica that lost the race, or a case whose step was
+            # recorded meanwhile (step_due_at cleared), updates nothing.
+            flagged = (
+                await uow.session.execute(
+                    update(RoutedIncident)
+                    .where(RoutedIncident.incident_id == incident_id, *_step_newly_overdue(now))
+                    .values(step_overdue_at=now)
+                    .returning(RoutedIncident.commune_code, RoutedIncident.step, RoutedIncident.step_due_at)
+                    .execution_options(synchronize_session=False)
+                )
+            ).one_or_none()
+            if flagged is None:
+                return False
+            commune_code, step, due_at = flagged
+            late = process.overdue_step(process.Step(step))
+            event = IncidentStepOverdue(
+                incident_id=incident_id,
+                commune_code=commune_code,
+                step=late.value,
+                due_at=due_at,
+                escalated_to=process.escalate_to(commune_code),
+                at=now,
+            )
+            await uow.stage(to_envelope(event, incident_id, now))
+        log.info("process step overdue", extra={"incident_id": incident_id, "step": late.value})
+        return True
 
     async def _candidates(self, now: datetime) -> list[str]:
         async with self.runtime.unit_of_work() as uow:
@@ -315,6 +366,14 @@ class DeadlineWatcher:
             counts = dict(rows.all())
         for unit_type in UnitType:
             self.metrics.overdue.labels(unit_type.value).set(counts.get(unit_type.value, 0))
+
+
+def _step_newly_overdue(now: datetime) -> tuple:
+    return (
+        RoutedIncident.status == lifecycle.CaseStatus.open.value,
+        RoutedIncident.step_overdue_at.is_(None),
+        RoutedIncident.step_due_at < now,
+    )
 
 
 def _newly_overdue(now: datetime) -> tuple:

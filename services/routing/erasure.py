@@ -12,12 +12,14 @@ from shared.events import Envelope, Event, IncidentErased
 from shared.outbox import forget_published
 
 from .disclosure import VN
-from .models import Assignment, AssignmentChange, IncidentChange, RoutedIncident, outbox_message
+from .models import Assignment, AssignmentChange, IncidentChange, ProcessRecord, RoutedIncident, outbox_message
 
 log = logging.getLogger("baove.routing")
 
 # Where routing keeps personal data: vacuumed on PostgreSQL after an erasure.
-PERSONAL_TABLES = ("routed_incident", "incident_change", "assignment", "assignment_change", "outbox_message")
+PERSONAL_TABLES = ("routed_incident", "incident_change", "assignment", "assignment_change", "process_record", "outbox_message")
+# The free-text fields of the process's records (Mẫu 02: the harm, the measures, who assessed).
+FREE_TEXT = frozenset({"harm", "measures_taken", "assessed_by"})
 
 
 
@@ -37,6 +39,9 @@ async def handle_erased(session: AsyncSession, event: Event, envelope: Envelope)
     await session.execute(update(Assignment).where(Assignment.incident_id == event.incident_id).values(note=None))
     assignments = select(Assignment.id).where(Assignment.incident_id == event.incident_id).scalar_subquery()
     await session.execute(update(AssignmentChange).where(AssignmentChange.assignment_id.in_(assignments)).values(note=None))
+    # The process's records keep their structure (levels, flags, dates); their free text may name the child.
+    for record in (await session.execute(select(ProcessRecord).where(ProcessRecord.incident_id == event.incident_id))).scalars():
+        record.data = {k: ("" if k in FREE_TEXT else v) for k, v in record.data.items()}
     await forget_published(session, outbox_message, event.incident_id)
     log.info("erased incident blanked", extra={"incident_id": event.incident_id, "cause": event.cause})
     return []

@@ -45,6 +45,16 @@ class RoutedIncident(IncidentFactColumns, Base):
     status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
     risk_level: Mapped[str | None] = mapped_column(String(16))
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The Decree 56/2017 process (process.py): the last step done, the watched deadline of the next one and when
+    # the watcher found it missed and escalated (once); the history of the steps is in step_change.
+    step: Mapped[str] = mapped_column(String(32), default="received", server_default="received")
+    step_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    step_overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        # The step watcher: unflagged, past due.
+        Index("ix_routed_incident_step_watch", "step_overdue_at", "step_due_at"),
+    )
 
 
 class IncidentChange(Base):
@@ -59,6 +69,36 @@ class IncidentChange(Base):
     principal: Mapped[str] = mapped_column(String(120))
     risk_level: Mapped[str | None] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text)
+
+
+class StepChange(Base):
+    """The history of a case's process steps: who moved it from which step to which, when, by which record."""
+
+    __tablename__ = "step_change"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("routed_incident.incident_id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    from_step: Mapped[str] = mapped_column(String(32))
+    to_step: Mapped[str] = mapped_column(String(32))
+    principal: Mapped[str] = mapped_column(String(120))
+    record_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class ProcessRecord(Base):
+    """One version of a step's form (Mẫu 02, ...) as a validated structured record; an amendment is a new version,
+    the old ones kept. `data` may hold personal data (free text): blanked on erasure."""
+
+    __tablename__ = "process_record"
+    __table_args__ = (Index("uq_process_record_version", "incident_id", "form", "version", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("routed_incident.incident_id"), index=True)
+    form: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict] = mapped_column(JSON)
+    recorded_by: Mapped[str] = mapped_column(String(120))
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class RuleSet(Base):

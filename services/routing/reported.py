@@ -15,7 +15,7 @@ from shared.enums import AssignmentStatus
 from shared.events import Envelope, Event, IncidentCase, IncidentReported
 from shared.metrics import RoutingMetrics
 
-from . import rules
+from . import process, rules
 from .assignments import after_commit, bulk_insert_assignments, count_created, routed_event
 from .lifecycle import CaseStatus
 from .models import Assignment, RoutedIncident, Unit, dedupe_key
@@ -104,6 +104,9 @@ async def handle_reported(
             rules_version=decision.rules_version,
             case=case_record(event.case),
             status=CaseStatus.open.value,
+            # Decree 56/2017: the initial assessment is due 12 hours after the report's receipt (process.py).
+            step=process.Step.received.value,
+            step_due_at=process.watched_due(process.Step.received, facts.received_at),
         )
         .on_conflict_do_nothing(index_elements=["incident_id"])
     )

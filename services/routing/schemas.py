@@ -260,3 +260,65 @@ class DeliveryRead(BaseModel):
     last_error: str | None
     created_at: datetime
     delivered_at: datetime | None
+
+
+# -- the Decree 56/2017 process (process.py) ----------------------------------------------------------------------
+
+
+class InitialAssessment(BaseModel):
+    """Mẫu 02 of Decree 56/2017: the initial assessment, within 12 hours of the report."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    harm: str = Field(min_length=1, max_length=4000, description="the harm the child suffered or risks (kept in routing only)")
+    danger_level: RiskLevel = Field(description="how serious the danger to the child is: high, medium or low")
+    urgent_protection: bool = Field(description="whether the child needs urgent protection (emergency measures, Art. 26(3))")
+    measures_taken: str = Field("", max_length=4000, description="the measures already taken; required when urgent_protection")
+    assessed_by: str = Field(min_length=1, max_length=200, description="who assessed (the commune's child-protection worker)")
+    assessed_at: datetime = Field(description="when the assessment was made, with its timezone; not before the report, not ahead of now")
+
+    @model_validator(mode="after")
+    def _measures_when_urgent(self) -> InitialAssessment:
+        if self.assessed_at.tzinfo is None:
+            raise ValueError("assessed_at needs a timezone, e.g. 2026-11-30T09:00:00+07:00")
+        if self.urgent_protection and not self.measures_taken:
+            raise ValueError("measures_taken is required when urgent_protection is true: say what was done")
+        return self
+
+
+class StepDeadlineRead(BaseModel):
+    step: str = Field(description="the step due next")
+    due_at: datetime | None = Field(description="when it is missed; null when the holidays calendar does not cover the period")
+    overdue: bool
+    escalated_at: datetime | None = Field(None, description="when the watcher found it missed and told the chairman (once)")
+    watched: bool = Field(description="whether this deadline escalates (in this version: the initial assessment's only)")
+    note: str | None = None
+
+
+class ProcessRecordRead(BaseModel):
+    record_id: str
+    form: str = Field(description="initial_assessment (Mẫu 02)")
+    version: int = Field(description="1, then one more for each amendment; every version is kept")
+    current: bool
+    data: dict
+    recorded_by: str
+    recorded_at: datetime
+
+
+class StepChangeRead(BaseModel):
+    from_step: str
+    to_step: str
+    at: datetime
+    by: str
+    record_id: str | None
+
+
+class ProcessRead(BaseModel):
+    incident_id: str
+    commune_code: str
+    step: str = Field(description="the last step done: received, initial_assessment, ... closed")
+    allowed: list[str] = Field(description="the steps the case may go to next")
+    received_at: datetime
+    deadline: StepDeadlineRead | None
+    records: list[ProcessRecordRead] = Field(description="every version of every record, oldest first")
+    history: list[StepChangeRead]

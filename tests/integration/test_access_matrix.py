@@ -73,6 +73,13 @@ ACTIVITY = {
     "counts": {"sessions": 1, "participants_total": 40, "participants_male": 20, "participants_female": 20},
     "note": "Tuyên truyền phòng chống xâm hại",
 }
+def ASSESSMENT() -> dict:  # noqa: N802 - a body like the constants beside it, made at call time
+    return {
+        "harm": "bị đánh", "danger_level": "medium", "urgent_protection": False, "assessed_by": "Cán bộ xã",
+        "assessed_at": utcnow().isoformat(),
+    }
+
+
 CORRECTION = {name: value for name, value in ACTIVITY.items() if name != "unit_id"}  # a correction keeps the unit
 DOCUMENT = "/v1/reports/25349/2025-6M/document"
 RULES: dict[tuple[str, str], Rule] = {
@@ -147,6 +154,13 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("POST", "/v1/incidents/{incident_id}/reopen"): Rule(
         "25349.cp_officer", 409, lambda w: (f"/v1/incidents/{w.routed_incident_id}/reopen", None, {"reason": "new facts"})
+    ),
+    # The case process (issue 17): the commune's cp_officer records (a second call is an amendment) and reads.
+    ("POST", "/v1/incidents/{incident_id}/assessment"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/assessment", None, ASSESSMENT())
+    ),
+    ("GET", "/v1/incidents/{incident_id}/process"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/process", None, None)
     ),
     ("POST", "/v1/subscriptions"): Rule("25349.cp_officer", 201, lambda w: ("/v1/subscriptions", None, SUBSCRIPTION)),
     ("GET", "/v1/subscriptions"): Rule(

@@ -13,30 +13,15 @@ from sqlalchemy import func, select, update
 from services.routing.deadlines import DeadlineWatcher
 from services.routing.models import Assignment, outbox_message
 from shared.uow import UnitOfWork
-from tests.routing_support import reported, route, routing_runtime
+from tests.routing_support import MovedClock, close_runtime, reported, route, routing_runtime
 from tests.support import bearer, client, eventually, issue_token
 
 CP_OFFICER, CHAIRMAN = "25349.cp_officer", "25349.chairman"
 
 
-class MovedClock:
-    """A clock the test sets."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def watcher(runtime, clock: MovedClock) -> DeadlineWatcher:
     state = runtime.api.state
     return DeadlineWatcher(runtime, state.rule_sets, clock, state.metrics)
-
-
-async def close_runtime(runtime) -> None:
-    await runtime.engine.dispose()
-    await runtime.auth_engine.dispose()
 
 
 @pytest.fixture
