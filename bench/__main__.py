@@ -24,6 +24,7 @@ def cli() -> None:
     results = {"pipeline": asyncio.run(pipeline.main(args)), "reporting_at_scale": asyncio.run(reporting_scale.run(args))}
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(results, indent=2, default=str))
+    print(pipeline.table(results["pipeline"]))
 
 
 if __name__ == "__main__":
