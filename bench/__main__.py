@@ -1,8 +1,10 @@
 """The whole benchmark in one run: the broker floor, the pipeline, reporting at scale and the rebuild rate.
 
 Run: .venv/bin/python -m bench [--n 2000] [--rate 100] [--latency-seconds 10] [--incidents 1000000]
+         [--setups sqlite,pg,pg2] [--pg-url postgresql+asyncpg://baove:baove@127.0.0.1:5432/postgres]
 
-Prints one JSON document; docs/performance.md records its figures and what limits them.
+Prints one JSON document, then the pipeline's set-ups (SQLite, PostgreSQL, PostgreSQL with two replicas of routing
+and reporting) as one table; docs/performance.md records its figures and what limits them.
 """
 
 from __future__ import annotations

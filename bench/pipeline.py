@@ -286,6 +286,10 @@ async def run_setup(args, label: str, workdir: Path, databases: dict[str, str] |
                 "max": round(max(lat), 1),
                 "mean": round(statistics.fmean(lat), 1),
             }
+            for service, rs in processes.items():
+                for r in rs:
+                    if r.processes[service].poll() is not None:
+                        raise RuntimeError(f"{service} of {r.data_dir.name} exited during the run: {r.log(service)[-3000:]}")
             result["peak_rss_mb"] = {s: round(max(r.peak_rss_mb(s) for r in rs), 1) for s, rs in processes.items()}
             size_after = {s: await database_bytes(system.db(s)) for s in ("intake", "routing", "reporting")}
             result["db_bytes_per_incident"] = {s: round((size_after[s] - size_before[s]) / (args.n + m)) for s in size_after}
