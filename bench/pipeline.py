@@ -291,6 +291,7 @@ async def run_setup(args, label: str, workdir: Path, databases: dict[str, str] |
                     if r.processes[service].poll() is not None:
                         raise RuntimeError(f"{service} of {r.data_dir.name} exited during the run: {r.log(service)[-3000:]}")
             result["peak_rss_mb"] = {s: round(max(r.peak_rss_mb(s) for r in rs), 1) for s, rs in processes.items()}
+            await asyncio.sleep(2)  # intake's timeline takes the routed events after routing has stored them
             size_after = {s: await database_bytes(system.db(s)) for s in ("intake", "routing", "reporting")}
             result["db_bytes_per_incident"] = {s: round((size_after[s] - size_before[s]) / (args.n + m)) for s in size_after}
             rows_after = {s: await table_rows(system.db(s)) for s in ("intake", "routing", "reporting")}
