@@ -286,7 +286,7 @@ async def rebuild_rate(n: int) -> dict:
     import aio_pika
     from sqlalchemy import text
 
-    from bench.harness import System, vhost
+    from tests.harness import System, vhost
 
     envelopes = replay_events(n)
     with vhost() as amqp_url, tempfile.TemporaryDirectory() as tmp:

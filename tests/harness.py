@@ -231,7 +231,8 @@ class System:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def db(self, service: str) -> str:
-        return f"sqlite+aiosqlite:///{self.data_dir / f'{service}.db'}"
+        """The service's database URL: its BAOVE_<SERVICE>_DATABASE_URL when set (PostgreSQL), else its SQLite file."""
+        return self.env.get(f"BAOVE_{service.upper()}_DATABASE_URL") or f"sqlite+aiosqlite:///{self.data_dir / f'{service}.db'}"
 
 
 class Receiver:
