@@ -49,6 +49,11 @@ PUBLISHED: dict[str, tuple[str, str]] = {
     "incident.linked": ("intake", "The commune's cp_officer linked two reports of the same child: one case, a child counted once."),
     "report.generated": ("reporting", "A periodic report, or a new revision of one, was generated; for systems outside baove."),
     "report.submitted": ("reporting", "A commune's report document was approved, signed and sent to the district; for the district's systems."),
+    "report.due": (
+        "reporting",
+        "A commune's plan-period report is due in a few days (BAOVE_REPORTING_REPORT_DUE_DAYS) and its document is not sent: "
+        "once per commune, period and reminder. Ids, dates and the document's status only.",
+    ),
 }
 
 

@@ -284,6 +284,24 @@ class ReportSubmitted(Event):
     on_time: bool = Field(description="sent by the due date, in Vietnam's time")
 
 
+class ReportDue(Event):
+    """A reminder: the commune's report for a plan period is due soon and its document is not sent yet. Ids only.
+
+    Published once per commune, period and reminder (`days_before`, BAOVE_REPORTING_REPORT_DUE_DAYS), for routing's
+    notifier, which tells the commune's cp_officer and chairman units that subscribed to it."""
+
+    event_type: ClassVar[str] = "report.due"
+
+    org_unit: str = Field(description="the commune's code")
+    period: str = Field(description="the plan period, e.g. 2025-6M")
+    due: date = Field(description="the last day to send it, in Vietnam's time")
+    days_before: int = Field(description="the reminder: this many days before the due date (7, 1)")
+    days_left: int = Field(description="days from the day it was published to the due date")
+    status: Literal["none", "draft", "submitted", "approved"] = Field(
+        description="the document's current version: none (not drafted yet), draft, submitted or approved"
+    )
+
+
 # -- activities: what each unit did under the commune's plan (issue 16) ---------------------------
 
 
@@ -366,6 +384,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         IncidentErased,
         ReportGenerated,
         ReportSubmitted,
+        ReportDue,
         ActivityRecorded,
         ActivityCorrected,
         ActivityWithdrawn,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -249,10 +249,24 @@ class ReportingSettings(ServiceSettings):
         120.0, ge=0, description="how long an event's write may take to commit: facts this recent are checked again"
     )
     clock_offset_seconds: float = Field(0.0, description="dev only: run reporting's clock this far ahead (or behind)")
+    report_due_days: Annotated[tuple[int, ...], NoDecode] = Field(
+        (7, 1),
+        description='days before each plan report\'s due date that report.due reminds the commune, e.g. "7,1" (empty: none)',
+    )
     small_cell_threshold: int = Field(
         5, ge=0, le=100,
         description="in CSV/XLSX exports, counts below district level from 1 to this minus one show as \"<5\" (0: off)",
     )
+
+    @field_validator("report_due_days", mode="before")
+    @classmethod
+    def _days(cls, value):
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", "").split(",") if part]
+        days = tuple(sorted({int(d) for d in value}, reverse=True))
+        if any(d < 0 or d > 366 for d in days):
+            raise ValueError("BAOVE_REPORTING_REPORT_DUE_DAYS: days from 0 to 366, e.g. 7,1")
+        return days
 
     @model_validator(mode="after")
     def _clock_offset_only_in_dev(self) -> ReportingSettings:

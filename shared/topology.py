@@ -114,7 +114,7 @@ INTAKE_TIMELINE = ConsumerQueue(
 ROUTING_NOTIFY = ConsumerQueue(
     "routing",
     "notify",
-    ("incident.routed", "assignment.overdue", "incident.escalated", "incident.closed"),
+    ("incident.routed", "assignment.overdue", "incident.escalated", "incident.closed", "report.due"),
     "Routing's notifier turns the events a unit subscribed to into webhook and email deliveries.",
 )
 
@@ -144,7 +144,7 @@ PRODUCERS: dict[str, str] = {
     "incident.closed": "routing",
     "incident.closure_recorded": "routing",  # issue 15: a closing's facts without its outcome, for reporting
     "incident.reopened": "routing",
-    "report.*": "reporting",
+    "report.*": "reporting",  # report.generated, report.submitted, report.due (issue 18: the reminder)
 }
 SERVICES = ("intake", "routing", "reporting")
 

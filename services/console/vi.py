@@ -181,6 +181,7 @@ NOTIFY_EVENTS = {
     "assignment.overdue": "Quá hạn tiếp nhận",
     "incident.escalated": "Vụ việc được chuyển lên",
     "incident.closed": "Vụ việc đã kết thúc",
+    "report.due": "Sắp đến hạn báo cáo",
 }
 NOTIFY_CHANNELS = {"webhook": "Webhook (hệ thống của đơn vị)", "email": "Thư điện tử", "amqp": "Hàng đợi riêng (RabbitMQ)"}
 DELIVERY_STATUS = {"pending": "Đang chờ gửi", "delivered": "Đã gửi", "failed": "Không gửi được (đã hết lượt thử)", "dropped": "Đã hủy"}

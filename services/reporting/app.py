@@ -12,7 +12,7 @@ from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import ReportingSettings
 
-from . import api, consumers, revisions, scheduler
+from . import api, consumers, reminders, revisions, scheduler
 from .models import metadata
 from .periods import DEFAULT_PLANS, PlanConfig, PlanReport
 
@@ -59,7 +59,15 @@ def create_runtime(settings: ReportingSettings | None = None, *, plans: PlanConf
         settle=timedelta(seconds=settings.revision_settle_seconds),
         metrics=state.metrics,
     )
+    remind = partial(
+        reminders.remind_due_reports, runtime.unit_of_work, state.hierarchy, state.plans, settings.report_due_days, clock=state.clock
+    )
     runtime.background["report-scheduler"] = partial(
-        scheduler.run_scheduler, generate, runtime.unit_of_work, state.hierarchy, interval=settings.schedule_interval_seconds
+        scheduler.run_scheduler,
+        generate,
+        runtime.unit_of_work,
+        state.hierarchy,
+        interval=settings.schedule_interval_seconds,
+        remind=remind,
     )
     return runtime

@@ -233,3 +233,19 @@ class ReportDocument(Base):
     sent_by: Mapped[str | None] = mapped_column(String(120))
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     on_time: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class ReportReminder(Base):
+    """The marker of a `report.due` published: one row per commune, plan period and reminder (days before the due
+    date), inserted in the transaction that stages the event, so a restart or a second scheduler never sends it twice."""
+
+    __tablename__ = "report_reminder"
+    __table_args__ = (UniqueConstraint("org_unit", "period", "days_before"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_unit: Mapped[str] = mapped_column(String(5))
+    period: Mapped[str] = mapped_column(String(16))
+    days_before: Mapped[int] = mapped_column(Integer)
+    due: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))
+    sent_at: Mapped[datetime] = mapped_column(UtcDateTime())

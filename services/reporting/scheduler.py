@@ -20,12 +20,19 @@ log = logging.getLogger("baove.reporting")
 
 
 async def run_scheduler(
-    generate: Callable[[], Awaitable[object]], unit_of_work: Callable[[], UnitOfWork], hierarchy: Hierarchy, *, interval: float
+    generate: Callable[[], Awaitable[object]],
+    unit_of_work: Callable[[], UnitOfWork],
+    hierarchy: Hierarchy,
+    *,
+    interval: float,
+    remind: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
-    """Every `interval` seconds until cancelled: `generate` the due reports (revisions.generate_due_reports), then warm the
-    cells; a failed pass is retried on the next."""
+    """Every `interval` seconds until cancelled: `remind` of the reports due soon (reminders.remind_due_reports), `generate`
+    the due reports (revisions.generate_due_reports), then warm the cells; a failed pass is retried on the next."""
 
     async def one_pass() -> None:
+        if remind is not None:
+            await remind()  # first: cheap, and a reminder is not held up by a slow generation
         await generate()
         # Then the cells no report needed: so that a district's or a province's first read is not the one
         # that groups the facts (a cold province-year over a million incidents takes seconds).

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -147,19 +147,27 @@ SUBJECTS = {
     "assignment.overdue": "Quá hạn xác nhận",
     "incident.escalated": "Vụ việc được chuyển lên",
     "incident.closed": "Vụ việc đã đóng",
+    "report.due": "Sắp đến hạn gửi báo cáo",
 }
+DOCUMENT_STATUS_VI = {"none": "Chưa soạn", "draft": "Đang soạn", "submitted": "Đã trình ký", "approved": "Đã ký, chưa gửi"}
 
 
 def email_message(sender: str, to: str, delivery: Delivery) -> EmailMessage:
     """A Vietnamese email with the thin message's facts and the console link, nothing of the child."""
     p = delivery.payload
-    urgency = LABELS_VI.get(p["urgency"], p["urgency"])
-    category = LABELS_VI.get(p["category"], p["category"])
+    subject, lines = report_due_text(p) if p["type"] == "report.due" else case_text(p)
     message = EmailMessage()
-    message["Subject"] = f"[Bảo vệ trẻ em] {SUBJECTS[p['type']]} - {urgency} - {category}"
+    message["Subject"] = f"[Bảo vệ trẻ em] {subject}"
     message["From"] = sender
     message["To"] = to
     message["Message-ID"] = f"<{delivery.id}@baove>"
+    message.set_content("\n".join(lines))
+    return message
+
+
+def case_text(p: dict) -> tuple[str, list[str]]:
+    urgency = LABELS_VI.get(p["urgency"], p["urgency"])
+    category = LABELS_VI.get(p["category"], p["category"])
     lines = [
         f"Thông báo: {SUBJECTS[p['type']]}",
         f"Đơn vị: {p['unit_id']}",
@@ -171,8 +179,22 @@ def email_message(sender: str, to: str, delivery: Delivery) -> EmailMessage:
         due = datetime.fromisoformat(p["due_at"]).astimezone(LOCAL)
         lines.append(f"Hạn xác nhận: {due:%H:%M %d/%m/%Y}")
     lines += ["", f"Đăng nhập để xem và xử lý: {p['console_url']}", "", "Thư này không chứa thông tin cá nhân của trẻ em."]
-    message.set_content("\n".join(lines))
-    return message
+    return f"{SUBJECTS[p['type']]} - {urgency} - {category}", lines
+
+
+def report_due_text(p: dict) -> tuple[str, list[str]]:
+    """The reminder of a plan report due: the period, the due date, the days left and the document's status."""
+    due = date.fromisoformat(p["due_date"])
+    lines = [
+        f"Thông báo: {SUBJECTS['report.due']}",
+        f"Đơn vị: {p['unit_id']}",
+        f"Kỳ báo cáo: {p['period']}",
+        f"Hạn gửi: {due:%d/%m/%Y} (còn {p['days_left']} ngày)",
+        f"Tình trạng văn bản: {DOCUMENT_STATUS_VI.get(p['document_status'], p['document_status'])}",
+        "",
+        f"Đăng nhập để soạn, trình ký và gửi báo cáo: {p['console_url']}",
+    ]
+    return f"{SUBJECTS['report.due']} {p['period']} - hạn {due:%d/%m/%Y}", lines
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
 from shared.db import dialect_insert
-from shared.enums import Category, Urgency
+from shared.enums import Category, UnitType, Urgency
 from shared.events import (
     AssignmentOverdue,
     Envelope,
@@ -30,10 +30,11 @@ from shared.events import (
     IncidentClosed,
     IncidentEscalated,
     IncidentRouted,
+    ReportDue,
 )
 from shared.settings import NotifySettings
 
-from .models import Assignment, Delivery, RoutedIncident, Subscription
+from .models import Assignment, Delivery, RoutedIncident, Subscription, Unit
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -45,6 +46,7 @@ class NotificationType(StrEnum):
     assignment_overdue = "assignment.overdue"
     incident_escalated = "incident.escalated"
     incident_closed = "incident.closed"
+    report_due = "report.due"
 
 
 class ChannelKind(StrEnum):
@@ -60,15 +62,21 @@ class Notification(BaseModel):
 
     type: NotificationType
     notification_id: str = Field(description="the delivery's id, equal to the webhook-id header; the same on every retry")
-    incident_id: str
-    assignment_id: str
+    incident_id: str | None = Field(description="the case; null for report.due")
+    assignment_id: str | None = Field(description="the unit's assignment; null for report.due")
     unit_id: str = Field(description="the unit told, e.g. 25349.police")
     commune_code: str
-    category: Category
-    urgency: Urgency
+    category: Category | None = Field(description="the case's category; null for report.due")
+    urgency: Urgency = Field(description="the case's urgency; low for report.due (a reminder)")
     due_at: datetime | None = Field(description="when the unit must have acknowledged (assignments)")
     occurred_at: datetime = Field(description="when baove recorded what happened")
-    console_url: str = Field(description="where the unit reads the case, after signing in")
+    console_url: str = Field(description="where the unit reads the case (the report, for report.due), after signing in")
+    period: str | None = Field(None, description="report.due: the plan period, e.g. 2025-6M")
+    due_date: date | None = Field(None, description="report.due: the last day to send the report (Vietnam's date)")
+    days_left: int | None = Field(None, description="report.due: days from the reminder to the due date")
+    document_status: str | None = Field(
+        None, description="report.due: the document's status then: none (not drafted), draft, submitted or approved"
+    )
 
 
 WEBHOOK_HEADERS = {
@@ -116,7 +124,17 @@ def told(event: Event, assignments: Sequence[Assignment] = ()) -> list[Told]:
             ]
         case IncidentClosed():
             return [Told(NotificationType.incident_closed, a.unit_id, a.id, None) for a in _one_per_unit(assignments)]
+        case ReportDue():
+            # The cp_officer compiles the report, the chairman signs it (a unit with no subscription is told nothing).
+            return [Told(NotificationType.report_due, report_unit(event.org_unit, t), "", None) for t in REPORT_DUE_TOLD]
     return []
+
+
+REPORT_DUE_TOLD = (UnitType.cp_officer, UnitType.chairman)
+
+
+def report_unit(commune_code: str, unit_type: UnitType) -> str:
+    return f"{commune_code}.{unit_type.value}"
 
 
 def _one_per_unit(assignments: Sequence[Assignment]) -> list[Assignment]:
@@ -162,6 +180,10 @@ def console_link(settings: NotifySettings, incident_id: str) -> str:
     return f"{settings.console_url.rstrip('/')}/cases/{incident_id}"
 
 
+def report_link(settings: NotifySettings, commune_code: str, period: str) -> str:
+    return f"{settings.console_url.rstrip('/')}/reports/{commune_code}/document?period={period}"
+
+
 Status = Literal["pending", "delivered", "failed", "dropped"]
 
 
@@ -170,7 +192,9 @@ async def record_deliveries(
 ) -> int:
     """The consumer's work: one pending delivery per subscription that wants the event (a redelivered event adds none).
     The number of deliveries staged (0: nothing for the delivery loop)."""
-    incident_id = event.incident_id  # every bound event names its incident
+    if isinstance(event, ReportDue):
+        return await _record_report_due(session, event, envelope, settings=settings, clock=clock)
+    incident_id = event.incident_id  # every other bound event names its incident
     incident = await session.get(RoutedIncident, incident_id)
     if incident is None:
         return 0
@@ -178,52 +202,83 @@ async def record_deliveries(
     wanted = told(event, assignments)
     if not wanted:
         return 0
-    units = {t.unit_id for t in wanted}
+    by_unit = await _subscriptions(session, {t.unit_id for t in wanted})
+    now = clock()
+    rows = [
+        _delivery(
+            s, t, envelope, Urgency(incident.urgency), now,
+            incident_id=incident_id, assignment_id=t.assignment_id, commune_code=incident.commune_code,
+            category=incident.category, due_at=t.due_at, console_url=console_link(settings, incident_id),
+        )
+        for t in wanted
+        for s in by_unit.get(t.unit_id, ())
+        if t.type.value in s.events
+    ]
+    await _insert(session, rows)
+    return len(rows)
+
+
+async def _record_report_due(
+    session: AsyncSession, event: ReportDue, envelope: Envelope, *, settings: NotifySettings, clock: Clock
+) -> int:
+    """report.due: the commune's cp_officer and chairman units (those registered and active) that chose the event.
+    A reminder is no case: urgency low (quiet hours apply), no incident, no assignment."""
+    wanted = told(event)
+    active = set(
+        (await session.execute(select(Unit.id).where(Unit.id.in_([t.unit_id for t in wanted]), Unit.active.is_(True)))).scalars()
+    )
+    by_unit = await _subscriptions(session, active)
+    now = clock()
+    rows = [
+        _delivery(
+            s, t, envelope, Urgency.low, now,
+            incident_id=None, assignment_id=None, commune_code=event.org_unit, category=None, due_at=None,
+            console_url=report_link(settings, event.org_unit, event.period),
+            period=event.period, due_date=event.due, days_left=event.days_left, document_status=event.status,
+        )
+        for t in wanted
+        for s in by_unit.get(t.unit_id, ())
+        if t.type.value in s.events
+    ]
+    await _insert(session, rows)
+    return len(rows)
+
+
+def _delivery(s: Subscription, t: Told, envelope: Envelope, urgency: Urgency, now: datetime, **facts) -> dict:
+    """The row of one pending delivery and its thin message (`facts`: the rest of Notification's fields)."""
+    delivery_id = str(uuid.uuid4())
+    message = Notification(
+        type=t.type, notification_id=delivery_id, unit_id=t.unit_id, urgency=urgency, occurred_at=envelope.emitted_at, **facts
+    )
+    return {
+        "id": delivery_id,
+        "subscription_id": s.id,
+        "event_id": str(envelope.event_id),
+        "assignment_id": t.assignment_id,  # "" for report.due: one delivery per subscription and event
+        "event_type": t.type.value,
+        "urgency": urgency.value,
+        "payload": message.model_dump(mode="json"),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": first_attempt_at(s, urgency, now),
+        "created_at": now,
+    }
+
+
+async def _subscriptions(session: AsyncSession, units: set[str]) -> dict[str, list[Subscription]]:
     subscriptions = (
         await session.execute(select(Subscription).where(Subscription.unit_id.in_(units), Subscription.active.is_(True)))
     ).scalars()
     by_unit: dict[str, list[Subscription]] = {}
     for s in subscriptions:
         by_unit.setdefault(s.unit_id, []).append(s)
-    now = clock()
-    rows = []
-    for t in wanted:
-        for s in by_unit.get(t.unit_id, ()):
-            if t.type.value not in s.events:
-                continue
-            delivery_id = str(uuid.uuid4())
-            message = Notification(
-                type=t.type,
-                notification_id=delivery_id,
-                incident_id=incident_id,
-                assignment_id=t.assignment_id,
-                unit_id=t.unit_id,
-                commune_code=incident.commune_code,
-                category=incident.category,
-                urgency=incident.urgency,
-                due_at=t.due_at,
-                occurred_at=envelope.emitted_at,
-                console_url=console_link(settings, incident_id),
-            )
-            rows.append(
-                {
-                    "id": delivery_id,
-                    "subscription_id": s.id,
-                    "event_id": str(envelope.event_id),
-                    "assignment_id": t.assignment_id,
-                    "event_type": t.type.value,
-                    "urgency": incident.urgency,
-                    "payload": message.model_dump(mode="json"),
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": first_attempt_at(s, Urgency(incident.urgency), now),
-                    "created_at": now,
-                }
-            )
+    return by_unit
+
+
+async def _insert(session: AsyncSession, rows: list[dict]) -> None:
     if rows:
         # The unique key (subscription, event, assignment) is the last guard against doubles.
         stmt = dialect_insert(session)(Delivery).values(rows).on_conflict_do_nothing(
             index_elements=["subscription_id", "event_id", "assignment_id"]
         )
         await session.execute(stmt)
-    return len(rows)

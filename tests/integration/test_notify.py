@@ -354,3 +354,76 @@ async def _first_message(connection, name):
         await message.ack()
     await channel.close()
     return message
+
+
+def report_due(commune: str = "25349", days_left: int = 7):
+    """report.due as reporting's outbox publishes it (ids, dates and the document's status only)."""
+    from shared.events import ReportDue
+
+    event = ReportDue(org_unit=commune, period="2025-6M", due="2025-05-10", days_before=days_left, days_left=days_left, status="draft")
+    return event.envelope(correlation_id=f"report:{commune}:2025-6M", producer="reporting")
+
+
+class TestReportDue:
+    async def test_the_cp_officer_and_the_chairman_subscribed_to_it_are_told_and_a_subscription_without_it_is_not(
+        self, tmp_path, database_url, vhost
+    ):
+        async with Receiver() as wanted, Receiver() as other, routing(tmp_path, database_url, vhost, quick()) as runtime:
+            officer = await subscribe(runtime, wanted.url, events=("report.due",))
+            chairman = await subscribe(runtime, wanted.url, events=("report.due", "incident.escalated"), unit_id="25349.chairman")
+            without = await subscribe(runtime, other.url, events=("assignment.created", "incident.closed"))
+            elsewhere = report_due("25348")  # another commune's reminder: none of these units
+            envelope = report_due()
+            for e in (elsewhere, envelope):
+                await runtime.broker.publish(
+                    e.model_dump_json().encode(), exchange=topology.EVENTS, routing_key="report.due",
+                    content_type="application/json", message_id=str(e.event_id), user_id="guest",
+                )
+            await eventually(lambda: _delivered(runtime, officer["subscription_id"]), timeout=15, what="the officer's delivery")
+            await eventually(lambda: _delivered(runtime, chairman["subscription_id"]), timeout=15, what="the chairman's delivery")
+            messages = {}
+            for headers, body in wanted.requests:
+                secret = officer["secret"] if b"cp_officer" in body else chairman["secret"]
+                message = Webhook(secret).verify(body, headers)
+                messages[message["unit_id"]] = message
+            assert sorted(messages) == ["25349.chairman", CP_OFFICER] and len(wanted.requests) == 2
+            message = messages[CP_OFFICER]
+            assert message["type"] == "report.due" and message["commune_code"] == "25349"
+            assert (message["period"], message["due_date"], message["days_left"], message["document_status"]) == ("2025-6M", "2025-05-10", 7, "draft")
+            assert message["incident_id"] is None and message["assignment_id"] is None
+            assert message["console_url"].endswith("/reports/25349/document?period=2025-6M")
+            async with runtime.sessionmaker() as session:
+                rows = list((await session.execute(select(Delivery.subscription_id, Delivery.event_id))).all())
+            assert sorted(s for s, _ in rows) == sorted([officer["subscription_id"], chairman["subscription_id"]])
+            assert {e for _, e in rows} == {str(envelope.event_id)}, "only 25349's reminder, only to the subscriptions that chose it"
+            assert other.requests == [] and await delivery_log(runtime, without["subscription_id"]) == []
+
+    async def test_the_subscriptions_api_accepts_report_due(self, tmp_path, database_url):
+        runtime = await routing_runtime(tmp_path, database_url)
+        try:
+            token = await issue_token(runtime, "unit", CP_OFFICER)
+            async with client(runtime) as http:
+                body = {"unit_id": CP_OFFICER, "channel": "email", "target": "vhxh@minhtam.gov.vn", "events": ["report.due"]}
+                answer = await http.post("/v1/subscriptions", json=body, headers=bearer(token))
+                assert answer.status_code == 201, answer.text
+                assert answer.json()["events"] == ["report.due"]
+                wrong = await http.post("/v1/subscriptions", json={**body, "events": ["report.overdue"]}, headers=bearer(token))
+                assert wrong.status_code == 422
+        finally:
+            await runtime.engine.dispose()
+            await runtime.auth_engine.dispose()
+
+
+def test_a_report_due_email_is_in_vietnamese_with_the_period_and_due_date():
+    from services.routing.channels import email_message
+
+    payload = {
+        "type": "report.due", "notification_id": "d1", "incident_id": None, "assignment_id": None, "unit_id": "25349.chairman",
+        "commune_code": "25349", "category": None, "urgency": "low", "due_at": None, "occurred_at": "2025-05-02T17:00:00Z",
+        "console_url": "http://console/reports/25349/document?period=2025-6M", "period": "2025-6M", "due_date": "2025-05-10",
+        "days_left": 7, "document_status": "none",
+    }
+    message = email_message("baove@localhost", "ct@minhtam.gov.vn", Delivery(id="d1", payload=payload))
+    assert message["Subject"] == "[Bảo vệ trẻ em] Sắp đến hạn gửi báo cáo 2025-6M - hạn 10/05/2025"
+    text = message.get_content()
+    assert "Hạn gửi: 10/05/2025 (còn 7 ngày)" in text and "Chưa soạn" in text and payload["console_url"] in text
