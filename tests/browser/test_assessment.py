@@ -64,6 +64,8 @@ def test_the_cp_officer_records_the_initial_assessment_on_a_phone(console_system
     context, page = sign_in(browser, "b-cp", DESKTOP)
     page.goto(console_url(f"/cases/{incident_id}"))
     assert "Sửa đổi đánh giá ban đầu" in process_text(page)
+    assert not page.get_by_label("Người đánh giá").is_visible()  # the amendment is folded until asked for
+    page.get_by_text("Sửa đổi đánh giá ban đầu (tạo phiên bản mới)").click()
     assert page.get_by_label("Người đánh giá").input_value() == "Lê Văn Cường"
     no_horizontal_scroll(page)
     axe_check(page, "the assessment at desktop")

@@ -4,7 +4,7 @@ names its fields in Vietnamese (the console's own checks and routing's 422), the
 section without its form, and the other units of the case see nothing of it."""
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -15,6 +15,7 @@ from services.routing.models import outbox_message as routing_outbox
 from shared.events import Envelope, parse_payload
 from tests.integration.test_console_activities import csrf, signed_in
 from tests.integration.test_console_notifications import console_over_intake_and_routing
+from tests.integration.test_routing_process import watcher
 from tests.routing_support import route
 from tests.support import bearer, client, incident_payload, issue_token
 
@@ -34,8 +35,9 @@ async def console(tmp_path, database_url):
         yield app
 
 
-async def new_case(console) -> tuple[str, datetime]:
-    """A report taken by intake's API, its incident.reported (from intake's outbox) routed by routing's handler."""
+async def new_case(console, received_ago: timedelta = timedelta(0)) -> tuple[str, datetime]:
+    """A report taken by intake's API, its incident.reported (from intake's outbox) routed by routing's handler
+    (as received `received_ago` earlier)."""
     token = await issue_token(console.intake, "unit", "25349.school.th-minh-tam-a")
     body = incident_payload(category="violence", urgency="emergency", occurred_at=None)
     async with client(console.intake) as http:
@@ -46,6 +48,7 @@ async def new_case(console) -> tuple[str, datetime]:
         rows = (await session.execute(select(outbox_message.c.body).where(outbox_message.c.event_type == "incident.reported"))).scalars()
         envelope = next(e for e in (Envelope.model_validate(json.loads(b)) for b in rows) if e.payload["incident_id"] == incident_id)
     event = parse_payload(envelope)
+    event = event.model_copy(update={"facts": event.facts.model_copy(update={"received_at": event.facts.received_at - received_ago})})
     await route(console.routing, event)
     return incident_id, event.facts.received_at
 
@@ -144,7 +147,19 @@ async def test_the_chairman_and_admins_read_it_other_units_see_nothing(console):
     chair = await signed_in(console, "a-chair")
     refused = await chair.post(f"/cases/{incident_id}", data=fields((await chair.get(f"/cases/{incident_id}")).text))
     assert refused.status_code == 409 and "Chỉ cán bộ phụ trách bảo vệ trẻ em của xã được ghi đánh giá ban đầu." in refused.text
+    # Before any assessment the chairman reads that there is none.
+    fresh, _ = await new_case(console)
+    assert "Chưa có đánh giá ban đầu (Mẫu 02)." in section((await chair.get(f"/cases/{fresh}")).text)
     for other in ("a-police", "a-school"):
         shown = await (await signed_in(console, other)).get(f"/cases/{incident_id}")
         assert shown.status_code == 200, other
         assert SECTION not in shown.text and "Mẫu 02" not in shown.text and "bầm tím" not in shown.text, other
+
+
+async def test_a_missed_12_hours_shows_overdue_and_that_the_chairman_was_told(console):
+    incident_id, received = await new_case(console, received_ago=timedelta(hours=13))
+    assert await watcher(console.routing, datetime.now(UTC)).tick_steps() == 1
+    cp = await signed_in(console, "a-cp")
+    shown = section((await cp.get(f"/cases/{incident_id}")).text)
+    assert '<span class="overdue">quá hạn 1 giờ' in shown and "Đã báo Chủ tịch UBND xã lúc" in shown
+    assert 'value="assess"' in shown  # late, it can still be recorded
