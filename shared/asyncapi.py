@@ -30,6 +30,11 @@ PUBLISHED: dict[str, tuple[str, str]] = {
         "A step of the Decree 56/2017 case process was not done by its deadline (the initial assessment, 12 hours after the "
         "report): told once, to the commune's chairman. Ids and times only.",
     ),
+    "incident.step_changed": (
+        "routing",
+        "A case moved to another step of the Decree 56/2017 case process (the initial assessment recorded: received -> "
+        "initial_assessment), in the transaction that moved it. Ids and step names only; the record stays in routing.",
+    ),
     "incident.closed": ("routing", "The commune closed the case with the review's risk level and outcome (free text: intake's timeline only)."),
     "incident.closure_recorded": (
         "routing",

@@ -212,6 +212,21 @@ class IncidentStepOverdue(Event):
     at: datetime
 
 
+class IncidentStepChanged(Event):
+    """A case moved to another step of the Decree 56/2017 process (e.g. received -> initial_assessment). Ids and step
+    names only: the step's record (Mẫu 02...) stays in routing."""
+
+    event_type: ClassVar[str] = "incident.step_changed"
+
+    incident_id: str
+    commune_code: str
+    from_step: str
+    to_step: str
+    record_id: str | None = Field(None, description="the record (form) that completed the step, in routing")
+    by: str
+    at: datetime
+
+
 class IncidentClosed(Event):
     event_type: ClassVar[str] = "incident.closed"
 
@@ -378,6 +393,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AssignmentOverdue,
         IncidentEscalated,
         IncidentStepOverdue,
+        IncidentStepChanged,
         IncidentClosed,
         IncidentClosureRecorded,
         IncidentReopened,

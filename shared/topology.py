@@ -108,7 +108,10 @@ REPORTING_EVENTS = ConsumerQueue(
 INTAKE_TIMELINE = ConsumerQueue(
     "intake",
     "timeline",
-    ("incident.routed", "assignment.*", "incident.escalated", "incident.closed", "incident.reopened", "incident.erased"),
+    (
+        "incident.routed", "assignment.*", "incident.escalated", "incident.closed", "incident.reopened", "incident.erased",
+        "incident.step_overdue", "incident.step_changed",
+    ),
     "Intake records what happened to each incident for its timeline (an erasure: its dead letters and files are cleaned).",
 )
 ROUTING_NOTIFY = ConsumerQueue(
@@ -120,9 +123,8 @@ ROUTING_NOTIFY = ConsumerQueue(
 
 # Notifications for systems outside baove (the district's): no queue of ours consumes them, so a
 # publish with nobody bound must not bounce. The report itself is stored and served over HTTP; a possible
-# duplicate is read by the commune's cp_officer through intake's API; a late process step (issue 17) by routing's
-# GET /v1/incidents/{id}/process until the timeline and the notifier bind it.
-NOTIFICATIONS = frozenset({"report.generated", "report.submitted", "incident.possible_duplicate", "incident.step_overdue"})
+# duplicate is read by the commune's cp_officer through intake's API.
+NOTIFICATIONS = frozenset({"report.generated", "report.submitted", "incident.possible_duplicate"})
 
 CONSUMER_QUEUES: tuple[ConsumerQueue, ...] = (ROUTING_INCIDENTS, REPORTING_EVENTS, INTAKE_TIMELINE, ROUTING_NOTIFY)
 
@@ -141,6 +143,7 @@ PRODUCERS: dict[str, str] = {
     "assignment.*": "routing",
     "incident.escalated": "routing",
     "incident.step_overdue": "routing",  # issue 17: a process step (the initial assessment) late; to the chairman
+    "incident.step_changed": "routing",  # issue 17: a case moved to another process step (ids and step names)
     "incident.closed": "routing",
     "incident.closure_recorded": "routing",  # issue 15: a closing's facts without its outcome, for reporting
     "incident.reopened": "routing",

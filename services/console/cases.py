@@ -111,7 +111,9 @@ async def _case_context(request: Request, session: Session, incident_id: str) ->
     closed = bool(incident) and _closed(incident)
     erased = bool(incident) and incident["status"] == "erased"
     may_link = session.is_cp_officer and case.get("commune_code") == session.commune and incident is not None
+    process = await _process(request, session, case.get("commune_code"), incident_id)
     return {
+        "process": process,
         "duplicates": await _duplicates(request, session, incident_id) if may_link else [],
         "case": case,
         "incident_id": incident_id,
@@ -123,6 +125,41 @@ async def _case_context(request: Request, session: Session, incident_id: str) ->
         "erased": erased,
         "risk_levels": vi.RISK,
     }
+
+
+async def _process(request: Request, session: Session, commune: str | None, incident_id: str) -> dict | None:
+    """The case's Decree 56/2017 process for the commune's cp_officer (who records its forms), its chairman and admins
+    (who read it); None for anyone else, who sees nothing of it (domain.md section 7), or while routing has no case."""
+    reader = session.kind == "admin" or (session.commune == commune and session.unit_type in ("cp_officer", "chairman"))
+    if not reader:
+        return None
+    try:
+        process = await request.app.state.console.apis.json("routing", "GET", f"/v1/incidents/{incident_id}/process", session.token)
+    except (NotFound, ApiError):
+        return None
+    now = utc_now()
+    deadline = process.get("deadline")
+    if deadline:
+        deadline["label"] = vi.STEP_DUE.get(deadline["step"], vi.STEPS.get(deadline["step"], deadline["step"]))
+        deadline["text"], deadline["late"] = vi.due(deadline["due_at"], now) if deadline.get("due_at") else (deadline.get("note") or "", False)
+    versions = [r for r in process["records"] if r["form"] == "initial_assessment"]
+    process["assessments"] = sorted(versions, key=lambda r: r["version"], reverse=True)
+    process["may_assess"] = session.is_cp_officer and process["step"] != "closed"
+    return process
+
+
+def assessment_form(process: dict | None, posted: dict | None) -> dict:
+    """The Mẫu 02 form's values: what was posted, else the current version's (an amendment starts from it); the
+    assessment's time shown as now, Vietnam's time to the minute."""
+    if posted is not None and posted.get("action") == "assess":
+        return posted
+    shown = utc_now().astimezone(vi.VN).strftime("%Y-%m-%dT%H:%M")
+    current = next((r["data"] for r in (process or {}).get("assessments", []) if r["current"]), None)
+    form = {"assessed_at": shown, "assessed_at_shown": shown}
+    if current:
+        form.update({k: current.get(k) or "" for k in ("harm", "danger_level", "measures_taken", "assessed_by")})
+        form["urgent_protection"] = "yes" if current.get("urgent_protection") else "no"
+    return form
 
 
 def _closed(incident: dict) -> bool:
@@ -150,7 +187,9 @@ async def case_page(request: Request) -> Response:
     incident_id = request.path_params["incident_id"]
     context = await _case_context(request, session, incident_id)
     notice = "Đã gửi báo cáo. Số hồ sơ của vụ việc là" if request.query_params.get("received") else None
-    return render(request, "case.html", notice=notice, error=None, errors={}, form={}, **context)
+    done = vi.ASSESSMENT_DONE.get(request.query_params.get("assessed", ""))
+    return render(request, "case.html", notice=notice, done=done, error=None, errors={}, form={},
+                  assessment=assessment_form(context["process"], None), **context)
 
 
 ASSIGNMENT_ACTIONS = ("acknowledge", "in_progress", "done", "declined")
@@ -194,6 +233,11 @@ async def case_action(request: Request) -> Response:
             except ValueError:
                 raise NotFound() from None
             await console.apis.call("intake", "POST", f"/v1/incidents/{incident_id}/duplicates/{other}/{DUPLICATE_ACTIONS[action]}", session.token)
+        elif action == "assess":
+            payload, errors = forms.assessment_payload(fields, utc_now())
+            if not errors:
+                first = (await console.apis.json("routing", "POST", f"/v1/incidents/{incident_id}/assessment", session.token, json=payload))
+                back = f"/cases/{incident_id}?assessed={len([r for r in first['records'] if r['form'] == 'initial_assessment'])}#process"
         elif action == "reopen":
             reason = str(fields.get("reason", "")).strip()
             if not reason:
@@ -204,12 +248,13 @@ async def case_action(request: Request) -> Response:
         else:
             errors["action"] = "Thao tác không hợp lệ."
     except ApiError as exc:
-        errors["action"] = _action_error(exc)
+        errors = forms.assessment_api_errors(exc) if action == "assess" else {"action": _action_error(exc)}
     if not errors:
         return redirect(back)
     context = await _case_context(request, session, incident_id)
-    return render(request, "case.html", 409 if "action" in errors else 422, notice=None,
-                  error=next(iter(errors.values())), errors=errors, form=fields, **context)
+    return render(request, "case.html", 409 if "action" in errors else 422, notice=None, done=None,
+                  error=next(iter(errors.values())), errors=errors, form=fields,
+                  assessment=assessment_form(context["process"], fields), **context)
 
 
 def _action_error(exc: ApiError) -> str:

@@ -240,6 +240,58 @@ def activity_api_errors(exc) -> dict[str, str]:
     return errors or {"form": "Kết quả chưa được ghi nhận. Vui lòng kiểm tra lại các thông tin."}
 
 
+# -- the initial assessment (Mẫu 02 of Decree 56/2017; issue 17) ----------------------------------------
+
+
+def assessment_payload(form: dict, now: datetime) -> tuple[dict[str, Any], dict[str, str]]:
+    """Routing's body for POST /v1/incidents/{id}/assessment from the form, or the errors by field (in Vietnamese).
+
+    `assessed_at` left at the value the form was shown with (`assessed_at_shown`) means "now": the moment it is sent."""
+    errors: dict[str, str] = {}
+    payload: dict[str, Any] = {}
+    for field, most in (("harm", 4000), ("assessed_by", 200)):
+        payload[field] = _text(form, field)
+        if not payload[field] or len(payload[field]) > most:
+            errors[field] = vi.ASSESSMENT_ERRORS[field]
+    payload["danger_level"] = _text(form, "danger_level")
+    if payload["danger_level"] not in vi.RISK:
+        errors["danger_level"] = vi.ASSESSMENT_ERRORS["danger_level"]
+    urgent = _text(form, "urgent_protection")
+    if urgent not in ("yes", "no"):
+        errors["urgent_protection"] = vi.ASSESSMENT_ERRORS["urgent_protection"]
+    payload["urgent_protection"] = urgent == "yes"
+    payload["measures_taken"] = _text(form, "measures_taken")
+    if (payload["urgent_protection"] and not payload["measures_taken"]) or len(payload["measures_taken"]) > 4000:
+        errors["measures_taken"] = vi.ASSESSMENT_ERRORS["measures_taken"]
+    assessed_at = _text(form, "assessed_at")
+    if not assessed_at or assessed_at == _text(form, "assessed_at_shown"):
+        payload["assessed_at"] = now.isoformat()
+    else:
+        try:
+            moment = datetime.fromisoformat(assessed_at).replace(tzinfo=vi.VN)
+        except ValueError:
+            errors["assessed_at"] = "Thời điểm đánh giá không đúng dạng ngày giờ."
+        else:
+            if moment > now + timedelta(minutes=5):
+                errors["assessed_at"] = vi.ASSESSMENT_ERRORS["assessed_at"]
+            payload["assessed_at"] = moment.isoformat()
+    return payload, errors
+
+
+def assessment_api_errors(exc) -> dict[str, str]:
+    """routing's refusals of an assessment as Vietnamese messages on the form's fields (a 422's `loc`; the two rules
+    across fields come with no field, and are told apart by what they name)."""
+    if exc.status == 403:
+        return {"action": "Chỉ cán bộ phụ trách bảo vệ trẻ em của xã được ghi đánh giá ban đầu."}
+    if exc.status == 409:
+        return {"action": "Không ghi được đánh giá ban đầu: hồ sơ đã đóng. Trang đã được cập nhật."}
+    errors: dict[str, str] = {}
+    for loc, error in _located(exc):
+        name = loc[0] if loc else next((f for f in ("measures_taken", "assessed_at") if f in str(error.get("msg", ""))), "")
+        errors[name if name in vi.ASSESSMENT_ERRORS else "action"] = vi.ASSESSMENT_ERRORS.get(name, "Giá trị không hợp lệ.")
+    return errors or {"action": "Đánh giá chưa được ghi. Vui lòng kiểm tra lại các thông tin."}
+
+
 # -- a unit's notification subscription (issue 18) ----------------------------------------------------
 
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")

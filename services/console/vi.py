@@ -41,12 +41,50 @@ TIMELINE = {
     "assignment.declined": "Đơn vị từ chối",
     "assignment.overdue": "Quá hạn tiếp nhận",
     "escalated": "Báo lên cấp trên do quá hạn",
+    "step_overdue.initial_assessment": "Quá hạn đánh giá ban đầu (12 giờ) — đã báo Chủ tịch UBND xã",
+    "step.initial_assessment": "Đã đánh giá ban đầu",
     "closed": "Kết thúc vụ việc",
     "reopened": "Mở lại vụ việc",
     "linked": "Liên kết với hồ sơ cùng trẻ em",
     "duplicate_dismissed": "Xác định không trùng hồ sơ khác",
     "erased": "Đã xoá dữ liệu cá nhân",
 }
+# The case process of Decree 56/2017 (issue 17): its steps, the form of each, and the initial assessment's fields.
+STEPS = {
+    "received": "Đã tiếp nhận thông báo (Mẫu 01)",
+    "initial_assessment": "Đã đánh giá ban đầu (Mẫu 02)",
+    "emergency_measures": "Đã áp dụng biện pháp khẩn cấp",
+    "detailed_assessment": "Đã đánh giá chi tiết (Mẫu 03)",
+    "plan": "Đã lập kế hoạch hỗ trợ, can thiệp (Mẫu 04)",
+    "plan_approved": "Kế hoạch đã được phê duyệt (Mẫu 05)",
+    "implementation": "Đang thực hiện kế hoạch",
+    "review": "Đã đánh giá kết quả (Mẫu 06)",
+    "closed": "Đã đóng hồ sơ",
+}
+STEP_DUE = {
+    "initial_assessment": "Đánh giá ban đầu (Mẫu 02), trong 12 giờ",
+    "plan": "Lập kế hoạch hỗ trợ, can thiệp (Mẫu 04), trong 5 ngày làm việc",
+}
+ASSESSMENT_FIELDS = {
+    "harm": "Tổn hại hoặc nguy cơ tổn hại đối với trẻ",
+    "danger_level": "Mức độ nguy hiểm",
+    "urgent_protection": "Cần bảo vệ khẩn cấp",
+    "measures_taken": "Biện pháp đã thực hiện",
+    "assessed_by": "Người đánh giá",
+    "assessed_at": "Thời điểm đánh giá",
+}
+ASSESSMENT_DONE = {"1": "Đã ghi đánh giá ban đầu (Mẫu 02)."} | {
+    str(n): f"Đã ghi bản sửa đổi lần {n - 1} của đánh giá ban đầu (phiên bản {n})." for n in range(2, 100)
+}
+ASSESSMENT_ERRORS = {
+    "harm": "Tổn hại hoặc nguy cơ tổn hại đối với trẻ: bắt buộc, tối đa 4.000 ký tự.",
+    "danger_level": "Mức độ nguy hiểm: chọn Cao, Trung bình hoặc Thấp.",
+    "urgent_protection": "Cần bảo vệ khẩn cấp: chọn Có hoặc Không.",
+    "measures_taken": "Biện pháp đã thực hiện: bắt buộc khi trẻ cần bảo vệ khẩn cấp, tối đa 4.000 ký tự.",
+    "assessed_by": "Người đánh giá: bắt buộc, tối đa 200 ký tự.",
+    "assessed_at": "Thời điểm đánh giá: không được trước lúc tiếp nhận báo cáo, không được ở tương lai.",
+}
+
 # The sections of the commune's report document the officer writes (issue 16); its status and timeliness: shared/labels_vi.py.
 NARRATIVE = (
     ("situation", "I. Tình hình chung"),

@@ -14,6 +14,8 @@ from shared.events import (
     IncidentEscalated,
     IncidentReopened,
     IncidentRouted,
+    IncidentStepChanged,
+    IncidentStepOverdue,
 )
 
 from .models import TimelineEntry
@@ -75,6 +77,24 @@ def timeline_entry(event: Event) -> TimelineFact | None:
             "escalated",
             "routing",
             {"to": list(event.escalated_to), "overdue_assignment_id": event.overdue_assignment_id},
+        )
+    if isinstance(event, IncidentStepOverdue):
+        # Kind "step_overdue.<the step not done in time>": the console names the step and its deadline.
+        return TimelineFact(
+            event.incident_id,
+            event.at,
+            f"step_overdue.{event.step}",
+            "routing",
+            {"step": event.step, "due_at": event.due_at.isoformat(), "to": list(event.escalated_to)},
+        )
+    if isinstance(event, IncidentStepChanged):
+        # Kind "step.<the step done>"; the step's record (Mẫu 02...) stays in routing.
+        return TimelineFact(
+            event.incident_id,
+            event.at,
+            f"step.{event.to_step}",
+            event.by,
+            {"from": event.from_step, "record_id": event.record_id},
         )
     if isinstance(event, IncidentClosed):
         return TimelineFact(event.incident_id, event.at, "closed", event.by, {"risk_level": event.risk_level.value, "outcome": event.outcome})

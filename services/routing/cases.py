@@ -12,7 +12,7 @@ from shared.auth import Principal
 from shared.db import new_id, on_postgresql
 from shared.enums import AssignmentStatus, RiskLevel, UnitType
 from shared.errors import Forbidden, Invalid, NotFound
-from shared.events import IncidentClosed, IncidentClosureRecorded, IncidentReopened
+from shared.events import IncidentClosed, IncidentClosureRecorded, IncidentReopened, IncidentStepChanged
 from shared.uow import UnitOfWork
 
 from . import lifecycle, process
@@ -184,6 +184,11 @@ async def record_assessment(
         if moved.rowcount != 1:
             raise process.StepCannotMove(current, target)
         session.add(StepChange(incident_id=incident_id, at=now, from_step=current.value, to_step=target.value, principal=principal.label, record_id=record.id))
+        changed = IncidentStepChanged(
+            incident_id=incident_id, commune_code=incident.commune_code, from_step=current.value, to_step=target.value,
+            record_id=record.id, by=principal.label, at=now,
+        )
+        await uow.stage(to_envelope(changed, incident_id, now))
     await session.flush()
     await session.refresh(incident)
     log.info(

@@ -29,6 +29,7 @@ PEOPLE = {
     "b-district": ("district", "694"),
     "b-admin": ("admin", "admin"),
     "b-justice": ("unit", "25349.justice"),
+    "b-chair": ("unit", "25349.chairman"),
 }
 FIRST_SIGN_IN = ("b-new", "unit", "25349.womens_union")  # created with a one-time password
 PHONE = {"width": 390, "height": 844}

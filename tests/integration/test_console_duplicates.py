@@ -36,7 +36,11 @@ async def no_assignments(console) -> None:
     """Routing has no assignment of the unit: the case page reads intake's case alone."""
     await console.apis.clients["routing"].aclose()
     console.apis.clients["routing"] = httpx.AsyncClient(
-        transport=httpx.MockTransport(lambda _request: httpx.Response(200, json={"items": [], "next_cursor": None})), base_url="http://routing"
+        transport=httpx.MockTransport(
+            lambda request: httpx.Response(404, json={"detail": "no such case"}) if request.url.path.endswith("/process")
+            else httpx.Response(200, json={"items": [], "next_cursor": None})
+        ),
+        base_url="http://routing",
     )
 
 

@@ -4,6 +4,7 @@ secret shown once), sees the failing endpoints and the delivery log, rotates a s
 refused names its fields in Vietnamese; other units and communes get 404, and only the cp_officer and admins see the menu."""
 
 import re
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -27,21 +28,31 @@ PEOPLE = (
 CP_OFFICER = "25349.cp_officer"
 
 
-@pytest.fixture
-async def console(tmp_path, database_url):
-    intake = await intake_with_people(tmp_path, PEOPLE)
-    routing = await routing_runtime(tmp_path, database_url, notify=quick(retry_seconds=[3600.0, 3600.0]))
+@asynccontextmanager
+async def console_over_intake_and_routing(tmp_path, database_url, people, **routing_settings):
+    """A console in process over intake (with these people) and routing, real APIs and databases; `app.intake`,
+    `app.routing` are their runtimes."""
+    intake = await intake_with_people(tmp_path, people)
+    routing = await routing_runtime(tmp_path, database_url, **routing_settings)
     app = Console(ConsoleSettings(common=CommonSettings(data_dir=tmp_path), intake_url="http://intake", routing_url="http://routing"))
     await migrate(app)
     app.apis.clients["intake"] = httpx.AsyncClient(transport=httpx.ASGITransport(app=intake.api), base_url="http://intake")
     app.apis.clients["routing"] = httpx.AsyncClient(transport=httpx.ASGITransport(app=routing.api), base_url="http://routing")
-    app.routing = routing
-    yield app
-    await app.apis.close()
-    await app.engine.dispose()
-    for runtime in (intake, routing):
-        await runtime.engine.dispose()
-        await runtime.auth_engine.dispose()
+    app.intake, app.routing = intake, routing
+    try:
+        yield app
+    finally:
+        await app.apis.close()
+        await app.engine.dispose()
+        for runtime in (intake, routing):
+            await runtime.engine.dispose()
+            await runtime.auth_engine.dispose()
+
+
+@pytest.fixture
+async def console(tmp_path, database_url):
+    async with console_over_intake_and_routing(tmp_path, database_url, PEOPLE, notify=quick(retry_seconds=[3600.0, 3600.0])) as app:
+        yield app
 
 
 async def subscribe(browser: httpx.AsyncClient, **fields) -> httpx.Response:
