@@ -28,12 +28,18 @@ PUBLISHED: dict[str, tuple[str, str]] = {
     "incident.step_overdue": (
         "routing",
         "A step of the Decree 56/2017 case process was not done by its deadline (the initial assessment, 12 hours after the "
-        "report): told once, to the commune's chairman. Ids and times only.",
+        "report; the plan, 5 working days) or a temporary care reached its last day: told once, to the commune's chairman. "
+        "Ids and times only.",
     ),
     "incident.step_changed": (
         "routing",
         "A case moved to another step of the Decree 56/2017 case process (the initial assessment recorded: received -> "
         "initial_assessment), in the transaction that moved it. Ids and step names only; the record stays in routing.",
+    ),
+    "incident.care_decided": (
+        "routing",
+        "The chairman decided or extended a child's temporary care away from the parents (Decree 56/2017 Art. 32): dates "
+        "and ids only; its end is watched and told once as incident.step_overdue (step temporary_care).",
     ),
     "incident.closed": ("routing", "The commune closed the case with the review's risk level and outcome (free text: intake's timeline only)."),
     "incident.closure_recorded": (

@@ -206,9 +206,27 @@ class IncidentStepOverdue(Event):
 
     incident_id: str
     commune_code: str
-    step: str = Field(description="the step not done in time: initial_assessment (12 hours after the report)")
+    step: str = Field(
+        description="the step not done in time: initial_assessment (12 hours after the report), plan (5 working days), "
+        "or temporary_care (the chairman's temporary care decision reached its last day, not extended)"
+    )
     due_at: datetime
     escalated_to: tuple[str, ...]
+    at: datetime
+
+
+class IncidentCareDecided(Event):
+    """The chairman decided (or extended) a child's temporary care away from the parents (Decree 56/2017, Art. 32).
+    Dates and ids only: where the child is cared for stays in routing."""
+
+    event_type: ClassVar[str] = "incident.care_decided"
+
+    incident_id: str
+    commune_code: str
+    starts_on: date
+    ends_on: date
+    version: int = Field(description="1 for the decision, one more for each extension or correction")
+    by: str = Field(description="who recorded the decision (the chairman's unit or user)")
     at: datetime
 
 
@@ -394,6 +412,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         IncidentEscalated,
         IncidentStepOverdue,
         IncidentStepChanged,
+        IncidentCareDecided,
         IncidentClosed,
         IncidentClosureRecorded,
         IncidentReopened,

@@ -110,14 +110,14 @@ INTAKE_TIMELINE = ConsumerQueue(
     "timeline",
     (
         "incident.routed", "assignment.*", "incident.escalated", "incident.closed", "incident.reopened", "incident.erased",
-        "incident.step_overdue", "incident.step_changed",
+        "incident.step_overdue", "incident.step_changed", "incident.care_decided",
     ),
     "Intake records what happened to each incident for its timeline (an erasure: its dead letters and files are cleaned).",
 )
 ROUTING_NOTIFY = ConsumerQueue(
     "routing",
     "notify",
-    ("incident.routed", "assignment.overdue", "incident.escalated", "incident.closed", "report.due"),
+    ("incident.routed", "assignment.overdue", "incident.escalated", "incident.closed", "report.due", "incident.step_overdue"),
     "Routing's notifier turns the events a unit subscribed to into webhook and email deliveries.",
 )
 
@@ -144,6 +144,7 @@ PRODUCERS: dict[str, str] = {
     "incident.escalated": "routing",
     "incident.step_overdue": "routing",  # issue 17: a process step (the initial assessment) late; to the chairman
     "incident.step_changed": "routing",  # issue 17: a case moved to another process step (ids and step names)
+    "incident.care_decided": "routing",  # issue 17: the chairman's temporary care decision (dates only)
     "incident.closed": "routing",
     "incident.closure_recorded": "routing",  # issue 15: a closing's facts without its outcome, for reporting
     "incident.reopened": "routing",

@@ -218,6 +218,7 @@ NOTIFY_EVENTS = {
     "assignment.created": "Việc mới được giao",
     "assignment.overdue": "Quá hạn tiếp nhận",
     "incident.escalated": "Vụ việc được chuyển lên",
+    "incident.step_overdue": "Quá hạn một bước của quy trình bảo vệ trẻ em",
     "incident.closed": "Vụ việc đã kết thúc",
     "report.due": "Sắp đến hạn báo cáo",
 }

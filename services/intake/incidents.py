@@ -124,4 +124,7 @@ def may_report(principal: Principal, commune_code: str) -> bool:
 
 
 def may_read(principal: Principal, incident: Incident) -> bool:
-    return principal.is_admin or principal.label == incident.reported_by or principal.is_cp_officer_of(incident.commune_code)
+    """The case file: admins, the unit that reported, the commune's cp_officer and its chairman, who directs the case
+    process, approves its plan and is told of its missed deadlines (domain.md sections 3 and 7)."""
+    chairman = principal.commune_code == incident.commune_code and principal.unit_type == "chairman"
+    return principal.is_admin or principal.label == incident.reported_by or principal.is_cp_officer_of(incident.commune_code) or chairman

@@ -10,6 +10,7 @@ from shared.events import (
     AssignmentOverdue,
     AssignmentStatusChanged,
     Event,
+    IncidentCareDecided,
     IncidentClosed,
     IncidentEscalated,
     IncidentReopened,
@@ -95,6 +96,15 @@ def timeline_entry(event: Event) -> TimelineFact | None:
             f"step.{event.to_step}",
             event.by,
             {"from": event.from_step, "record_id": event.record_id},
+        )
+    if isinstance(event, IncidentCareDecided):
+        # The chairman's temporary care decision (1) or its extension (2, 3...): its dates; the placement stays in routing.
+        return TimelineFact(
+            event.incident_id,
+            event.at,
+            "care_decided",
+            event.by,
+            {"starts_on": event.starts_on.isoformat(), "ends_on": event.ends_on.isoformat(), "version": event.version},
         )
     if isinstance(event, IncidentClosed):
         return TimelineFact(event.incident_id, event.at, "closed", event.by, {"risk_level": event.risk_level.value, "outcome": event.outcome})

@@ -18,20 +18,25 @@ from .rules import RuleTable
 from .schemas import (
     AssignmentPage,
     AssignmentRead,
+    CareDecision,
     CaseConflictBody,
     ChildRead,
     ConflictBody,
     ConsentRead,
     DeliveryRead,
+    DetailedAssessment,
+    EmergencyMeasures,
     HandoffRead,
     IncidentClose,
     IncidentDetails,
     IncidentReopen,
     IncidentStateRead,
     InitialAssessment,
+    PlanApproval,
     ProcessRead,
     ProcessRecordRead,
     ReporterRead,
+    Review,
     RuleRead,
     RuleSetLoad,
     RuleSetRead,
@@ -43,6 +48,7 @@ from .schemas import (
     SubscriptionCreate,
     SubscriptionCreated,
     SubscriptionRead,
+    SupportPlan,
     UnitPage,
     UnitRead,
 )
@@ -80,6 +86,7 @@ def _read(seen: inbox.SeenAssignment, now: datetime) -> AssignmentRead:
         reason=a.reason,
         rules_version=a.rules_version,
         origin=a.origin,
+        task=a.task,
         assigned_at=a.assigned_at,
         acknowledged_at=a.acknowledged_at,
         updated_at=a.updated_at,
@@ -214,7 +221,7 @@ async def reopen_incident(
 
 
 PROCESS_SCOPE = {
-    403: {"description": "only the commune's cp_officer records; its cp_officer, chairman and admins read"},
+    403: {"description": "the commune's cp_officer records the steps' forms, its chairman the decisions (care, plan approval); its cp_officer, chairman and admins read"},
     404: {"description": "no such incident in the caller's commune"},
 }
 PROCESS_CONFLICT = {409: {"model": ConflictBody, "description": "not allowed at the case's current step; names the allowed steps"}}
@@ -251,21 +258,63 @@ def _process(incident: RoutedIncident, records: list, history: list, calendar, n
             for r in records
         ],
         history=[StepChangeRead(from_step=h.from_step, to_step=h.to_step, at=h.at, by=h.principal, record_id=h.record_id) for h in history],
+        care_ends_at=incident.care_ends_at,
+        care_escalated_at=incident.care_overdue_at,
     )
 
 
-@router.post(
-    "/incidents/{incident_id}/assessment",
-    response_model=ProcessRead,
-    tags=["process"],
-    responses={**ERRORS, **PROCESS_SCOPE, **PROCESS_CONFLICT},
-)
+async def _record(form: process.Form, body, uow, now: datetime, calendar, incident_id: str, principal) -> ProcessRead:
+    await cases.record_form(uow, incident_id, form, body.model_dump(mode="json"), principal, now, calendar)
+    return _process(*await cases.read_process(uow.session, incident_id, principal), calendar, now)
+
+
+PROCESS_POST = {"response_model": ProcessRead, "tags": ["process"], "responses": {**ERRORS, **PROCESS_SCOPE, **PROCESS_CONFLICT}}
+
+
+@router.post("/incidents/{incident_id}/assessment", **PROCESS_POST)
 async def record_assessment(body: InitialAssessment, uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
     """The initial assessment (Mẫu 02 of Decree 56/2017) by the commune's cp_officer: the first moves the case to
     initial_assessment and ends its 12-hour deadline; another is an amendment (a new version, the old one kept)."""
-    data = body.model_dump(mode="json")
-    await cases.record_assessment(uow, incident_id, data, body.assessed_at, principal, now)
-    return _process(*await cases.read_process(uow.session, incident_id, principal), calendar, now)
+    return await _record(process.Form.initial_assessment, body, uow, now, calendar, incident_id, principal)
+
+
+@router.post("/incidents/{incident_id}/emergency-measures", **PROCESS_POST)
+async def record_emergency_measures(body: EmergencyMeasures, uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
+    """The emergency measures taken after the initial assessment (Art. 26(3), 31), by the commune's cp_officer."""
+    return await _record(process.Form.emergency_measures, body, uow, now, calendar, incident_id, principal)
+
+
+@router.post("/incidents/{incident_id}/care-decision", **PROCESS_POST)
+async def record_care_decision(body: CareDecision, uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
+    """The chairman's decision on temporary care away from the parents (Art. 32), at most 15 days unless extended
+    (a new version); its end is watched and told to the chairman once (incident.step_overdue, step temporary_care)."""
+    return await _record(process.Form.care_decision, body, uow, now, calendar, incident_id, principal)
+
+
+@router.post("/incidents/{incident_id}/detailed-assessment", **PROCESS_POST)
+async def record_detailed_assessment(body: DetailedAssessment, uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
+    """The detailed assessment and the needs meeting's minutes (Mẫu 03), by the commune's cp_officer."""
+    return await _record(process.Form.detailed_assessment, body, uow, now, calendar, incident_id, principal)
+
+
+@router.post("/incidents/{incident_id}/plan", **PROCESS_POST)
+async def record_plan(body: SupportPlan, uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
+    """The support and intervention plan (Mẫu 04), due 5 working days after the report; after a review at medium or
+    high risk, a new version takes the case back to planning. Amendable until approved."""
+    return await _record(process.Form.plan, body, uow, now, calendar, incident_id, principal)
+
+
+@router.post("/incidents/{incident_id}/plan-approval", **PROCESS_POST)
+async def record_plan_approval(body: PlanApproval, uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
+    """The chairman's approval of the plan's current version (Mẫu 05): each task becomes an assignment of its unit,
+    due at the end of its day (incident.routed), and the case goes to implementation."""
+    return await _record(process.Form.plan_approval, body, uow, now, calendar, incident_id, principal)
+
+
+@router.post("/incidents/{incident_id}/review", **PROCESS_POST)
+async def record_review(body: Review, uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
+    """The review (Mẫu 06): at low overall risk the case may be closed; at medium or high, a new plan follows."""
+    return await _record(process.Form.review, body, uow, now, calendar, incident_id, principal)
 
 
 @router.get(

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.auth import Principal
+from shared.auth import Principal, parse_unit_id
 from shared.db import new_id, on_postgresql
-from shared.enums import AssignmentStatus, RiskLevel, UnitType
+from shared.enums import AssignmentStatus, RiskLevel, Role, UnitType
 from shared.errors import Forbidden, Invalid, NotFound
-from shared.events import IncidentClosed, IncidentClosureRecorded, IncidentReopened, IncidentStepChanged
+from shared.events import Envelope, IncidentCareDecided, IncidentClosed, IncidentClosureRecorded, IncidentReopened, IncidentStepChanged
 from shared.uow import UnitOfWork
+from shared.workdays import WorkCalendar
 
 from . import lifecycle, process
-from .assignments import add_lead, routed_event, to_envelope
+from .assignments import add_assignments, add_lead, follow_up_assignment, routed_event, to_envelope
 from .lifecycle import CaseStatus
-from .models import Assignment, IncidentChange, ProcessRecord, RoutedIncident, StepChange
+from .models import Assignment, IncidentChange, ProcessRecord, RoutedIncident, StepChange, Unit
 from .rulesets import RuleSets
 
 REOPEN_RULES_VERSION = "reopen"
@@ -80,12 +81,16 @@ async def close_incident(
     ).all()
     # Raising here rolls the status back with the rest of the transaction.
     lifecycle.check_close(CaseStatus.open, [(a, u, AssignmentStatus(s)) for a, u, s in assignments])
+    step = process.Step(incident.step)
+    review = await _latest(session, incident_id, process.Form.review) if step is process.Step.review else None
+    process.may_close(step, review.data.get("overall") if review is not None else None)
+    moved = await _move(session, incident, step, process.Step.closed, principal.label, None, now, None)
     session.add(IncidentChange(incident_id=incident_id, at=now, action="closed", principal=principal.label, risk_level=risk_level.value, note=outcome))
     event = IncidentClosed(
         incident_id=incident_id, commune_code=incident.commune_code, risk_level=risk_level, outcome=outcome, by=principal.label, at=now
     )
     facts = IncidentClosureRecorded(incident_id=incident_id, commune_code=incident.commune_code, risk_level=risk_level, at=now)
-    await uow.stage(to_envelope(event, incident_id, now), to_envelope(facts, incident_id, now))
+    await uow.stage(to_envelope(event, incident_id, now), to_envelope(facts, incident_id, now), moved)
     log.info("incident closed", extra={"incident_id": incident_id, "risk_level": risk_level.value, "by": principal.label})
     return incident
 
@@ -110,7 +115,20 @@ async def reopen_incident(
         session, incident, cp_officer, await rule_sets.active(session), now, ("reopen", why, REOPEN_RULES_VERSION, lifecycle.reopen_origin(change.id))
     )
     reopened = IncidentReopened(incident_id=incident_id, commune_code=incident.commune_code, by=principal.label, at=now)
+    # The process goes back to the step the case was closed from (from a review: a new plan may follow).
+    closing = (
+        await session.execute(
+            select(StepChange.from_step)
+            .where(StepChange.incident_id == incident_id, StepChange.to_step == process.Step.closed.value)
+            .order_by(StepChange.at.desc(), StepChange.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    steps = []
+    if incident.step == process.Step.closed.value and closing is not None:
+        steps.append(await _move(session, incident, process.Step.closed, process.Step(closing), principal.label, None, now, None))
     await uow.stage(
+        *steps,
         to_envelope(reopened, incident_id, now),
         routed_event(incident_id, incident, [lead], REOPEN_RULES_VERSION, [f"reopened by {principal.label}: {cp_officer} leads"], now),
     )
@@ -120,7 +138,7 @@ async def reopen_incident(
 
 # -- the Decree 56/2017 process (process.py): the initial assessment, the case's step, records and history ----------
 
-ASSESSMENT_FORM = process.Step.initial_assessment.value
+PLAN_RULES_VERSION = "plan"  # the assignments an approved plan hands out (rule "plan")
 # A device clock a little ahead of the server's is no reason to refuse an assessment.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -136,66 +154,164 @@ async def _process_case(session: AsyncSession, incident_id: str, principal: Prin
     return incident
 
 
-def _field_error(field: str, message: str) -> Invalid:
-    return Invalid([{"loc": ["body", field], "msg": message, "type": "value_error"}])
+def _field_errors(problems: list[tuple[str, str]]) -> Invalid:
+    return Invalid([{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"} for field, message in problems])
 
 
-async def record_assessment(
-    uow: UnitOfWork, incident_id: str, assessment: dict, assessed_at: datetime, principal: Principal, now: datetime
+# Each form's moment (the time the form states), checked against the report's receipt and the clock.
+MOMENTS = {
+    process.Form.initial_assessment: "assessed_at",
+    process.Form.emergency_measures: "taken_at",
+    process.Form.detailed_assessment: "meeting_at",
+    process.Form.review: "reviewed_at",
+}
+
+
+async def _latest(session: AsyncSession, incident_id: str, form: process.Form) -> ProcessRecord | None:
+    return (
+        await session.execute(
+            select(ProcessRecord)
+            .where(ProcessRecord.incident_id == incident_id, ProcessRecord.form == form.value)
+            .order_by(ProcessRecord.version.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+def _problems(form: process.Form, data: dict, incident: RoutedIncident, now: datetime) -> list[tuple[str, str]]:
+    """What the form says that the case or the clock contradicts (the schema checked its shape)."""
+    found = []
+    moment = MOMENTS.get(form)
+    if moment is not None:
+        at = datetime.fromisoformat(data[moment])
+        if at > now + CLOCK_SKEW:
+            found.append((moment, f"{moment} is in the future"))
+        if at < incident.received_at:
+            found.append((moment, f"{moment} is before the report was received"))
+    if form is process.Form.care_decision:
+        starts_on, ends_on = date.fromisoformat(data["starts_on"]), date.fromisoformat(data["ends_on"])
+        found += process.care_problems(starts_on, ends_on, data.get("extension_reason", ""))
+    if form is process.Form.plan:
+        for i, task in enumerate(data["tasks"]):
+            try:
+                commune, _, _ = parse_unit_id(task["unit_id"])
+            except ValueError as exc:
+                found.append((f"tasks.{i}.unit_id", str(exc)))
+                continue
+            if commune != incident.commune_code:
+                found.append((f"tasks.{i}.unit_id", f"{task['unit_id']} is not a unit of commune {incident.commune_code}"))
+    return found
+
+
+async def record_form(
+    uow: UnitOfWork, incident_id: str, form: process.Form, data: dict, principal: Principal, now: datetime, calendar: WorkCalendar
 ) -> RoutedIncident:
-    """Record the initial assessment (Mẫu 02) by the commune's cp_officer: the first moves the case to
-    initial_assessment and ends its 12-hour deadline; a later one is an amendment, a new version beside the old."""
+    """Record one of the process's forms (Mẫu 02-06, the emergency measures, the chairman's decisions): the first of
+    a step moves the case on (in the same transaction: its history, incident.step_changed, the next watched
+    deadline); another is an amendment, a new version beside the old. The plan's approval hands each of the plan's
+    tasks to its unit as an assignment and opens the implementation; a care decision sets the end date watched."""
     session = uow.session
     incident = await _process_case(session, incident_id, principal, lock=True)
-    actor = process.actor_of(principal, incident.commune_code)
     current = process.Step(incident.step)
-    target = process.Step.initial_assessment
-    amending = current is not process.Step.received
-    if not amending:
-        process.transition(current, target, actor)  # Forbidden for anyone but the cp_officer
-    elif not process.may_amend(current, target, actor):
-        if actor is not process.Actor.cp_officer:
-            raise Forbidden(f"only {incident.commune_code}.cp_officer may record or amend the initial assessment")
-        raise process.StepCannotMove(current, target)
-    if assessed_at > now + CLOCK_SKEW:
-        raise _field_error("assessed_at", "assessed_at is in the future")
-    if assessed_at < incident.received_at:
-        raise _field_error("assessed_at", "assessed_at is before the report was received")
+    if incident.status == CaseStatus.closed.value:
+        raise process.StepCannotMove(process.Step.closed, process.FORM_STEP[form] or current)
+    target = process.record(current, form, process.actor_of(principal, incident.commune_code))
+    problems = _problems(form, data, incident, now)
+    if form is process.Form.plan and not problems:
+        named = {t["unit_id"] for t in data["tasks"]}
+        known = set((await session.execute(select(Unit.id).where(Unit.id.in_(named), Unit.active.is_(True)))).scalars())
+        problems = [(f"tasks.{i}.unit_id", f"{t['unit_id']} is not a registered unit (GET /v1/units lists them)") for i, t in enumerate(data["tasks"]) if t["unit_id"] not in known]
+    if problems:
+        raise _field_errors(problems)
+    plan = None
+    if form is process.Form.plan_approval:
+        plan = await _latest(session, incident_id, process.Form.plan)
+        if plan is None:
+            raise process.StepCannotMove(current, process.Step.plan_approved)
+        data = {**data, "plan_version": plan.version}
     version = (
         await session.execute(
             select(func.coalesce(func.max(ProcessRecord.version), 0)).where(
-                ProcessRecord.incident_id == incident_id, ProcessRecord.form == ASSESSMENT_FORM
+                ProcessRecord.incident_id == incident_id, ProcessRecord.form == form.value
             )
         )
     ).scalar_one() + 1
     record = ProcessRecord(
-        id=new_id(), incident_id=incident_id, form=ASSESSMENT_FORM, version=version, data=assessment,
-        recorded_by=principal.label, recorded_at=now,
+        id=new_id(), incident_id=incident_id, form=form.value, version=version, data=data, recorded_by=principal.label, recorded_at=now,
     )
     session.add(record)
-    if not amending:
-        # Compare-and-set: a concurrent first recording finds the step moved and is refused.
-        moved = await session.execute(
+    await session.flush()
+    staged = []
+    if target is not None:
+        staged.append(await _move(session, incident, current, target, principal.label, record.id, now, calendar))
+    if target is process.Step.plan_approved and plan is not None:
+        tasks = await _hand_out_tasks(session, incident, plan, record, now)
+        staged.append(await _move(session, incident, target, process.Step.implementation, principal.label, record.id, now, calendar))
+        notes = [f"plan v{plan.version} approved: {len(tasks)} task(s) handed out"]
+        staged.append(routed_event(incident_id, incident, tasks, PLAN_RULES_VERSION, notes, now))
+    if form is process.Form.care_decision:
+        ends_on = date.fromisoformat(data["ends_on"])
+        await session.execute(
             update(RoutedIncident)
-            .where(RoutedIncident.incident_id == incident_id, RoutedIncident.step == current.value)
-            .values(step=target.value, step_due_at=process.watched_due(target, incident.received_at))
+            .where(RoutedIncident.incident_id == incident_id)
+            .values(care_ends_at=process.end_of_day(ends_on), care_overdue_at=None)
             .execution_options(synchronize_session=False)
         )
-        if moved.rowcount != 1:
-            raise process.StepCannotMove(current, target)
-        session.add(StepChange(incident_id=incident_id, at=now, from_step=current.value, to_step=target.value, principal=principal.label, record_id=record.id))
-        changed = IncidentStepChanged(
-            incident_id=incident_id, commune_code=incident.commune_code, from_step=current.value, to_step=target.value,
-            record_id=record.id, by=principal.label, at=now,
+        decided = IncidentCareDecided(
+            incident_id=incident_id, commune_code=incident.commune_code, starts_on=date.fromisoformat(data["starts_on"]),
+            ends_on=ends_on, version=version, by=principal.label, at=now,
         )
-        await uow.stage(to_envelope(changed, incident_id, now))
+        staged.append(to_envelope(decided, incident_id, now))
+    if staged:
+        await uow.stage(*staged)
     await session.flush()
     await session.refresh(incident)
-    log.info(
-        "initial assessment recorded",
-        extra={"incident_id": incident_id, "version": version, "late": assessed_at > incident.received_at + process.INITIAL_ASSESSMENT_WITHIN},
-    )
+    extra = {"incident_id": incident_id, "form": form.value, "version": version, "step": incident.step}
+    if form is process.Form.initial_assessment:
+        extra["late"] = datetime.fromisoformat(data["assessed_at"]) > incident.received_at + process.INITIAL_ASSESSMENT_WITHIN
+    log.info("process form recorded", extra=extra)
     return incident
+
+
+async def _move(
+    session: AsyncSession, incident: RoutedIncident, current: process.Step, target: process.Step, by: str, record_id: str | None,
+    now: datetime, calendar: WorkCalendar | None,
+) -> Envelope:
+    """Compare-and-set the case's step (a concurrent move finds it moved and is refused), its next watched deadline
+    (unflagged) and its history line; returns incident.step_changed, to stage in the same transaction."""
+    due = process.watched_due(target, incident.received_at, calendar) if calendar is not None else None
+    moved = await session.execute(
+        update(RoutedIncident)
+        .where(RoutedIncident.incident_id == incident.incident_id, RoutedIncident.step == current.value)
+        .values(step=target.value, step_due_at=due, step_overdue_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        raise process.StepCannotMove(current, target)
+    session.add(StepChange(incident_id=incident.incident_id, at=now, from_step=current.value, to_step=target.value, principal=by, record_id=record_id))
+    changed = IncidentStepChanged(
+        incident_id=incident.incident_id, commune_code=incident.commune_code, from_step=current.value, to_step=target.value,
+        record_id=record_id, by=by, at=now,
+    )
+    return to_envelope(changed, incident.incident_id, now)
+
+
+async def _hand_out_tasks(session: AsyncSession, incident: RoutedIncident, plan: ProcessRecord, approval: ProcessRecord, now: datetime) -> list[Assignment]:
+    """Each task of the approved plan as an assignment in its unit's inbox, due at the end of the task's last day."""
+    tasks = plan.data["tasks"]
+    made = []
+    for i, task in enumerate(tasks, 1):
+        due_on = date.fromisoformat(task["due_on"])
+        assignment = follow_up_assignment(
+            incident, task["unit_id"], Role.support,
+            rule="plan",
+            reason=f"Nhiệm vụ {i}/{len(tasks)} của kế hoạch hỗ trợ, can thiệp (Mẫu 04, phiên bản {plan.version}), hạn {due_on:%d/%m/%Y}",
+            rules_version=PLAN_RULES_VERSION, origin=f"plan:{approval.id}:{i}", due_at=process.end_of_day(due_on), now=now,
+        )
+        assignment.task = task["task"]
+        made.append(assignment)
+    await add_assignments(session, made, now)
+    return made
 
 
 async def read_process(session: AsyncSession, incident_id: str, principal: Principal) -> tuple[RoutedIncident, list, list]:

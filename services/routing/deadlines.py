@@ -8,9 +8,10 @@ that restarts at any moment finds the same overdue rows, and a row once flagged 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -195,51 +196,56 @@ class DeadlineWatcher:
     # -- the Decree 56/2017 process's deadlines (process.py): routed_incident.step_due_at --------------------------
 
     async def tick_steps(self, now: datetime | None = None) -> int:
-        """Tell the chairman, once, of each case whose watched step deadline passed; returns how many were told."""
+        """Tell the chairman, once, of each case whose watched step deadline passed or whose temporary care reached
+        its end date; returns how many were told."""
         now = now or self.clock()
         told = 0
-        while True:
-            async with self.runtime.unit_of_work() as uow:
-                rows = await uow.session.execute(
-                    select(RoutedIncident.incident_id)
-                    .where(*_step_newly_overdue(now))
-                    .order_by(RoutedIncident.step_due_at, RoutedIncident.incident_id)
-                    .limit(self.batch_size)
-                )
-                candidates = list(rows.scalars())
-            done = [await self.escalate_step(incident_id, now) for incident_id in candidates]
-            told += sum(done)
-            if len(candidates) < self.batch_size or not any(done):
-                return told
+        for watch in (STEP_WATCH, CARE_WATCH):
+            while True:
+                async with self.runtime.unit_of_work() as uow:
+                    rows = await uow.session.execute(
+                        select(RoutedIncident.incident_id)
+                        .where(*watch.newly_overdue(now))
+                        .order_by(watch.due, RoutedIncident.incident_id)
+                        .limit(self.batch_size)
+                    )
+                    candidates = list(rows.scalars())
+                done = [await self.escalate_step(incident_id, now, watch) for incident_id in candidates]
+                told += sum(done)
+                if len(candidates) < self.batch_size or not any(done):
+                    break
+        return told
 
-    async def escalate_step(self, incident_id: str, now: datetime) -> bool:
-        """Flag one case's missed step deadline and publish incident.step_overdue, in one transaction."""
+    async def escalate_step(self, incident_id: str, now: datetime, watch: _Watch | None = None) -> bool:
+        """Flag one case's missed step deadline (or ended temporary care) and publish incident.step_overdue, in one
+        transaction."""
+        watch = watch or STEP_WATCH
         async with self.runtime.unit_of_work() as uow:
             # Compare-and-set: the flag is the once. A replica that lost the race, or a case whose step was
             # recorded meanwhile (step_due_at cleared), updates nothing.
             flagged = (
                 await uow.session.execute(
                     update(RoutedIncident)
-                    .where(RoutedIncident.incident_id == incident_id, *_step_newly_overdue(now))
-                    .values(step_overdue_at=now)
-                    .returning(RoutedIncident.commune_code, RoutedIncident.step, RoutedIncident.step_due_at)
+                    .where(RoutedIncident.incident_id == incident_id, *watch.newly_overdue(now))
+                    .values({watch.flag.key: now})
+                    .returning(RoutedIncident.commune_code, RoutedIncident.step, watch.due)
                     .execution_options(synchronize_session=False)
                 )
             ).one_or_none()
             if flagged is None:
                 return False
             commune_code, step, due_at = flagged
-            late = process.overdue_step(process.Step(step))
+            late = watch.late(step)
             event = IncidentStepOverdue(
                 incident_id=incident_id,
                 commune_code=commune_code,
-                step=late.value,
+                step=late,
                 due_at=due_at,
                 escalated_to=process.escalate_to(commune_code),
                 at=now,
             )
             await uow.stage(to_envelope(event, incident_id, now))
-        log.info("process step overdue", extra={"incident_id": incident_id, "step": late.value})
+        log.info("process step overdue", extra={"incident_id": incident_id, "step": late})
         return True
 
     async def _candidates(self, now: datetime) -> list[str]:
@@ -368,12 +374,21 @@ class DeadlineWatcher:
             self.metrics.overdue.labels(unit_type.value).set(counts.get(unit_type.value, 0))
 
 
-def _step_newly_overdue(now: datetime) -> tuple:
-    return (
-        RoutedIncident.status == lifecycle.CaseStatus.open.value,
-        RoutedIncident.step_overdue_at.is_(None),
-        RoutedIncident.step_due_at < now,
-    )
+@dataclass(frozen=True)
+class _Watch:
+    """A deadline kept on the case's row: its due column, the flag set once when it is found missed, and the step
+    incident.step_overdue names."""
+
+    due: Any
+    flag: Any
+    late: Callable[[str], str]
+
+    def newly_overdue(self, now: datetime) -> tuple:
+        return (RoutedIncident.status == lifecycle.CaseStatus.open.value, self.flag.is_(None), self.due < now)
+
+
+STEP_WATCH = _Watch(RoutedIncident.step_due_at, RoutedIncident.step_overdue_at, lambda step: process.overdue_step(process.Step(step)).value)
+CARE_WATCH = _Watch(RoutedIncident.care_ends_at, RoutedIncident.care_overdue_at, lambda step: process.CARE_OVERDUE_STEP)
 
 
 def _newly_overdue(now: datetime) -> tuple:

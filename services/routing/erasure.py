@@ -19,7 +19,22 @@ log = logging.getLogger("baove.routing")
 # Where routing keeps personal data: vacuumed on PostgreSQL after an erasure.
 PERSONAL_TABLES = ("routed_incident", "incident_change", "assignment", "assignment_change", "process_record", "outbox_message")
 # The free-text fields of the process's records (Mẫu 02: the harm, the measures, who assessed).
-FREE_TEXT = frozenset({"harm", "measures_taken", "assessed_by"})
+# Free text of the process's forms (schemas.py): may name the child; blanked wherever it appears, in plan tasks too.
+FREE_TEXT = frozenset(
+    {
+        "harm", "measures_taken", "assessed_by", "measures", "taken_by", "placement", "extension_reason", "participants",
+        "needs", "findings", "goals", "task", "drafted_by", "notes", "reviewed_by",
+    }
+)
+
+
+def blank_free_text(value):
+    """A form's data with its free text blanked, its structure (levels, flags, dates, units) kept."""
+    if isinstance(value, dict):
+        return {k: ("" if k in FREE_TEXT and isinstance(v, str) else blank_free_text(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [blank_free_text(v) for v in value]
+    return value
 
 
 
@@ -36,12 +51,12 @@ async def handle_erased(session: AsyncSession, event: Event, envelope: Envelope)
     if not incident.case.get("erased"):
         incident.case = erased_case(incident.case, (incident.occurred_at or incident.received_at).astimezone(VN).date())
     await session.execute(update(IncidentChange).where(IncidentChange.incident_id == event.incident_id).values(note=""))
-    await session.execute(update(Assignment).where(Assignment.incident_id == event.incident_id).values(note=None))
+    await session.execute(update(Assignment).where(Assignment.incident_id == event.incident_id).values(note=None, task=None))
     assignments = select(Assignment.id).where(Assignment.incident_id == event.incident_id).scalar_subquery()
     await session.execute(update(AssignmentChange).where(AssignmentChange.assignment_id.in_(assignments)).values(note=None))
     # The process's records keep their structure (levels, flags, dates); their free text may name the child.
     for record in (await session.execute(select(ProcessRecord).where(ProcessRecord.incident_id == event.incident_id))).scalars():
-        record.data = {k: ("" if k in FREE_TEXT else v) for k, v in record.data.items()}
+        record.data = blank_free_text(record.data)
     await forget_published(session, outbox_message, event.incident_id)
     log.info("erased incident blanked", extra={"incident_id": event.incident_id, "cause": event.cause})
     return []

@@ -50,10 +50,14 @@ class RoutedIncident(IncidentFactColumns, Base):
     step: Mapped[str] = mapped_column(String(32), default="received", server_default="received")
     step_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     step_overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The chairman's temporary care decision (Art. 32): when its last day ends, and when the watcher told of it (once).
+    care_ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    care_overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (
         # The step watcher: unflagged, past due.
         Index("ix_routed_incident_step_watch", "step_overdue_at", "step_due_at"),
+        Index("ix_routed_incident_care_watch", "care_overdue_at", "care_ends_at"),
     )
 
 
@@ -140,6 +144,8 @@ class Assignment(Base):
     # "routing" for the routing decision, "decline:<assignment id>" for a lead handed back,
     # "escalation:<overdue assignment id>" for an escalation, "reopen:<incident change id>" for a reopened case.
     origin: Mapped[str] = mapped_column(String(60))
+    # A task of the approved support plan (Mẫu 04) as the plan asks it of the unit (routing only: never in events).
+    task: Mapped[str | None] = mapped_column(Text)
     # One assignment per unit per incident and origin: the second line of defence after the inbox.
     dedupe_key: Mapped[str] = mapped_column(String(240), unique=True)
     due_at: Mapped[datetime] = mapped_column(UtcDateTime())

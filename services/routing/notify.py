@@ -30,6 +30,7 @@ from shared.events import (
     IncidentClosed,
     IncidentEscalated,
     IncidentRouted,
+    IncidentStepOverdue,
     ReportDue,
 )
 from shared.settings import NotifySettings
@@ -47,6 +48,7 @@ class NotificationType(StrEnum):
     incident_escalated = "incident.escalated"
     incident_closed = "incident.closed"
     report_due = "report.due"
+    step_overdue = "incident.step_overdue"
 
 
 class ChannelKind(StrEnum):
@@ -68,7 +70,8 @@ class Notification(BaseModel):
     commune_code: str
     category: Category | None = Field(description="the case's category; null for report.due")
     urgency: Urgency = Field(description="the case's urgency; low for report.due (a reminder)")
-    due_at: datetime | None = Field(description="when the unit must have acknowledged (assignments)")
+    due_at: datetime | None = Field(description="when the unit must have acknowledged (assignments); the missed deadline (incident.step_overdue)")
+    step: str | None = Field(None, description="incident.step_overdue: the Decree 56/2017 step not done in time (initial_assessment, plan, temporary_care)")
     occurred_at: datetime = Field(description="when baove recorded what happened")
     console_url: str = Field(description="where the unit reads the case (the report, for report.due), after signing in")
     period: str | None = Field(None, description="report.due: the plan period, e.g. 2025-6M")
@@ -124,6 +127,9 @@ def told(event: Event, assignments: Sequence[Assignment] = ()) -> list[Told]:
             ]
         case IncidentClosed():
             return [Told(NotificationType.incident_closed, a.unit_id, a.id, None) for a in _one_per_unit(assignments)]
+        case IncidentStepOverdue():
+            # The chairman directs the process (Art. 26); the case's deadline, not an assignment's.
+            return [Told(NotificationType.step_overdue, unit, "", event.due_at) for unit in event.escalated_to]
         case ReportDue():
             # The cp_officer compiles the report, the chairman signs it (a unit with no subscription is told nothing).
             return [Told(NotificationType.report_due, report_unit(event.org_unit, t), "", None) for t in REPORT_DUE_TOLD]
@@ -209,6 +215,7 @@ async def record_deliveries(
             s, t, envelope, Urgency(incident.urgency), now,
             incident_id=incident_id, assignment_id=t.assignment_id, commune_code=incident.commune_code,
             category=incident.category, due_at=t.due_at, console_url=console_link(settings, incident_id),
+            **({"step": event.step} if isinstance(event, IncidentStepOverdue) else {}),
         )
         for t in wanted
         for s in by_unit.get(t.unit_id, ())

@@ -106,7 +106,7 @@ async def handle_reported(
             status=CaseStatus.open.value,
             # Decree 56/2017: the initial assessment is due 12 hours after the report's receipt (process.py).
             step=process.Step.received.value,
-            step_due_at=process.watched_due(process.Step.received, facts.received_at),
+            step_due_at=process.initial_assessment_due(facts.received_at),
         )
         .on_conflict_do_nothing(index_elements=["incident_id"])
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -72,8 +72,10 @@ class AssignmentRead(BaseModel):
     rules_version: str
     origin: str = Field(
         description='"routing"; "decline:<assignment id>" for a lead handed back; "escalation:<assignment id>" for an '
-        'escalation of that overdue assignment; "reopen:<n>" for a reopened case'
+        'escalation of that overdue assignment; "reopen:<n>" for a reopened case; "plan:<approval record id>:<n>" for the '
+        "n-th task of an approved support plan (Mẫu 04)"
     )
+    task: str | None = Field(None, description="for a plan task: what the approved plan asks of the unit")
     assigned_at: datetime
     acknowledged_at: datetime | None
     updated_at: datetime
@@ -286,18 +288,122 @@ class InitialAssessment(BaseModel):
         return self
 
 
+def _aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None:
+        raise ValueError(f"{name} needs a timezone, e.g. 2026-11-30T09:00:00+07:00")
+
+
+class _Form(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+Signer = Literal["chairman", "deputy"]
+
+
+class EmergencyMeasures(_Form):
+    """The emergency intervention where the initial assessment found serious danger (Art. 26(3), 31): what was done to
+    keep the child safe, by the commune's cp_officer. A separation from the parents needs the chairman's decision."""
+
+    measures: str = Field(min_length=1, max_length=4000, description="what was done to keep the child safe (kept in routing only)")
+    separation_proposed: bool = Field(False, description="whether temporary care away from the parents is proposed to the chairman")
+    taken_by: str = Field(min_length=1, max_length=200, description="who took the measures")
+    taken_at: datetime = Field(description="when, with its timezone; not before the report, not ahead of now")
+
+    @model_validator(mode="after")
+    def _tz(self) -> EmergencyMeasures:
+        _aware(self.taken_at, "taken_at")
+        return self
+
+
+class CareDecision(_Form):
+    """The chairman's decision on temporary care away from the parents (Art. 32): at most 15 days unless extended;
+    its end date is watched. A new version extends or corrects it."""
+
+    decision_no: str = Field(min_length=1, max_length=60, description="the decision's number, e.g. 12/QĐ-UBND")
+    placement: str = Field(min_length=1, max_length=1000, description="where and with whom the child is cared for (kept in routing only)")
+    starts_on: date
+    ends_on: date = Field(description="the care's last day: at most 15 days after starts_on, counting both, unless extended")
+    extension_reason: str = Field("", max_length=2000, description="required when the care lasts more than 15 days")
+    signed_by: str = Field(min_length=1, max_length=200)
+    signed_as: Signer = Field(description="chairman, or deputy (KT. CHỦ TỊCH)")
+
+
+class DetailedAssessment(_Form):
+    """Mẫu 03: the detailed assessment and the needs meeting's minutes."""
+
+    meeting_at: datetime = Field(description="when the needs meeting was held, with its timezone")
+    participants: str = Field(min_length=1, max_length=2000, description="who took part (the units and the family)")
+    needs: str = Field(min_length=1, max_length=4000, description="the child's needs the meeting found")
+    findings: str = Field("", max_length=4000, description="what the assessment found besides")
+    assessed_by: str = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _tz(self) -> DetailedAssessment:
+        _aware(self.meeting_at, "meeting_at")
+        return self
+
+
+class PlanTask(_Form):
+    task: str = Field(
+        min_length=1, max_length=500, description="what the unit must do, as its inbox will show it: say it without the child's name"
+    )
+    unit_id: str = Field(description="the unit responsible, of the case's commune, e.g. 25349.health or 25349.school.th-a")
+    due_on: date = Field(description="the day by which it is done")
+    cost_vnd: int = Field(0, ge=0, le=10_000_000_000, description="the cost in đồng, 0 if none")
+    funding: str = Field("", max_length=200, description="who pays (the commune's budget, a programme, ...)")
+
+
+class SupportPlan(_Form):
+    """Mẫu 04: the support and intervention plan, within 5 working days; the chairman approves it (Mẫu 05)."""
+
+    goals: str = Field(min_length=1, max_length=4000, description="the child's needs the plan answers and its goals")
+    tasks: list[PlanTask] = Field(min_length=1, max_length=30, description="each becomes an assignment of its unit when the plan is approved")
+    drafted_by: str = Field(min_length=1, max_length=200)
+
+
+class PlanApproval(_Form):
+    """Mẫu 05: the chairman's decision approving the plan's current version; its tasks go to their units at once."""
+
+    decision_no: str = Field(min_length=1, max_length=60, description="the decision's number, e.g. 15/QĐ-UBND")
+    approved_on: date
+    signed_by: str = Field(min_length=1, max_length=200)
+    signed_as: Signer = Field(description="chairman, or deputy (KT. CHỦ TỊCH)")
+
+
+class Review(_Form):
+    """Mẫu 06: the review of the child's situation, each factor high / medium / low and the overall level. Low: the
+    case may close; medium or high: back to planning."""
+
+    harm_severity: RiskLevel = Field(description="how severe the harm is")
+    abuser_access: RiskLevel = Field(description="the risk from the abuser's access to the child")
+    care_obstacles: RiskLevel = Field(description="the obstacles in the child's care environment")
+    child_capacity: RiskLevel = Field(description="the risk from the child's (lack of) capacity to protect itself and recover")
+    overall: RiskLevel = Field(description="the overall level of risk")
+    notes: str = Field("", max_length=4000)
+    reviewed_by: str = Field(min_length=1, max_length=200)
+    reviewed_at: datetime
+
+    @model_validator(mode="after")
+    def _tz(self) -> Review:
+        _aware(self.reviewed_at, "reviewed_at")
+        return self
+
+
 class StepDeadlineRead(BaseModel):
     step: str = Field(description="the step due next")
     due_at: datetime | None = Field(description="when it is missed; null when the holidays calendar does not cover the period")
     overdue: bool
     escalated_at: datetime | None = Field(None, description="when the watcher found it missed and told the chairman (once)")
-    watched: bool = Field(description="whether this deadline escalates (in this version: the initial assessment's only)")
+    watched: bool = Field(description="whether this deadline escalates (the initial assessment's and the plan's)")
     note: str | None = None
 
 
 class ProcessRecordRead(BaseModel):
     record_id: str
-    form: str = Field(description="initial_assessment (Mẫu 02)")
+    form: str = Field(
+        description="initial_assessment (Mẫu 02), emergency_measures, care_decision, detailed_assessment (Mẫu 03), plan (Mẫu 04), "
+        "plan_approval (Mẫu 05) or review (Mẫu 06)"
+    )
     version: int = Field(description="1, then one more for each amendment; every version is kept")
     current: bool
     data: dict
@@ -322,3 +428,5 @@ class ProcessRead(BaseModel):
     deadline: StepDeadlineRead | None
     records: list[ProcessRecordRead] = Field(description="every version of every record, oldest first")
     history: list[StepChangeRead]
+    care_ends_at: datetime | None = Field(None, description="the end of the temporary care decided by the chairman (24:00 of its last day)")
+    care_escalated_at: datetime | None = Field(None, description="when the watcher told the chairman the care had reached its end (once)")

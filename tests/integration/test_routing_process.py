@@ -99,13 +99,14 @@ class TestTheInitialAssessment:
         read = answer.json()
         assert read["step"] == "initial_assessment"
         assert read["allowed"] == ["emergency_measures", "detailed_assessment"]
-        assert read["deadline"]["step"] == "plan" and not read["deadline"]["watched"]
+        # Next: the plan, within 5 working days of the report, watched in its turn.
+        assert read["deadline"]["step"] == "plan" and read["deadline"]["watched"] and not read["deadline"]["overdue"]
         [record] = read["records"]
         assert (record["form"], record["version"], record["current"], record["recorded_by"]) == ("initial_assessment", 1, True, CP)
         assert record["data"]["danger_level"] == "high" and record["data"]["urgent_protection"] is True
         [change] = read["history"]
         assert (change["from_step"], change["to_step"], change["record_id"]) == ("received", "initial_assessment", record["record_id"])
-        assert (await case_row(routing, incident_id)).step_due_at is None
+        assert (await case_row(routing, incident_id)).step_due_at == datetime.fromisoformat(read["deadline"]["due_at"])
         # Past the 12 hours nothing is escalated: the deadline was met.
         assert await watcher(routing, received + TWELVE_HOURS + timedelta(hours=1)).tick_steps() == 0
         assert await outbox(routing, "incident.step_overdue") == []
@@ -188,10 +189,12 @@ class TestTheDeadline:
         assert datetime.fromisoformat(payload["at"]) == late
         deadline = (await get_process(routing, incident_id)).json()["deadline"]
         assert deadline["overdue"] and datetime.fromisoformat(deadline["escalated_at"]) == late
-        # A late assessment still moves the case on; the escalation stays on record.
+        # A late assessment still moves the case on: the escalation stays in the outbox (and intake's timeline), and
+        # the plan's deadline, a new one, is watched unflagged.
         answer = await post_assessment(routing, incident_id)
         assert answer.status_code == 200 and answer.json()["step"] == "initial_assessment"
-        assert (await case_row(routing, incident_id)).step_overdue_at == late
+        row = await case_row(routing, incident_id)
+        assert row.step_overdue_at is None and row.step_due_at > late
         assert len(await outbox(routing, "incident.step_overdue")) == 1
 
     async def test_two_watchers_at_once_escalate_once(self, routing):

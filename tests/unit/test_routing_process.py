@@ -9,7 +9,7 @@ import pytest
 from services.routing import process
 from services.routing.process import Actor, Step, StepCannotMove
 from shared.auth import Principal
-from shared.errors import Forbidden
+from shared.errors import Conflict, Forbidden
 from shared.workdays import VN, load_calendar
 
 CALENDAR = load_calendar()
@@ -123,11 +123,80 @@ def test_the_tet_calendar_is_the_one_assumed():
     assert date(2026, 2, 17) in CALENDAR.days_off
 
 
-def test_only_the_initial_assessment_deadline_is_watched_and_it_goes_to_the_chairman():
-    received = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
-    assert process.watched_due(Step.received, received) == received + timedelta(hours=12)
-    for step in Step:
-        if step is not Step.received:
-            assert process.watched_due(step, received) is None
+def test_the_initial_assessment_and_the_plan_deadlines_are_watched_and_go_to_the_chairman():
+    received = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 08:00 in Vietnam
+    assert process.watched_due(Step.received, received, CALENDAR) == received + timedelta(hours=12)
+    plan_due = datetime(2026, 3, 10, tzinfo=VN)  # the end of Monday 9 March, the 5th working day after the 2nd
+    for step in (Step.initial_assessment, Step.emergency_measures, Step.detailed_assessment):
+        assert process.watched_due(step, received, CALENDAR) == plan_due
+        assert process.overdue_step(step) is Step.plan
+    for step in (Step.plan, Step.plan_approved, Step.implementation, Step.review, Step.closed):
+        assert process.watched_due(step, received, CALENDAR) is None
     assert process.overdue_step(Step.received) is Step.initial_assessment
     assert process.escalate_to("25349") == ("25349.chairman",)
+
+
+def test_a_plan_deadline_past_the_calendar_is_shown_with_its_note_and_not_watched():
+    received = datetime(2026, 12, 28, 2, 0, tzinfo=UTC)  # 2027 is not in the holidays file
+    assert process.watched_due(Step.initial_assessment, received, CALENDAR) is None
+    due = process.deadline(Step.initial_assessment, received, CALENDAR)
+    assert due.due_at is None and "2027" in due.note
+
+
+@pytest.mark.parametrize(
+    ("current", "form", "actor", "moves_to"),
+    [
+        (Step.received, process.Form.initial_assessment, Actor.cp_officer, Step.initial_assessment),
+        (Step.initial_assessment, process.Form.initial_assessment, Actor.cp_officer, None),  # an amendment
+        (Step.initial_assessment, process.Form.emergency_measures, Actor.cp_officer, Step.emergency_measures),
+        (Step.emergency_measures, process.Form.care_decision, Actor.chairman, None),  # a decision, no step
+        (Step.implementation, process.Form.care_decision, Actor.chairman, None),  # an extension
+        (Step.emergency_measures, process.Form.detailed_assessment, Actor.cp_officer, Step.detailed_assessment),
+        (Step.detailed_assessment, process.Form.plan, Actor.cp_officer, Step.plan),
+        (Step.plan, process.Form.plan, Actor.cp_officer, None),  # amended before approval: a new version
+        (Step.plan, process.Form.plan_approval, Actor.chairman, Step.plan_approved),
+        (Step.implementation, process.Form.review, Actor.cp_officer, Step.review),
+        (Step.review, process.Form.review, Actor.cp_officer, None),
+        (Step.review, process.Form.plan, Actor.cp_officer, Step.plan),  # back to planning
+    ],
+)
+def test_what_recording_a_form_does(current, form, actor, moves_to):
+    assert process.record(current, form, actor) == moves_to
+
+
+@pytest.mark.parametrize(
+    ("current", "form", "actor", "error"),
+    [
+        (Step.plan, process.Form.plan_approval, Actor.cp_officer, Forbidden),  # the chairman approves
+        (Step.emergency_measures, process.Form.care_decision, Actor.cp_officer, Forbidden),
+        (Step.received, process.Form.review, Actor.cp_officer, StepCannotMove),
+        (Step.received, process.Form.care_decision, Actor.chairman, StepCannotMove),  # no assessment yet
+        (Step.implementation, process.Form.plan, Actor.cp_officer, StepCannotMove),  # review first
+        (Step.implementation, process.Form.plan_approval, Actor.chairman, StepCannotMove),  # a decision is not amended
+        (Step.review, process.Form.initial_assessment, None, Forbidden),
+        (Step.closed, process.Form.initial_assessment, Actor.cp_officer, StepCannotMove),
+    ],
+)
+def test_what_recording_a_form_may_not_do(current, form, actor, error):
+    with pytest.raises(error):
+        process.record(current, form, actor)
+
+
+def test_a_case_closes_from_review_only_at_low_risk():
+    process.may_close(Step.review, "low")
+    for level in ("medium", "high"):
+        with pytest.raises(Conflict) as caught:
+            process.may_close(Step.review, level)
+        assert caught.value.detail["allowed"] == ["plan"] and level in caught.value.detail["message"]
+    process.may_close(Step.initial_assessment, None)  # a report found groundless
+    with pytest.raises(StepCannotMove):
+        process.may_close(Step.closed, None)
+
+
+def test_temporary_care_lasts_15_days_unless_extended_with_a_reason():
+    start = date(2026, 12, 1)
+    assert process.care_problems(start, date(2026, 12, 15), "") == []
+    assert process.care_problems(start, date(2026, 12, 16), "")[0][0] == "extension_reason"
+    assert process.care_problems(start, date(2026, 12, 30), "the family is not yet safe") == []
+    assert process.care_problems(start, date(2026, 11, 30), "")[0][0] == "ends_on"
+    assert process.end_of_day(date(2026, 12, 15)) == datetime(2026, 12, 16, tzinfo=VN)
