@@ -107,9 +107,9 @@ def test_the_plan_is_due_5_working_days_after_the_day_of_receipt():
 
 
 def test_a_plan_deadline_past_the_calendar_is_shown_as_unknown_never_guessed():
-    received = datetime(2026, 12, 30, 9, 0, tzinfo=VN)
+    received = datetime(2027, 12, 30, 9, 0, tzinfo=VN)
     due = process.deadline(Step.initial_assessment, received, CALENDAR)
-    assert due.step is Step.plan and due.due_at is None and "2027" in due.note
+    assert due.step is Step.plan and due.due_at is None and "2028" in due.note
     assert not due.missed(datetime(2030, 1, 1, tzinfo=UTC))
 
 
@@ -137,10 +137,10 @@ def test_the_initial_assessment_and_the_plan_deadlines_are_watched_and_go_to_the
 
 
 def test_a_plan_deadline_past_the_calendar_is_shown_with_its_note_and_not_watched():
-    received = datetime(2026, 12, 28, 2, 0, tzinfo=UTC)  # 2027 is not in the holidays file
+    received = datetime(2027, 12, 28, 2, 0, tzinfo=UTC)  # 2028 is not in the holidays file
     assert process.watched_due(Step.initial_assessment, received, CALENDAR) is None
     due = process.deadline(Step.initial_assessment, received, CALENDAR)
-    assert due.due_at is None and "2027" in due.note
+    assert due.due_at is None and "2028" in due.note
 
 
 @pytest.mark.parametrize(

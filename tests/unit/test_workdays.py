@@ -31,8 +31,8 @@ def end_of(day: date) -> datetime:
 
 
 class TestTheShippedCalendar:
-    def test_it_covers_2024_to_2026(self):
-        assert CALENDAR.years == {2024, 2025, 2026}
+    def test_it_covers_2024_to_2027(self):
+        assert CALENDAR.years == {2024, 2025, 2026, 2027}
 
     @pytest.mark.parametrize(
         ("first", "last"),
@@ -132,8 +132,12 @@ class TestPeriods:
 
     def test_a_period_into_a_year_the_calendar_lacks_is_refused(self):
         with pytest.raises(UncoveredYear) as caught:
-            add_working_days(vn(2026, 12, 28, 10, 0), 5, CALENDAR)
-        assert caught.value.year == 2027
+            add_working_days(vn(2027, 12, 28, 10, 0), 5, CALENDAR)
+        assert caught.value.year == 2028
+
+    def test_2027_counts_over_the_tet_assumed_until_the_notice(self):
+        # Thursday 4 February 2027: Tết Đinh Mùi off from Friday 5 to Thursday 11 February (verify: in the file).
+        assert add_working_days(vn(2027, 2, 4, 9, 0), 5, CALENDAR) == vn(2027, 2, 19, 0, 0)
 
 
 def calendar_file(**year):
