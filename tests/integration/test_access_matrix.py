@@ -80,6 +80,33 @@ def ASSESSMENT() -> dict:  # noqa: N802 - a body like the constants beside it, m
     }
 
 
+def MEASURES() -> dict:  # noqa: N802
+    return {"measures": "đưa trẻ đến nơi an toàn", "taken_by": "Công an xã", "taken_at": utcnow().isoformat()}
+
+
+def CARE() -> dict:  # noqa: N802
+    today = utcnow().date()
+    return {
+        "decision_no": "1/QĐ-UBND", "placement": "nhà bà ngoại", "starts_on": today.isoformat(), "ends_on": today.isoformat(),
+        "signed_by": "Chủ tịch", "signed_as": "chairman",
+    }
+
+
+def DETAILED() -> dict:  # noqa: N802
+    return {"meeting_at": utcnow().isoformat(), "participants": "các đơn vị", "needs": "chăm sóc", "assessed_by": "Cán bộ xã"}
+
+
+def PLAN() -> dict:  # noqa: N802
+    task = {"task": "khám sức khỏe", "unit_id": "25349.health", "due_on": utcnow().date().isoformat()}
+    return {"goals": "an toàn", "tasks": [task], "drafted_by": "Cán bộ xã"}
+
+
+def REVIEW() -> dict:  # noqa: N802
+    levels = dict.fromkeys(("harm_severity", "abuser_access", "care_obstacles", "child_capacity", "overall"), "low")
+    return levels | {"reviewed_by": "Cán bộ xã", "reviewed_at": utcnow().isoformat()}
+
+
+APPROVAL = {"decision_no": "2/QĐ-UBND", "approved_on": "2026-11-30", "signed_by": "Chủ tịch", "signed_as": "chairman"}
 CORRECTION = {name: value for name, value in ACTIVITY.items() if name != "unit_id"}  # a correction keeps the unit
 DOCUMENT = "/v1/reports/25349/2025-6M/document"
 RULES: dict[tuple[str, str], Rule] = {
@@ -158,6 +185,26 @@ RULES: dict[tuple[str, str], Rule] = {
     # The case process (issue 17): the commune's cp_officer records (a second call is an amendment) and reads.
     ("POST", "/v1/incidents/{incident_id}/assessment"): Rule(
         "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/assessment", None, ASSESSMENT())
+    ),
+    # The steps after it, in the order the routes are served (each moves the seeded case on): the chairman's forms are
+    # the chairman's alone, the others the cp_officer's.
+    ("POST", "/v1/incidents/{incident_id}/emergency-measures"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/emergency-measures", None, MEASURES())
+    ),
+    ("POST", "/v1/incidents/{incident_id}/care-decision"): Rule(
+        "25349.chairman", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/care-decision", None, CARE())
+    ),
+    ("POST", "/v1/incidents/{incident_id}/detailed-assessment"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/detailed-assessment", None, DETAILED())
+    ),
+    ("POST", "/v1/incidents/{incident_id}/plan"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/plan", None, PLAN())
+    ),
+    ("POST", "/v1/incidents/{incident_id}/plan-approval"): Rule(
+        "25349.chairman", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/plan-approval", None, APPROVAL)
+    ),
+    ("POST", "/v1/incidents/{incident_id}/review"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/review", None, REVIEW())
     ),
     ("GET", "/v1/incidents/{incident_id}/process"): Rule(
         "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/process", None, None)
@@ -448,3 +495,14 @@ async def test_a_one_time_password_must_be_changed_before_anything_else(services
     async with client(services["reporting"]) as http:
         answer = await http.get("/v1/summaries/25349", params={"period": "2025"}, headers=bearer(tokens["must_change"]))
     assert answer.status_code == 403 and "password" not in answer.text  # the unit's scope now, not the password rule
+
+
+async def test_the_communes_chairman_reads_the_case_file_another_communes_does_not(services):
+    # domain.md section 7: the lead unit, the reporting unit, the commune's cp_officer and chairman see the case file.
+    tokens = await _tokens(services["intake"])
+    world = await _seed(services, tokens)
+    async with client(services["intake"]) as http:
+        mine = await http.get(f"/v1/incidents/{world.incident_id}", headers=bearer(tokens["25349.chairman"]))
+        other = await http.get(f"/v1/incidents/{world.incident_id}", headers=bearer(tokens["25348.chairman"]))
+    assert mine.status_code == 200 and _leaks(mine, world)
+    assert other.status_code in (403, 404) and not _leaks(other, world)
