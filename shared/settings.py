@@ -195,6 +195,9 @@ class NotifySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BAOVE_NOTIFY_", extra="ignore")
 
     interval_seconds: float = Field(1.0, gt=0, description="how often the delivery loop looks for due deliveries")
+    measure_seconds: float = Field(
+        2.0, ge=0, description="at most how often the delivery loop reads the pending gauges (it ticks on every commit's wake)"
+    )
     retry_seconds: list[float] = Field(
         list(WEBHOOK_RETRY_SECONDS), min_length=1, description="the waits between attempts; after the last one a delivery fails"
     )

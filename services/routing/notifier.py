@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select, update
@@ -51,6 +52,7 @@ class Notifier:
         self.batch_size = batch_size
         self.lease = timedelta(seconds=settings.timeout_seconds + 30)
         self._wake = asyncio.Event()
+        self._measured_at = float("-inf")
 
     def wake(self) -> None:
         """New deliveries were committed: send them now rather than at the next tick."""
@@ -154,6 +156,11 @@ class Notifier:
         )
 
     async def _measure(self) -> None:
+        """The pending gauges, at most every `measure_seconds`: a tick runs on every commit's wake, and the count and
+        minimums scan the pending rows (the alerts they feed wait minutes, not milliseconds)."""
+        if time.monotonic() - self._measured_at < self.settings.measure_seconds:
+            return
+        self._measured_at = time.monotonic()
         emergency = case((Delivery.urgency == Urgency.emergency.value, Delivery.created_at))
         async with self.runtime.sessionmaker() as session:
             count, oldest, oldest_emergency = (

@@ -28,7 +28,7 @@ CP_OFFICER = "25349.cp_officer"
 
 
 def quick(**overrides) -> NotifySettings:
-    values = {"interval_seconds": 0.05, "retry_seconds": [0.2, 0.2, 0.2, 0.2], "jitter": 0.1, "timeout_seconds": 3.0, "allow_private": True}
+    values = {"interval_seconds": 0.05, "measure_seconds": 0.0, "retry_seconds": [0.2, 0.2, 0.2, 0.2], "jitter": 0.1, "timeout_seconds": 3.0, "allow_private": True}
     return NotifySettings(**(values | overrides))
 
 
