@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
 
 from shared.labels_vi import DOCUMENT_STATUS, TIMELINESS
+from shared.plans import PlanNotFound, load_plan
 
 from . import forms, vi
 from .cases import inbox_filters, inbox_params, inbox_rows
@@ -153,8 +154,24 @@ async def commune_cases(request: Request) -> Response:
 # -- the commune's report document: drafting, sign-off, downloads --------------------------------------------
 
 
-def plan_period_now(today: date) -> str:
-    """The plan period whose report is being written now: the 6-month one from May, the annual one from November."""
+# A report is being written from about a month before its due date (the plan's reporting section).
+WRITING_STARTS = timedelta(days=31)
+
+
+def plan_period_now(commune: str, today: date, lookup=load_plan) -> str:
+    """The plan period whose report is being written now: of the commune's plans (last year's, this year's, next
+    year's), the last report whose writing has begun (a month before its due date); without a plan, the 6-month one
+    from May and the annual one from November."""
+    periods = []
+    for year in (today.year - 1, today.year, today.year + 1):
+        try:
+            plan = lookup(commune, year)
+        except PlanNotFound:
+            continue
+        periods += [(r.due, f"{plan.year}-{r.period}") for r in plan.reporting.reports]
+    begun = [period for due, period in sorted(periods) if due - WRITING_STARTS <= today]
+    if begun:
+        return begun[-1]
     if today.month >= 11:
         return f"{today.year}-12M"
     if today.month >= 5:
@@ -162,9 +179,9 @@ def plan_period_now(today: date) -> str:
     return f"{today.year - 1}-12M"
 
 
-def _plan_period(request: Request) -> str:
+def _plan_period(request: Request, commune: str) -> str:
     asked = request.query_params.get("period", "")
-    return asked if PLAN_PERIOD.match(asked) else plan_period_now(datetime.now(vi.VN).date())
+    return asked if PLAN_PERIOD.match(asked) else plan_period_now(commune, datetime.now(vi.VN).date())
 
 
 def _plan_periods(today: date) -> list[tuple[str, str]]:
@@ -188,7 +205,7 @@ async def document_page(request: Request, notice: str | None = None, errors: dic
     commune = request.path_params["code"]
     if not _may_open(session, commune):
         raise NotFound()
-    period = _plan_period(request)
+    period = _plan_period(request, commune)
     documents = await _document(request, session, commune, period)
     current_version = (documents or {}).get("current")
     narrative = (form or {}).get("narrative") or (current_version or {}).get("narrative") or {}
