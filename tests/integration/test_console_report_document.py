@@ -45,8 +45,6 @@ async def post(browser: httpx.AsyncClient, **fields) -> httpx.Response:
 
 class TestTheReportScreen:
     async def test_drafted_signed_and_sent_from_the_console_then_seen_by_the_district(self, console, world: World):
-        if "postgres" in world.database_url:
-            pytest.skip("the screen's flow is the API's; the API runs on both databases in test_report_documents.py")
         await fill(world)
         world.clock.now = datetime(2025, 5, 2, tzinfo=UTC)
         await world.generate()
