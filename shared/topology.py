@@ -89,8 +89,9 @@ class ConsumerQueue:
 ROUTING_INCIDENTS = ConsumerQueue(
     "routing",
     "incidents",
-    ("incident.reported", "incident.erased"),
-    "Routing decides the units for each reported incident and fills their inboxes; it blanks an erased incident's case.",
+    ("incident.reported", "incident.erased", "incident.linked"),
+    "Routing decides the units for each reported incident and fills their inboxes; it blanks an erased incident's case; "
+    "a report linked to an earlier one of the same child joins that case's process.",
 )
 REPORTING_EVENTS = ConsumerQueue(
     "reporting",

@@ -229,7 +229,7 @@ PROCESS_CONFLICT = {409: {"model": ConflictBody, "description": "not allowed at 
 
 def _process(incident: RoutedIncident, records: list, history: list, calendar, now: datetime) -> ProcessRead:
     step = process.Step(incident.step)
-    due = process.deadline(step, incident.received_at, calendar)
+    due = process.deadline(step, incident.received_at, calendar) if incident.linked_to is None else None
     deadline = None
     if due is not None:
         watched = due.step in process.WATCHED and incident.step_due_at is not None
@@ -247,7 +247,7 @@ def _process(incident: RoutedIncident, records: list, history: list, calendar, n
         incident_id=incident.incident_id,
         commune_code=incident.commune_code,
         step=step.value,
-        allowed=[s.value for s in process.allowed(step)],
+        allowed=[s.value for s in process.allowed(step)] if incident.linked_to is None else [],
         received_at=incident.received_at,
         deadline=deadline,
         records=[
@@ -260,6 +260,7 @@ def _process(incident: RoutedIncident, records: list, history: list, calendar, n
         history=[StepChangeRead(from_step=h.from_step, to_step=h.to_step, at=h.at, by=h.principal, record_id=h.record_id) for h in history],
         care_ends_at=incident.care_ends_at,
         care_escalated_at=incident.care_overdue_at,
+        linked_to=incident.linked_to,
     )
 
 

@@ -11,8 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.auth import Principal, parse_unit_id
 from shared.db import new_id, on_postgresql
 from shared.enums import AssignmentStatus, RiskLevel, Role, UnitType
-from shared.errors import Forbidden, Invalid, NotFound
-from shared.events import Envelope, IncidentCareDecided, IncidentClosed, IncidentClosureRecorded, IncidentReopened, IncidentStepChanged
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.events import (
+    Envelope,
+    Event,
+    IncidentCareDecided,
+    IncidentClosed,
+    IncidentClosureRecorded,
+    IncidentLinked,
+    IncidentReopened,
+    IncidentStepChanged,
+)
 from shared.uow import UnitOfWork
 from shared.workdays import WorkCalendar
 
@@ -215,6 +224,16 @@ async def record_form(
     current = process.Step(incident.step)
     if incident.status == CaseStatus.closed.value:
         raise process.StepCannotMove(process.Step.closed, process.FORM_STEP[form] or current)
+    if incident.linked_to is not None:
+        raise Conflict(
+            {
+                "message": f"this report was linked to {incident.linked_to}, an earlier report of the same child: record the "
+                "process's forms on that case",
+                "current": current.value,
+                "linked_to": incident.linked_to,
+                "allowed": [],
+            }
+        )
     target = process.record(current, form, process.actor_of(principal, incident.commune_code))
     problems = _problems(form, data, incident, now)
     if form is process.Form.plan and not problems:
@@ -328,3 +347,24 @@ async def read_process(session: AsyncSession, incident_id: str, principal: Princ
         await session.execute(select(StepChange).where(StepChange.incident_id == incident_id).order_by(StepChange.at, StepChange.id))
     ).scalars().all()
     return incident, list(records), list(history)
+
+
+async def handle_linked(session: AsyncSession, event: Event, envelope: Envelope) -> list[Envelope]:
+    """incident.linked (intake, the cp_officer's decision): the later report joins the earlier one's case. Its own
+    process stops there (no deadline watched, no form recorded on it); its assignments stay as they are. Idempotent."""
+    if not isinstance(event, IncidentLinked):
+        return []
+    root = event.linked_to
+    for _ in range(10):  # the earlier report may itself have been linked: its case is the one at the end of the chain
+        onward = (await session.execute(select(RoutedIncident.linked_to).where(RoutedIncident.incident_id == root))).scalar_one_or_none()
+        if onward is None or onward == event.incident_id:
+            break
+        root = onward
+    done = await session.execute(
+        update(RoutedIncident)
+        .where(RoutedIncident.incident_id == event.incident_id)
+        .values(linked_to=root, step_due_at=None, care_ends_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    log.info("incident linked", extra={"incident_id": event.incident_id, "linked_to": root, "found": done.rowcount == 1})
+    return []

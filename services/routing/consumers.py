@@ -6,22 +6,28 @@ from functools import partial
 
 from sqlalchemy import event as sqlalchemy_event
 
-from shared.events import Envelope, Event, IncidentErased
+from shared.events import Envelope, Event, IncidentErased, IncidentLinked
 from shared.runtime import Runtime, Work
 from shared.topology import ROUTING_INCIDENTS, ROUTING_NOTIFY
 
+from .cases import handle_linked
 from .erasure import handle_erased
 from .notify import record_deliveries
 from .reported import handle_reported
 
 
 def incident_work(runtime: Runtime) -> Work:
-    """The routing.incidents handler: incident.reported with the runtime's rule sets, clock and metrics; incident.erased."""
+    """The routing.incidents handler: incident.reported with the runtime's rule sets, clock and metrics; incident.erased;
+    incident.linked."""
     state = runtime.api.state
     reported = partial(handle_reported, rule_sets=state.rule_sets, clock=state.clock, metrics=state.metrics)
 
     async def work(session, event: Event, envelope: Envelope) -> list[Envelope]:
-        return await (handle_erased if isinstance(event, IncidentErased) else reported)(session, event, envelope)
+        if isinstance(event, IncidentErased):
+            return await handle_erased(session, event, envelope)
+        if isinstance(event, IncidentLinked):
+            return await handle_linked(session, event, envelope)
+        return await reported(session, event, envelope)
 
     return work
 

@@ -53,6 +53,8 @@ class RoutedIncident(IncidentFactColumns, Base):
     # The chairman's temporary care decision (Art. 32): when its last day ends, and when the watcher told of it (once).
     care_ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     care_overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Linked by the cp_officer to an earlier report of the same child (incident.linked): its process is that case's.
+    linked_to: Mapped[str | None] = mapped_column(String(36))
 
     __table_args__ = (
         # The step watcher: unflagged, past due.

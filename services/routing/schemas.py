@@ -430,3 +430,4 @@ class ProcessRead(BaseModel):
     history: list[StepChangeRead]
     care_ends_at: datetime | None = Field(None, description="the end of the temporary care decided by the chairman (24:00 of its last day)")
     care_escalated_at: datetime | None = Field(None, description="when the watcher told the chairman the care had reached its end (once)")
+    linked_to: str | None = Field(None, description="the earlier report of the same child whose case this report joined: its process is there")

@@ -11,10 +11,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from services.routing.cases import handle_linked
 from services.routing.deadlines import DeadlineWatcher
 from services.routing.erasure import handle_erased
 from services.routing.models import Assignment, RoutedIncident, outbox_message
-from shared.events import IncidentErased
+from shared.events import IncidentErased, IncidentLinked
 from shared.workdays import VN
 from tests.routing_support import MovedClock, close_runtime, reported, route, routing_runtime
 from tests.support import bearer, client, issue_token
@@ -327,3 +328,21 @@ async def test_an_erasure_blanks_every_forms_free_text_and_the_plans_tasks(routi
         tasks = (await session.execute(select(Assignment.task).where(Assignment.incident_id == incident_id, Assignment.rule == "plan"))).scalars().all()
         assert tasks and all(t is None for t in tasks)
         assert (await session.get(RoutedIncident, incident_id)).step == "implementation"
+
+
+async def test_a_report_linked_to_an_earlier_one_joins_its_case_and_its_own_deadline_stops(routing):
+    # The school and the hamlet reported the same child; the cp_officer linked the later report to the earlier.
+    earlier = await new_case(routing, datetime.now(UTC) - timedelta(hours=3))
+    later = await new_case(routing, datetime.now(UTC) - timedelta(hours=2))
+    linked = IncidentLinked(incident_id=later, linked_to=earlier, commune_code="25349", by=CP, at=datetime.now(UTC))
+    for _ in range(2):  # redelivered: the same outcome
+        async with routing.sessionmaker() as session, session.begin():
+            await handle_linked(session, linked, linked.envelope(correlation_id=later, producer="intake"))
+    read = await process_of(routing, later)
+    assert (read["linked_to"], read["deadline"], read["allowed"]) == (earlier, None, [])
+    refused = await post(routing, f"/v1/incidents/{later}/assessment", CP, ASSESSMENT | {"assessed_at": now_iso()})
+    assert refused.status_code == 409 and refused.json()["detail"]["linked_to"] == earlier
+    # Past 12 hours only the earlier report's missing assessment is told to the chairman.
+    assert await watcher(routing, datetime.now(UTC) + timedelta(hours=13)).tick_steps() == 1
+    assert [e["payload"]["incident_id"] for e in await outbox(routing, "incident.step_overdue")] == [earlier]
+    await record(routing, earlier, "assessment", CP, ASSESSMENT | {"assessed_at": now_iso()})
