@@ -20,7 +20,7 @@ from docx.shared import Mm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.reporting.docx_tables import BODY_PT, FONT, page_setup, paragraph, set_font  # noqa: E402
+from shared.docx_tables import BODY_PT, FONT, page_setup, paragraph, set_font  # noqa: E402
 
 CENTER, JUSTIFY = WD_ALIGN_PARAGRAPH.CENTER, WD_ALIGN_PARAGRAPH.JUSTIFY
 

@@ -435,7 +435,7 @@ def to_docx(context: Mapping[str, Any], template: Path = DOCX_TEMPLATE) -> bytes
     """Fill the template (docxtpl); the tables are built into it as sub-documents."""
     from docxtpl import DocxTemplate
 
-    from .docx_tables import add_table
+    from shared.docx_tables import add_table
 
     doc = DocxTemplate(str(template))
 

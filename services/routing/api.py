@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
 
-from shared.deps import AppRuntime, Caller, Now, Uow, from_state
+from shared.deps import AppHierarchy, AppRuntime, Caller, Now, Uow, from_state
 from shared.enums import AssignmentStatus, Role, Urgency
 from shared.metrics import RoutingMetrics
 from shared.workdays import WorkCalendar
 
-from . import assignments, cases, inbox, lifecycle, process, registry, rulesets, subscriptions
+from . import assignments, cases, documents, inbox, lifecycle, process, registry, rulesets, subscriptions
 from .models import Assignment, Delivery, RoutedIncident, RuleSet, Subscription
 from .rules import RuleTable
 from .schemas import (
@@ -324,9 +326,42 @@ async def record_review(body: Review, uow: Uow, now: Now, calendar: Calendar, in
     tags=["process"],
     responses={**ERRORS, **PROCESS_SCOPE},
 )
-async def read_process(uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
-    """The case's step of the Decree 56/2017 process, the deadline it is under, every version of its records and its history."""
-    return _process(*await cases.read_process(uow.session, incident_id, principal), calendar, now)
+async def read_process(uow: Uow, runtime: AppRuntime, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
+    """The case's step of the Decree 56/2017 process, the deadline it is under, every version of its records and its history (audited)."""
+    read = await cases.read_process(uow.session, incident_id, principal)
+    await runtime.audit_reads(principal, "GET /v1/incidents/{incident_id}/process", [incident_id])
+    return _process(*read, calendar, now)
+
+
+@router.get(
+    "/incidents/{incident_id}/process/records/{record_id}.{fmt}",
+    response_class=Response,
+    tags=["process"],
+    responses={
+        **ERRORS, **PROCESS_SCOPE,
+        200: {"description": "the record's version as the printed form (Mẫu 02-06, the chairman's decisions)",
+              "content": {documents.MEDIA_TYPES["docx"]: {}, documents.MEDIA_TYPES["pdf"]: {}}},
+    },
+)
+async def print_record(
+    uow: Uow, runtime: AppRuntime, hierarchy: AppHierarchy, incident_id: str, record_id: str, fmt: Literal["docx", "pdf"], principal: Caller
+):
+    """One version of a process record as its printed form, DOCX or PDF (Decree 30/2020 layout: the commune's People's
+    Committee, its number, place and date, the version it replaces, the signer); for the same people as the process
+    (the commune's cp_officer and chairman, admins), and audited as a read of the case."""
+    incident, records, record, names = await cases.read_record(uow.session, incident_id, record_id, principal)
+    await runtime.audit_reads(principal, "GET /v1/incidents/{incident_id}/process/records/{record_id}", [incident_id])
+    commune = hierarchy.commune_on(incident.commune_code, record.recorded_at.astimezone(documents.VN).date())
+    case = documents.Case(
+        incident_id=incident.incident_id, commune_code=incident.commune_code,
+        commune_name=commune.name if commune else incident.commune_code, received_at=incident.received_at,
+        hamlet=names.get(incident.hamlet or "") or None, children=(incident.case or {}).get("children") or (), unit_names=names,
+    )
+    as_printed = [documents.Record(r.id, r.form, r.version, r.data, r.recorded_at) for r in records]
+    mine = next(r for r in as_printed if r.id == record.id)
+    content = await asyncio.to_thread(documents.to_docx if fmt == "docx" else documents.to_pdf, documents.form_context(mine, as_printed, case))
+    filename = documents.file_name(mine, fmt)
+    return Response(content, media_type=documents.MEDIA_TYPES[fmt], headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.get(

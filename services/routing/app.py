@@ -6,6 +6,7 @@ from pathlib import Path
 
 from shared.clock import offset_clock
 from shared.metrics import NotifyMetrics, RoutingMetrics
+from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import RoutingSettings
 from shared.workdays import load_calendar
@@ -31,6 +32,8 @@ def create_runtime(settings: RoutingSettings | None = None) -> Runtime:
     state.rule_sets = rulesets.RuleSets()
     # The working days the process's deadlines count (issue 17); a broken holidays file stops the service here.
     state.calendar = load_calendar(settings.common.holidays_file)
+    # The commune's name as its printed forms bear it (documents.py), on the day of each record.
+    state.hierarchy = load_hierarchy()
     # Checked here, at start: a rules file the service does not understand stops it before it consumes.
     # It becomes the first rule set when none is active; later versions come from `baove rules load`.
     rules_file = settings.rules_file or DEFAULT_RULES

@@ -368,3 +368,17 @@ async def handle_linked(session: AsyncSession, event: Event, envelope: Envelope)
     )
     log.info("incident linked", extra={"incident_id": event.incident_id, "linked_to": root, "found": done.rowcount == 1})
     return []
+
+
+async def read_record(session: AsyncSession, incident_id: str, record_id: str, principal: Principal) -> tuple[RoutedIncident, list, ProcessRecord, dict[str, str]]:
+    """One record of the case to print, with the case's records and the names of the units its forms name (the plan's
+    tasks, the hamlet): for the same people as the process (read_process); another case's record is not found."""
+    incident, records, _ = await read_process(session, incident_id, principal)
+    record = next((r for r in records if r.id == record_id), None)
+    if record is None:
+        raise NotFound("no such record of this incident")
+    named = {t["unit_id"] for r in records if r.form == process.Form.plan.value for t in r.data.get("tasks") or []}
+    if incident.hamlet:
+        named.add(incident.hamlet)
+    names = {uid: name for uid, name in (await session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(named)))).all()} if named else {}
+    return incident, records, record, names

@@ -49,6 +49,8 @@ class World:
     subscription_id: str = ""
     activity_id: str = ""
     withdrawn_activity_id: str = ""
+    recorded_incident_id: str = ""  # a case with a process record (its initial assessment)
+    record_id: str = ""
 
 
 Call = Callable[[World], tuple[str, dict[str, Any] | None, dict[str, Any] | None]]
@@ -209,6 +211,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/incidents/{incident_id}/process"): Rule(
         "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/process", None, None)
     ),
+    ("GET", "/v1/incidents/{incident_id}/process/records/{record_id}.{fmt}"): Rule(
+        "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.recorded_incident_id}/process/records/{w.record_id}.docx", None, None)
+    ),
     ("POST", "/v1/subscriptions"): Rule("25349.cp_officer", 201, lambda w: ("/v1/subscriptions", None, SUBSCRIPTION)),
     ("GET", "/v1/subscriptions"): Rule(
         "25349.cp_officer", 200, lambda w: ("/v1/subscriptions", None, None),
@@ -330,6 +335,12 @@ async def _seed(services, tokens: dict) -> World:
         created = await http.post("/v1/subscriptions", json=SUBSCRIPTION, headers=bearer(tokens["25349.cp_officer"]))
     assert created.status_code == 201, created.text
     world.subscription_id = created.json()["subscription_id"]
+    async with client(routing) as http:
+        assessed = await http.post(
+            f"/v1/incidents/{acknowledged.incident_id}/assessment", json=ASSESSMENT(), headers=bearer(tokens["25349.cp_officer"])
+        )
+    assert assessed.status_code == 200, assessed.text
+    world.recorded_incident_id, world.record_id = acknowledged.incident_id, assessed.json()["records"][0]["record_id"]
     return world
 
 

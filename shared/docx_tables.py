@@ -1,7 +1,7 @@
-"""Tables and page set-up of the report's DOCX (python-docx): Times New Roman, A4 and the decree's margins.
+"""Tables and page set-up of official documents in DOCX (python-docx): Times New Roman, A4 and the decree's margins.
 
-Used by documents.to_docx for the tables (sub-documents of the template) and by scripts/make_report_templates.py,
-which builds the editable templates with the same page set-up.
+Shared by reporting's report documents (the tables of its docxtpl template, scripts/make_report_templates.py) and
+routing's Decree 56/2017 forms (routing/documents.py), so both print the same page and tables.
 """
 
 from __future__ import annotations
