@@ -485,7 +485,7 @@ async def test_every_read_of_case_details_names_a_person(services):
 async def test_a_one_time_password_must_be_changed_before_anything_else(services):
     tokens = await _tokens(services["intake"])
     world = World(incident_id="0" * 36, routed_incident_id="0" * 36, pending_assignment="0", acknowledged_assignment="0",
-                  activity_id="0", withdrawn_activity_id="0", subscription_id="0")
+                  activity_id="0", withdrawn_activity_id="0", subscription_id="0", recorded_incident_id="0" * 36, record_id="0")
     failures = []
     for name, runtime in services.items():
         async with client(runtime) as http:
