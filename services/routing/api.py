@@ -21,7 +21,9 @@ from .schemas import (
     AssignmentPage,
     AssignmentRead,
     CareDecision,
+    CaseBoard,
     CaseConflictBody,
+    CaseOnBoard,
     ChildRead,
     ConflictBody,
     ConsentRead,
@@ -229,21 +231,25 @@ PROCESS_SCOPE = {
 PROCESS_CONFLICT = {409: {"model": ConflictBody, "description": "not allowed at the case's current step; names the allowed steps"}}
 
 
+def _deadline(incident: RoutedIncident, calendar, now: datetime) -> StepDeadlineRead | None:
+    due = process.deadline(process.Step(incident.step), incident.received_at, calendar) if incident.linked_to is None else None
+    if due is None:
+        return None
+    watched = due.step in process.WATCHED and incident.step_due_at is not None
+    due_at = incident.step_due_at if watched else due.due_at
+    return StepDeadlineRead(
+        step=due.step.value,
+        due_at=due_at,
+        overdue=due_at is not None and due_at < now,
+        escalated_at=incident.step_overdue_at if watched else None,
+        watched=watched,
+        note=due.note,
+    )
+
+
 def _process(incident: RoutedIncident, records: list, history: list, calendar, now: datetime) -> ProcessRead:
     step = process.Step(incident.step)
-    due = process.deadline(step, incident.received_at, calendar) if incident.linked_to is None else None
-    deadline = None
-    if due is not None:
-        watched = due.step in process.WATCHED and incident.step_due_at is not None
-        due_at = incident.step_due_at if watched else due.due_at
-        deadline = StepDeadlineRead(
-            step=due.step.value,
-            due_at=due_at,
-            overdue=due_at is not None and due_at < now,
-            escalated_at=incident.step_overdue_at if watched else None,
-            watched=watched,
-            note=due.note,
-        )
+    deadline = _deadline(incident, calendar, now)
     latest = {r.form: r.version for r in records}
     return ProcessRead(
         incident_id=incident.incident_id,
@@ -318,6 +324,34 @@ async def record_plan_approval(body: PlanApproval, uow: Uow, now: Now, calendar:
 async def record_review(body: Review, uow: Uow, now: Now, calendar: Calendar, incident_id: str, principal: Caller):
     """The review (Mẫu 06): at low overall risk the case may be closed; at medium or high, a new plan follows."""
     return await _record(process.Form.review, body, uow, now, calendar, incident_id, principal)
+
+
+@router.get(
+    "/communes/{commune_code}/cases",
+    response_model=CaseBoard,
+    tags=["process"],
+    responses={**ERRORS, 403: {"description": "only the commune's cp_officer and chairman, and admins"}},
+)
+async def list_commune_cases(
+    uow: Uow,
+    now: Now,
+    calendar: Calendar,
+    principal: Caller,
+    commune_code: str = Path(pattern=r"^\d{5}$"),
+    step: list[process.Step] = Query([], description="only cases at these steps (repeat the parameter), e.g. plan: waiting for approval"),
+    limit: int = Query(200, ge=1, le=500),
+):
+    """The commune's open cases in the Decree 56/2017 process, soonest watched deadline first, with what is due next
+    (no personal data: ids, category, urgency, hamlet, times)."""
+    rows = await cases.commune_cases(uow.session, commune_code, principal, step, limit + 1)
+    items = [
+        CaseOnBoard(
+            incident_id=r.incident_id, category=r.category, urgency=r.urgency, hamlet=r.hamlet, received_at=r.received_at, step=r.step,
+            allowed=[s.value for s in process.allowed(process.Step(r.step))], deadline=_deadline(r, calendar, now), care_ends_at=r.care_ends_at,
+        )
+        for r in rows[:limit]
+    ]
+    return CaseBoard(items=items, truncated=len(rows) > limit)
 
 
 @router.get(

@@ -382,3 +382,25 @@ async def read_record(session: AsyncSession, incident_id: str, record_id: str, p
         named.add(incident.hamlet)
     names = {uid: name for uid, name in (await session.execute(select(Unit.id, Unit.name).where(Unit.id.in_(named)))).all()} if named else {}
     return incident, records, record, names
+
+
+async def commune_cases(
+    session: AsyncSession, commune_code: str, principal: Principal, steps: list[process.Step], limit: int
+) -> list[RoutedIncident]:
+    """The commune's open cases in the process (a linked report is its case's), soonest watched deadline first: the
+    board of its cp_officer and chairman (which assessments are due, which plans wait for approval), and admins'."""
+    if not (principal.is_admin or process.actor_of(principal, commune_code) is not None):
+        raise Forbidden(f"only {commune_code}.cp_officer, {commune_code}.chairman and admins list the commune's cases")
+    stmt = (
+        select(RoutedIncident)
+        .where(
+            RoutedIncident.commune_code == commune_code,
+            RoutedIncident.status == CaseStatus.open.value,
+            RoutedIncident.linked_to.is_(None),
+        )
+        .order_by(RoutedIncident.step_due_at.is_(None), RoutedIncident.step_due_at, RoutedIncident.received_at, RoutedIncident.incident_id)
+        .limit(limit)
+    )
+    if steps:
+        stmt = stmt.where(RoutedIncident.step.in_([s.value for s in steps]))
+    return list((await session.execute(stmt)).scalars())

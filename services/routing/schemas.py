@@ -431,3 +431,22 @@ class ProcessRead(BaseModel):
     care_ends_at: datetime | None = Field(None, description="the end of the temporary care decided by the chairman (24:00 of its last day)")
     care_escalated_at: datetime | None = Field(None, description="when the watcher told the chairman the care had reached its end (once)")
     linked_to: str | None = Field(None, description="the earlier report of the same child whose case this report joined: its process is there")
+
+
+class CaseOnBoard(BaseModel):
+    """An open case of the commune in the process, without personal data: what is due, and by when."""
+
+    incident_id: str
+    category: Category
+    urgency: Urgency
+    hamlet: str | None
+    received_at: datetime
+    step: str = Field(description="the last step done")
+    allowed: list[str] = Field(description="the steps it may go to next (plan: waiting for the chairman's approval)")
+    deadline: StepDeadlineRead | None
+    care_ends_at: datetime | None = None
+
+
+class CaseBoard(BaseModel):
+    items: list[CaseOnBoard]
+    truncated: bool = Field(description="true when more cases match than `limit`")

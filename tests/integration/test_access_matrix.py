@@ -208,6 +208,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/incidents/{incident_id}/review"): Rule(
         "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/review", None, REVIEW())
     ),
+    ("GET", "/v1/communes/{commune_code}/cases"): Rule("25349.cp_officer", 200, lambda w: ("/v1/communes/25349/cases", None, None)),
     ("GET", "/v1/incidents/{incident_id}/process"): Rule(
         "25349.cp_officer", 200, lambda w: (f"/v1/incidents/{w.routed_incident_id}/process", None, None)
     ),

@@ -346,3 +346,22 @@ async def test_a_report_linked_to_an_earlier_one_joins_its_case_and_its_own_dead
     assert await watcher(routing, datetime.now(UTC) + timedelta(hours=13)).tick_steps() == 1
     assert [e["payload"]["incident_id"] for e in await outbox(routing, "incident.step_overdue")] == [earlier]
     await record(routing, earlier, "assessment", CP, ASSESSMENT | {"assessed_at": now_iso()})
+
+
+async def test_the_communes_board_lists_open_cases_with_what_is_due_and_no_names(routing):
+    waiting = await new_case(routing, datetime.now(UTC) - timedelta(hours=11))  # its 12 hours end in an hour
+    planned = await new_case(routing)
+    await record(routing, planned, "assessment", CP, ASSESSMENT | {"assessed_at": now_iso()})
+    await record(routing, planned, "detailed-assessment", CP, DETAILED | {"meeting_at": now_iso()})
+    await record(routing, planned, "plan", CP, plan())
+    async with client(routing) as http:
+        board = await http.get("/v1/communes/25349/cases", headers=bearer(routing.tokens[CHAIR]))
+        approvals = await http.get("/v1/communes/25349/cases", params={"step": "plan"}, headers=bearer(routing.tokens[CHAIR]))
+        police = await http.get("/v1/communes/25349/cases", headers=bearer(routing.tokens[POLICE]))
+    assert board.status_code == 200, board.text
+    items = board.json()["items"]
+    assert [i["incident_id"] for i in items][:1] == [waiting]  # the soonest deadline first
+    assert items[0]["deadline"]["step"] == "initial_assessment" and not items[0]["deadline"]["overdue"]
+    assert [(i["incident_id"], i["allowed"]) for i in approvals.json()["items"]] == [(planned, ["plan_approved"])]
+    assert "Nguyễn" not in board.text and "đánh" not in board.text  # no child's name, no free text
+    assert police.status_code == 403
