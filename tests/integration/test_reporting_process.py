@@ -20,7 +20,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
-from services.reporting import documents
+from services.reporting import documents, revisions
 from services.reporting.app import MIGRATIONS, create_runtime
 from services.reporting.models import CareFact, StepFact, StepOverdueFact
 from services.reporting.models import inbox_message as reporting_inbox
@@ -294,6 +294,12 @@ class TestProcessIndicators:
                     rows = (await session.execute(select(model))).scalars().all()
                     assert rows and PERSON not in json.dumps([vars(r) for r in rows], default=str)
                     assert not hasattr(model, "by")
+                # The report scheduler sees which reports the process facts change: a care's first and last day too
+                # (B's extension to 5 February changes February's report, not only January's of B's report).
+                changed = {(c.commune, c.day) for c in await revisions.changed_days(session, datetime(2000, 1, 1, tzinfo=UTC))}
+                assert {("25349", date(2025, 2, 5)), ("25349", date(2024, 12, 20)), ("25348", date(2025, 1, 24))} <= changed
+                later = await revisions.changed_days(session, datetime.now(UTC) + timedelta(days=1))
+                assert later == []
             assert process_of((await summary(client, admin, "694", "202501"))["indicators"]) == expected_january(story)["694"]
         finally:
             await close(runtime, client)
