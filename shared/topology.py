@@ -98,10 +98,12 @@ REPORTING_EVENTS = ConsumerQueue(
     "events",
     # Never incident.reported (it carries the case): its facts come alone as incident.recorded. Never incident.closed
     # (its outcome is free text): its facts come alone as incident.closure_recorded. incident.erased: the facts
-    # stay, but reporting drops the incident's dead letters.
+    # stay, but reporting drops the incident's dead letters. The case process (issue 17): its steps, late steps and
+    # temporary care, whose ids, step names and times are kept (never who moved them).
     (
         "incident.recorded", "incident.routed", "incident.escalated", "incident.closure_recorded", "incident.reopened",
         "incident.erased", "incident.linked", "assignment.*", "activity.*",
+        "incident.step_changed", "incident.step_overdue", "incident.care_decided",
     ),
     "Reporting keeps a read model without personal data for the periodic reports.",
     retired_bindings=("incident.*", "incident.closed"),

@@ -14,9 +14,10 @@ from datetime import date, datetime, timedelta
 from statistics import median as _median
 from typing import Any, NamedTuple
 
-from shared.enums import AgeBand, Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
+from shared.enums import AgeBand, Category, Channel, RiskLevel, Sex, SpecialCircumstance, UnitType, Urgency
 from shared.plans import COUNT_FIELDS
 from shared.reference import Coverage, Hierarchy
+from shared.workdays import UncoveredYear, WorkCalendar, add_working_days
 
 from .periods import Period
 
@@ -275,8 +276,9 @@ def abused_by(tally: Tally, part: int, codes: Sequence[str]) -> dict[str, dict[s
     return {form: every_code(counter, codes) for form, counter in counts.items()}
 
 
-def indicators(tally: Tally | None, hamlets: Sequence[str] = ()) -> dict[str, Any] | None:
-    """The indicator object of contract.md (Reporting); None stays None: no data, not zero."""
+def indicators(tally: Tally | None, hamlets: Sequence[str] = (), process: ProcessTally | None = None) -> dict[str, Any] | None:
+    """The indicator object of contract.md (Reporting) with the case process's (issue 17); None stays None: no data,
+    not zero."""
     if tally is None:
         return None
     empty = UnitResponse()
@@ -307,7 +309,133 @@ def indicators(tally: Tally | None, hamlets: Sequence[str] = ()) -> dict[str, An
             unit_type: response_indicators(tally.response.get(unit_type, empty))
             for unit_type in [u.value for u in UnitType] + sorted(set(tally.response) - {u.value for u in UnitType})
         },
+        **process_indicators(process or ProcessTally()),
     }
+
+
+# -- the case process of Decree 56/2017 (issue 17) -----------------------------------------------
+
+INITIAL_ASSESSMENT_WITHIN = timedelta(hours=12)  # Art. 26(3): from the report's receipt
+PLAN_WITHIN_WORKING_DAYS = 5  # from the report's receipt, as routing counts it (shared/workdays.add_working_days)
+RISK_LEVELS = tuple(r.value for r in RiskLevel)
+UNKNOWN_RISK = "unknown"  # a closing folded before reporting kept its risk level
+
+
+class CaseSteps(NamedTuple):
+    """One case of the period (by its report's date) that completed its initial assessment or its plan."""
+
+    commune_code: str
+    received_at: datetime
+    assessed_at: datetime | None
+    planned_at: datetime | None
+
+
+class ClosedGroup(NamedTuple):
+    commune_code: str
+    risk_level: str | None
+    count: int
+
+
+class LateStepGroup(NamedTuple):
+    commune_code: str
+    step: str
+    count: int
+
+
+@dataclass
+class ProcessTally:
+    """The case process's counts of one commune's share of a period (or several communes summed).
+
+    Assessments and plans count the cases reported in the period (like every incident indicator), whenever the
+    step was done; temporary care counts the cases whose care days overlap the period, and their children once."""
+
+    assessed: int = 0
+    assessed_within_12_hours: int = 0
+    assessment_escalated: int = 0
+    planned: int = 0
+    planned_within_5_working_days: int = 0
+    plan_due_unknown: int = 0
+    plan_escalated: int = 0
+    closed_by_risk_level: Counter[str] = field(default_factory=Counter)
+    care_cases: int = 0
+    care_children: int = 0
+
+    def add(self, other: ProcessTally) -> None:
+        for name in (
+            "assessed", "assessed_within_12_hours", "assessment_escalated", "planned", "planned_within_5_working_days",
+            "plan_due_unknown", "plan_escalated", "care_cases", "care_children",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.closed_by_risk_level.update(other.closed_by_risk_level)
+
+
+def process_by_commune(
+    cases: Iterable[CaseSteps],
+    calendar: WorkCalendar,
+    closed: Iterable[ClosedGroup] = (),
+    late: Iterable[LateStepGroup] = (),
+    care: Iterable[tuple[str, int, int]] = (),
+) -> dict[str, ProcessTally]:
+    """Fold the process rows into one tally per commune; `care` is (commune, cases, children)."""
+    tallies: dict[str, ProcessTally] = {}
+
+    def of(code: str) -> ProcessTally:
+        return tallies.setdefault(code, ProcessTally())
+
+    for case in cases:
+        t = of(case.commune_code)
+        if case.assessed_at is not None:
+            t.assessed += 1
+            t.assessed_within_12_hours += case.assessed_at - case.received_at <= INITIAL_ASSESSMENT_WITHIN
+        if case.planned_at is not None:
+            t.planned += 1
+            try:
+                due = add_working_days(case.received_at, PLAN_WITHIN_WORKING_DAYS, calendar)
+            except UncoveredYear:
+                # The holidays calendar does not hold the year yet: neither in time nor late, said apart.
+                t.plan_due_unknown += 1
+                continue
+            # `due` is 24:00 of the fifth working day, the first moment the plan is late (routing's Deadline.missed).
+            t.planned_within_5_working_days += case.planned_at <= due
+    for row in closed:
+        of(row.commune_code).closed_by_risk_level[row.risk_level or UNKNOWN_RISK] += row.count
+    for row in late:
+        t = of(row.commune_code)
+        if row.step == "initial_assessment":
+            t.assessment_escalated += row.count
+        elif row.step == "plan":
+            t.plan_escalated += row.count
+    for commune, n_cases, n_children in care:
+        t = of(commune)
+        t.care_cases += n_cases
+        t.care_children += n_children
+    return tallies
+
+
+def process_indicators(tally: ProcessTally) -> dict[str, Any]:
+    """The process sections of an indicator object (contract-changes.md, issue 17)."""
+    return {
+        "initial_assessment": {
+            "assessed": tally.assessed,
+            "assessed_within_12_hours": tally.assessed_within_12_hours,
+            "escalated_overdue": tally.assessment_escalated,
+        },
+        "plan": {
+            "planned": tally.planned,
+            "planned_within_5_working_days": tally.planned_within_5_working_days,
+            "due_unknown": tally.plan_due_unknown,
+            "escalated_overdue": tally.plan_escalated,
+        },
+        "cases_closed_by_risk_level": every_code(tally.closed_by_risk_level, RISK_LEVELS),
+        "temporary_care": {"cases": tally.care_cases, "children": tally.care_children},
+    }
+
+
+def total_process(tallies: Iterable[ProcessTally]) -> ProcessTally:
+    result = ProcessTally()
+    for tally in tallies:
+        result.add(tally)
+    return result
 
 
 # -- activities under the commune's plan (issue 16) --------------------------------------------
@@ -411,6 +539,7 @@ def build_summary(
     tallies: dict[str, Tally],
     as_of: datetime,
     activities: Iterable[ActivityGroup] = (),
+    process: dict[str, ProcessTally] | None = None,
 ) -> dict[str, Any]:
     """The summary of one org unit: its total, its units' activities, and above commune level a row per commune and
     completeness."""
@@ -420,6 +549,7 @@ def build_summary(
     commune_names = {c: v.version.units[c].name for v in coverages for c in v.communes}
     hamlets = [h for c in communes for h in hierarchy.hamlet_unit_ids(c)]
     aggregated = unit.level != "commune"
+    process = process or {}
     summary: dict[str, Any] = {
         "org_unit": code,
         "name": unit.name,
@@ -437,7 +567,11 @@ def build_summary(
             for c in coverages
         ],
         "note": coverage_note(code, unit.name, period, coverages),
-        "indicators": indicators(total(tallies.get(c, Tally()) for c in communes) if coverages else None, hamlets),
+        "indicators": indicators(
+            total(tallies.get(c, Tally()) for c in communes) if coverages else None,
+            hamlets,
+            total_process(process.get(c, ProcessTally()) for c in communes),
+        ),
         "activities": activity_indicators(activities) if coverages else None,
         "communes": None,
         "completeness": None,
@@ -447,7 +581,7 @@ def build_summary(
             {
                 "code": c,
                 "name": commune_names[c],
-                "indicators": indicators(tallies.get(c, Tally()), hierarchy.hamlet_unit_ids(c)),
+                "indicators": indicators(tallies.get(c, Tally()), hierarchy.hamlet_unit_ids(c), process.get(c)),
             }
             for c in communes
         ]

@@ -11,8 +11,9 @@ from shared.metrics import ReportingMetrics
 from shared.reference import load_hierarchy
 from shared.runtime import Runtime
 from shared.settings import ReportingSettings
+from shared.workdays import load_calendar
 
-from . import api, consumers, reminders, revisions, scheduler
+from . import api, consumers, reminders, revisions, scheduler, summaries
 from .models import metadata
 from .periods import DEFAULT_PLANS, PlanConfig, PlanReport
 
@@ -41,6 +42,8 @@ def create_runtime(settings: ReportingSettings | None = None, *, plans: PlanConf
     )
     state = runtime.api.state
     state.hierarchy = load_hierarchy()
+    # The working days the plan indicator counts (issue 17), as routing counts them; a broken file stops the service here.
+    summaries.use_calendar(load_calendar(settings.common.holidays_file))
     state.plans = plans or plans_of(settings)
     state.clock = offset_clock(settings.clock_offset_seconds)
     state.small_cells = settings.small_cell_threshold

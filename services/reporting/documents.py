@@ -20,7 +20,7 @@ from shared.enums import LABELS_VI
 from shared.labels_vi import DOCUMENT_STATUS, NO_DOCUMENT, TIMELINESS
 from shared.plans import COUNT_LABELS_VI
 
-from .exports import AGE_BANDS, SECTIONS, flatten, label
+from .exports import AGE_BANDS, PROCESS_LABELS, SECTIONS, flatten, label
 from .periods import VN
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -230,6 +230,20 @@ def cases_table(ind: Mapping[str, Any]) -> Table:
     return Table("Bảng 5. Vụ việc đã kết thúc và đang xử lý", ("Chỉ tiêu", "Số lượng"), rows, (4, 1.2))
 
 
+def process_table(ind: Mapping[str, Any], number: int) -> Table:
+    """The case process of Decree 56/2017 (issue 17): its deadlines kept, cases closed by risk level, temporary care.
+    A summary generated before these indicators existed prints its lines blank, not 0."""
+    rows = []
+    for section in ("initial_assessment", "plan", "cases_closed_by_risk_level", "temporary_care"):
+        values = ind.get(section) or {}
+        for code, text in PROCESS_LABELS[section].items():
+            if section == "plan" and code == "due_unknown" and not values.get(code):
+                continue  # only while the holidays calendar lacks a year
+            rows.append((SECTIONS[section], text, n(values[code]) if code in values else ""))
+    return Table(f"Bảng {number}. Quy trình hỗ trợ, can thiệp trẻ em bị xâm hại (Nghị định 56/2017/NĐ-CP)",
+                 ("Bước của quy trình", "Chỉ tiêu", "Số lượng"), tuple(rows), (2, 3, 1.2))
+
+
 def appendix_table(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]) -> Table:
     rows = []
     for section, code, value in flatten(summary["indicators"]):
@@ -289,7 +303,7 @@ def commune_context(
         Section(SECTION_TITLES["situation"], _lines(narrative.get("situation", ""))),
         Section(SECTION_TITLES["results"], _lines(narrative.get("results", "")), (activity_table(activities, words),)),
         Section(SECTION_TITLES["incidents"], (figures, *_lines(narrative.get("incidents", ""))),
-                (abuse_table(ind), urgency_table(ind), response_table(ind), cases_table(ind))),
+                (abuse_table(ind), urgency_table(ind), response_table(ind), cases_table(ind), process_table(ind, 6))),
         Section(SECTION_TITLES["assessment"], _lines(narrative.get("assessment", ""))),
         Section(SECTION_TITLES["next"], (), (), (
             ("1. Phương hướng, nhiệm vụ thời gian tới", _lines(narrative.get("next_tasks", ""))),
@@ -397,7 +411,8 @@ def district_context(summary: Mapping[str, Any], hamlet_names: Mapping[str, str]
     )
     sections = [
         Section("I. TÌNH HÌNH CHUNG", (situation,), (figures, statuses)),
-        Section("II. TÌNH HÌNH TRẺ EM BỊ XÂM HẠI VÀ KẾT QUẢ XỬ LÝ", (), (abuse_table(ind), urgency_table(ind), response_table(ind))),
+        Section("II. TÌNH HÌNH TRẺ EM BỊ XÂM HẠI VÀ KẾT QUẢ XỬ LÝ", (),
+                (abuse_table(ind), urgency_table(ind), response_table(ind), process_table(ind, 5))),
     ]
     return {
         "issuer_upper": f"UBND HUYỆN {name.upper()}",

@@ -47,6 +47,35 @@ SECTIONS: dict[str, str] = {
     "cases_open": "Số vụ việc đang xử lý",
     "cases_closed": "Số vụ việc đã kết thúc",
     "response": "Tiếp nhận và xử lý theo đơn vị",
+    "initial_assessment": "Đánh giá ban đầu (Mẫu 02, Nghị định 56/2017)",
+    "plan": "Kế hoạch hỗ trợ, can thiệp (Mẫu 04, Nghị định 56/2017)",
+    "cases_closed_by_risk_level": "Vụ việc đã kết thúc theo mức độ nguy cơ",
+    "temporary_care": "Chăm sóc thay thế tạm thời",
+}
+
+# The case process's lines (issue 17): section -> code -> label.
+PROCESS_LABELS: dict[str, Mapping[str, str]] = {
+    "initial_assessment": {
+        "assessed": "Số vụ việc đã đánh giá ban đầu",
+        "assessed_within_12_hours": "Trong đó đánh giá trong vòng 12 giờ kể từ khi nhận thông báo",
+        "escalated_overdue": "Số vụ việc quá 12 giờ chưa đánh giá, đã báo Chủ tịch UBND xã",
+    },
+    "plan": {
+        "planned": "Số vụ việc đã lập kế hoạch hỗ trợ, can thiệp",
+        "planned_within_5_working_days": "Trong đó lập trong vòng 5 ngày làm việc",
+        "due_unknown": "Chưa xác định được hạn (lịch ngày nghỉ chưa có năm này)",
+        "escalated_overdue": "Số vụ việc quá hạn lập kế hoạch, đã báo Chủ tịch UBND xã",
+    },
+    "cases_closed_by_risk_level": {
+        "high": "Nguy cơ cao",
+        "medium": "Nguy cơ trung bình",
+        "low": "Nguy cơ thấp",
+        "unknown": "Không rõ mức độ nguy cơ",
+    },
+    "temporary_care": {
+        "cases": "Số vụ việc có trẻ em được chăm sóc thay thế tạm thời",
+        "children": "Số trẻ em được chăm sóc thay thế tạm thời",
+    },
 }
 
 AGE_BANDS = {
@@ -107,6 +136,8 @@ def label(section: str, code: str, hamlet_names: Mapping[str, str]) -> str:
     if section in CROSS_TABS:
         form, part = code.split(".", 1)
         return f"{LABELS_VI.get(form, form)} - {CROSS_TABS[section].get(part, part)}"
+    if section in PROCESS_LABELS:
+        return PROCESS_LABELS[section].get(code, code)
     if section in ("by_hamlet", "children_by_hamlet"):
         return "Không rõ ấp" if code == UNKNOWN_HAMLET else hamlet_names.get(code, code)
     table = {

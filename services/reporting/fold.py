@@ -23,6 +23,7 @@ from shared.events import (
     AssignmentStatusChanged,
     Envelope,
     Event,
+    IncidentCareDecided,
     IncidentClosed,
     IncidentClosureRecorded,
     IncidentEscalated,
@@ -32,10 +33,23 @@ from shared.events import (
     IncidentReopened,
     IncidentReported,
     IncidentRouted,
+    IncidentStepChanged,
+    IncidentStepOverdue,
 )
 
 from . import aggregates, cells
-from .models import ActivityFact, AssignmentFact, ChildFact, EscalationFact, IncidentClosure, IncidentFact, IncidentLink
+from .models import (
+    ActivityFact,
+    AssignmentFact,
+    CareFact,
+    ChildFact,
+    EscalationFact,
+    IncidentClosure,
+    IncidentFact,
+    IncidentLink,
+    StepFact,
+    StepOverdueFact,
+)
 from .periods import as_utc, local_date
 
 log = logging.getLogger("baove.reporting")
@@ -234,9 +248,51 @@ async def _record_closures(session: AsyncSession, column: str, rows: list[dict])
     table = IncidentClosure.__table__
     stmt = dialect_insert(session)(table)
     old, new = table.c[column], stmt.excluded[column]
-    latest = case((or_(old.is_(None), new > old), new), else_=old)
-    stmt = stmt.on_conflict_do_update(index_elements=["incident_id"], set_={column: latest, "ingested_at": stmt.excluded.ingested_at})
+    later = or_(old.is_(None), new > old)
+    merged = {column: case((later, new), else_=old), "ingested_at": stmt.excluded.ingested_at}
+    if column == "closed_at":
+        # The final risk level is the latest closing's (a case reopened and closed again keeps the second one's).
+        merged["risk_level"] = case((later, stmt.excluded.risk_level), else_=table.c.risk_level)
+    stmt = stmt.on_conflict_do_update(index_elements=["incident_id"], set_=merged)
     await session.execute(stmt, rows)
+
+
+
+def _earliest(rows: list[dict], key: tuple[str, ...], column: str) -> list[dict]:
+    """One row per key, the one with the smallest `column` (a batch may hold an event twice: one statement, one row)."""
+    kept: dict[tuple, dict] = {}
+    for row in rows:
+        k = tuple(row[c] for c in key)
+        if k not in kept or row[column] < kept[k][column]:
+            kept[k] = row
+    return list(kept.values())
+
+
+
+async def _record_process(session: AsyncSession, steps: list[dict], overdue: list[dict], care: list[dict]) -> None:
+    """The case process's facts (issue 17): each step's first time, each late step once, each care decision at its
+    highest version. Any order and any redelivery give the same rows."""
+    if steps:
+        table = StepFact.__table__
+        stmt = dialect_insert(session)(table)
+        first = case((stmt.excluded.first_at < table.c.first_at, stmt.excluded.first_at), else_=table.c.first_at)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["incident_id", "step"], set_={"first_at": first, "ingested_at": stmt.excluded.ingested_at},
+            where=stmt.excluded.first_at < table.c.first_at,
+        )
+        await session.execute(stmt, _earliest(steps, ("incident_id", "step"), "first_at"))
+    if overdue:
+        stmt = dialect_insert(session)(StepOverdueFact.__table__).on_conflict_do_nothing(index_elements=["incident_id", "step"])
+        await session.execute(stmt, _earliest(overdue, ("incident_id", "step"), "at"))
+    if care:
+        newest = _earliest([{**row, "_order": -row["version"]} for row in care], ("incident_id",), "_order")
+        table = CareFact.__table__
+        stmt = dialect_insert(session)(table)
+        columns = ("commune_code", "starts_on", "ends_on", "version", "ingested_at")
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["incident_id"], set_={c: stmt.excluded[c] for c in columns}, where=table.c.version < stmt.excluded.version
+        )
+        await session.execute(stmt, [{k: v for k, v in row.items() if k != "_order"} for row in newest])
 
 
 
@@ -300,9 +356,33 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
     touched: set[str] = set()
     activities: list[dict] = []
     links: list[dict] = []
+    steps: list[dict] = []
+    late_steps: list[dict] = []
+    care: list[dict] = []
     for event, envelope in items:
         if isinstance(event, ActivityEvent):
             activities.append(_activity_row(event, now))
+            continue
+        # The case process (issue 17): ids, step names, times and dates. `by` (who) is never read.
+        if isinstance(event, IncidentStepChanged):
+            steps.append({"incident_id": event.incident_id, "step": event.to_step, "first_at": as_utc(event.at), "ingested_at": now})
+            continue
+        if isinstance(event, IncidentStepOverdue):
+            late_steps.append(
+                {"incident_id": event.incident_id, "step": event.step, "due_at": as_utc(event.due_at), "at": as_utc(event.at), "ingested_at": now}
+            )
+            continue
+        if isinstance(event, IncidentCareDecided):
+            care.append(
+                {
+                    "incident_id": event.incident_id,
+                    "commune_code": event.commune_code,
+                    "starts_on": event.starts_on,
+                    "ends_on": event.ends_on,
+                    "version": event.version,
+                    "ingested_at": now,
+                }
+            )
             continue
         if isinstance(event, (IncidentRecorded, IncidentReported)):
             reported.append(event)
@@ -328,7 +408,10 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
             # incident.closure_recorded is what reporting's queue is bound to; an incident.closed (queued before the
             # upgrade removed that binding) gives the same closing, its outcome never read.
             column = "reopened_at" if isinstance(event, IncidentReopened) else "closed_at"
-            closures[column].append({"incident_id": event.incident_id, column: as_utc(event.at), "ingested_at": now})
+            row = {"incident_id": event.incident_id, column: as_utc(event.at), "ingested_at": now}
+            if column == "closed_at":
+                row["risk_level"] = event.risk_level.value
+            closures[column].append(row)
         elif isinstance(event, IncidentLinked):
             links.append({"incident_id": event.incident_id, "linked_to": event.linked_to, "ingested_at": now})
         else:
@@ -340,6 +423,9 @@ async def handle_events(session: AsyncSession, items: Sequence[tuple[Event, Enve
     if activities:
         # Activities count in no tally cell (summaries read them directly): only the scheduler's change log sees them.
         await _record_activities(session, activities)
+    if steps or late_steps or care:
+        # Process facts count in no tally cell either: summaries read them directly (summaries.process_tallies).
+        await _record_process(session, steps, late_steps, care)
     if not touched:
         return []
     if on_postgresql(session):

@@ -98,6 +98,50 @@ class IncidentClosure(Base):
     incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     reopened_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The latest closing's risk level (Mẫu 06); null for a closing folded before issue 17 kept it.
+    risk_level: Mapped[str | None] = mapped_column(String(8))
+    ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+
+
+class StepFact(Base):
+    """`incident.step_changed` (issue 17): when a case first completed each step of the Decree 56/2017 process.
+
+    The incident, the step and the time only: never who moved it (a person's label) nor the step's record. The first
+    time is kept (a plan drafted again after a review does not move the plan's date), whatever the arrival order.
+    """
+
+    __tablename__ = "step_fact"
+
+    incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    step: Mapped[str] = mapped_column(String(32), primary_key=True)
+    first_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+
+
+class StepOverdueFact(Base):
+    """`incident.step_overdue` (issue 17): a step missed its deadline and routing told the chairman (once per step)."""
+
+    __tablename__ = "step_overdue_fact"
+
+    incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    step: Mapped[str] = mapped_column(String(32), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+
+
+class CareFact(Base):
+    """`incident.care_decided` (issue 17): the chairman's temporary care decision at its highest version (an extension
+    or correction replaces the dates). Dates only: where the child is cared for, and who decided, stay in routing."""
+
+    __tablename__ = "care_fact"
+    __table_args__ = (Index("ix_care_fact_commune_dates", "commune_code", "starts_on"),)
+
+    incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(5))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(Integer)
     ingested_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
 

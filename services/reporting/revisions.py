@@ -22,7 +22,18 @@ from shared.runtime import Runtime
 from shared.uow import UnitOfWork
 
 from . import reports
-from .models import ActivityFact, AssignmentFact, EscalationFact, GeneratedReport, IncidentClosure, IncidentFact, IncidentLink
+from .models import (
+    ActivityFact,
+    AssignmentFact,
+    CareFact,
+    EscalationFact,
+    GeneratedReport,
+    IncidentClosure,
+    IncidentFact,
+    IncidentLink,
+    StepFact,
+    StepOverdueFact,
+)
 from .periods import PlanConfig, local_date
 from .reports import DayChange, DueReport, LatestRevision
 from .summaries import aware_or_none, check_access, compute_summary, district_share, one_snapshot, period_of
@@ -53,13 +64,16 @@ async def latest_revisions(session: AsyncSession) -> dict[tuple[str, str], Lates
 
 
 async def changed_days(session: AsyncSession, since: datetime) -> list[DayChange]:
-    """Communes and dates whose facts were written after `since`: incidents, assignments, escalations, closures, links, activities."""
-    i, act = IncidentFact, ActivityFact
+    """Communes and dates whose facts were written after `since`: incidents, assignments, escalations, closures, links,
+    activities, process steps; a temporary care changes the periods of its first and its last day."""
+    i, act, care = IncidentFact, ActivityFact, CareFact
     sources = [
         select(i.commune_code, i.local_date, i.ingested_at.label("at")).where(i.ingested_at > since),
         select(act.commune_code, act.local_date, act.ingested_at.label("at")).where(act.ingested_at > since),
+        select(care.commune_code, care.starts_on, care.ingested_at.label("at")).where(care.ingested_at > since),
+        select(care.commune_code, care.ends_on, care.ingested_at.label("at")).where(care.ingested_at > since),
     ]
-    for model in (AssignmentFact, EscalationFact, IncidentClosure, IncidentLink):
+    for model in (AssignmentFact, EscalationFact, IncidentClosure, IncidentLink, StepFact, StepOverdueFact):
         sources.append(
             select(i.commune_code, i.local_date, model.ingested_at.label("at"))
             .join(i, i.incident_id == model.incident_id)

@@ -67,6 +67,29 @@ class Indicators(BaseModel):
     cases_open: int
     cases_closed: int
     response: dict[str, ResponseIndicators] = Field(description="per unit type, for the period's incidents")
+    # The case process of Decree 56/2017 (issue 17). Absent from summaries generated before it.
+    initial_assessment: dict[str, int] = Field(
+        default_factory=dict,
+        description="the period's cases whose initial assessment (Mẫu 02) was recorded (`assessed`), of those within 12 hours "
+        "of the report's receipt (`assessed_within_12_hours`), and cases escalated to the chairman for its lateness "
+        "(`escalated_overdue`)",
+    )
+    plan: dict[str, int] = Field(
+        default_factory=dict,
+        description="the period's cases whose support plan (Mẫu 04) was recorded (`planned`), of those within 5 working days "
+        "of the report's receipt by the holidays calendar (`planned_within_5_working_days`), those whose year the calendar "
+        "does not hold (`due_unknown`), and cases escalated for a late plan (`escalated_overdue`)",
+    )
+    cases_closed_by_risk_level: dict[str, int] = Field(
+        default_factory=dict,
+        description="the period's closed cases by the last review's risk level (high, medium, low; `unknown` for closings "
+        "recorded before the level was kept): they add up to cases_closed",
+    )
+    temporary_care: dict[str, int] = Field(
+        default_factory=dict,
+        description="cases in temporary care away from the parents on any day of the period (`cases`), and their children "
+        "(`children`), each counted once across linked reports",
+    )
 
 
 class CommuneRow(BaseModel):

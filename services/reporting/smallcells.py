@@ -46,6 +46,8 @@ def _column_sums(lines: Iterable[Line]) -> list[tuple[Line, list[Line]]]:
     sums: list[tuple[Line, list[Line]]] = []
     sums += [(("incidents_total", ""), [(s, c) for c in codes.get(s, [])]) for s in INCIDENT_BREAKDOWNS]
     sums.append((("incidents_total", ""), [("cases_open", ""), ("cases_closed", "")]))
+    if "cases_closed_by_risk_level" in codes:
+        sums.append((("cases_closed", ""), [("cases_closed_by_risk_level", c) for c in codes["cases_closed_by_risk_level"]]))
     sums += [(("children_total", ""), [(s, c) for c in codes.get(s, [])]) for s in CHILD_BREAKDOWNS]
     sums.append((("abused_children_total", ""), [("abused_children_by_form", c) for c in codes.get("abused_children_by_form", [])]))
     sums.append((("injuries_and_drownings", ""), [("by_category", c) for c in INJURY_CATEGORIES]))

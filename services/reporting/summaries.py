@@ -15,12 +15,27 @@ from shared.enums import AssignmentStatus, UnitType
 from shared.errors import Forbidden, Invalid, NotFound
 from shared.plans import COUNT_FIELDS
 from shared.reference import Coverage, Hierarchy
+from shared.workdays import WorkCalendar, load_calendar
 
 from . import aggregates, cells, periods, reports
-from .aggregates import AckTime, ActivityGroup, ChildGroup, ChildPlaceGroup, EscalationGroup, IncidentGroup, ResponseGroup, Tally
+from .aggregates import (
+    AckTime,
+    ActivityGroup,
+    CaseSteps,
+    ChildGroup,
+    ChildPlaceGroup,
+    ClosedGroup,
+    EscalationGroup,
+    IncidentGroup,
+    LateStepGroup,
+    ProcessTally,
+    ResponseGroup,
+    Tally,
+)
 from .models import (
     ActivityFact,
     AssignmentFact,
+    CareFact,
     ChildFact,
     EscalationFact,
     GeneratedReport,
@@ -28,6 +43,8 @@ from .models import (
     IncidentFact,
     IncidentLink,
     ReportDocument,
+    StepFact,
+    StepOverdueFact,
 )
 from .periods import Period, PlanConfig, as_utc, parse_period
 from .reports import ReportStatus
@@ -188,6 +205,77 @@ async def activity_groups(session: AsyncSession, coverages: Sequence[Coverage]) 
 
 
 
+# The working days the plan's deadline counts: the holidays file routing counts them with (BAOVE_HOLIDAYS_FILE);
+# app.py sets it from the settings, the default is the file shipped.
+_calendar: WorkCalendar | None = None
+
+
+def use_calendar(calendar: WorkCalendar) -> None:
+    global _calendar
+    _calendar = calendar
+
+
+def calendar() -> WorkCalendar:
+    return _calendar or load_calendar()
+
+
+def _overlaps(commune: ColumnElement, first: ColumnElement, last: ColumnElement, coverages: Sequence[Coverage]) -> ColumnElement:
+    """Rows of a coverage's communes whose days [first, last] (inclusive) meet that coverage's [start, end)."""
+    return or_(*(and_(commune.in_(c.communes), first < c.end, last >= c.start) for c in coverages))
+
+
+async def process_tallies(session: AsyncSession, coverages: Sequence[Coverage]) -> dict[str, ProcessTally]:
+    """The case process's counts per commune (issue 17), read from the facts directly (they are few: one row per case
+    that reached a step), not through the cells."""
+    i, st, late, x = IncidentFact, StepFact, StepOverdueFact, IncidentClosure
+    in_window = _window(i.commune_code, i.local_date, coverages)
+    assessed = st.__table__.alias("assessed")
+    planned = st.__table__.alias("planned")
+    cases = await session.execute(
+        select(i.commune_code, i.received_at, assessed.c.first_at, planned.c.first_at)
+        .outerjoin(assessed, and_(assessed.c.incident_id == i.incident_id, assessed.c.step == "initial_assessment"))
+        .outerjoin(planned, and_(planned.c.incident_id == i.incident_id, planned.c.step == "plan"))
+        .where(in_window, or_(assessed.c.first_at.is_not(None), planned.c.first_at.is_not(None)))
+    )
+    closed = await session.execute(
+        select(i.commune_code, x.risk_level, func.count())
+        .join(x, x.incident_id == i.incident_id)
+        .where(in_window, _is_closed())
+        .group_by(i.commune_code, x.risk_level)
+    )
+    late_steps = await session.execute(
+        select(i.commune_code, late.step, func.count())
+        .join(late, late.incident_id == i.incident_id)
+        .where(in_window)
+        .group_by(i.commune_code, late.step)
+    )
+    # Temporary care: a case whose care days meet the period. Linked reports are one case (the earliest report's),
+    # whose children are counted once: the earlier report's.
+    cf, link = CareFact, IncidentLink
+    care = await session.execute(
+        select(cf.commune_code, func.coalesce(link.linked_to, cf.incident_id))
+        .outerjoin(link, link.incident_id == cf.incident_id)
+        .where(_overlaps(cf.commune_code, cf.starts_on, cf.ends_on, coverages))
+    )
+    roots: dict[str, set[str]] = {}
+    for commune, root in care:
+        roots.setdefault(commune, set()).add(root)
+    children: dict[str, int] = {}
+    every_root = sorted(set().union(*roots.values())) if roots else []
+    if every_root:
+        c = ChildFact
+        found = await session.execute(select(c.incident_id, func.count()).where(c.incident_id.in_(every_root)).group_by(c.incident_id))
+        children = {incident_id: int(n) for incident_id, n in found}
+    return aggregates.process_by_commune(
+        [CaseSteps(r[0], as_utc(r[1]), as_utc(r[2]) if r[2] else None, as_utc(r[3]) if r[3] else None) for r in cases],
+        calendar(),
+        [ClosedGroup(r[0], r[1], int(r[2])) for r in closed],
+        [LateStepGroup(r[0], r[1], int(r[2])) for r in late_steps],
+        [(commune, len(ids), sum(children.get(r, 0) for r in ids)) for commune, ids in roots.items()],
+    )
+
+
+
 async def one_snapshot(session: AsyncSession) -> None:
     if on_postgresql(session):
         # One snapshot for all the queries, so the breakdowns agree with each other while events keep arriving.
@@ -209,7 +297,8 @@ async def compute_summary(
         coverages = hierarchy.coverage(org_unit, period.start, period.end)
     counted = await cached_tallies(session, coverages) if coverages else {}
     activities = await activity_groups(session, coverages) if coverages else []
-    return aggregates.build_summary(hierarchy, org_unit, period, coverages, counted, as_of, activities)
+    process = await process_tallies(session, coverages) if coverages else {}
+    return aggregates.build_summary(hierarchy, org_unit, period, coverages, counted, as_of, activities, process)
 
 
 

@@ -23,7 +23,9 @@ async def uncached(world: World, org_unit: str, period: str) -> dict:
     coverages = hierarchy.coverage(org_unit, p.start, p.end)
     async with world.runtime.sessionmaker() as session:
         counted = await summaries.tallies(session, coverages)
-    return json.loads(json.dumps(aggregates.build_summary(hierarchy, org_unit, p, coverages, counted, datetime.now(UTC))["indicators"], default=str))
+        process = await summaries.process_tallies(session, coverages)  # never cached: read from the facts either way
+    summary = aggregates.build_summary(hierarchy, org_unit, p, coverages, counted, datetime.now(UTC), process=process)
+    return json.loads(json.dumps(summary["indicators"], default=str))
 
 
 def linked(later, earlier) -> object:

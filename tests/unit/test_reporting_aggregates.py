@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from services.reporting.aggregates import (
     ABUSE_FORMS,
     AckTime,
+    CaseSteps,
     ChildGroup,
     ChildPlaceGroup,
+    ClosedGroup,
     EscalationGroup,
     IncidentGroup,
+    LateStepGroup,
+    ProcessTally,
     ResponseGroup,
     Tally,
     build_summary,
@@ -20,12 +26,17 @@ from services.reporting.aggregates import (
     indicators,
     join_circumstances,
     median,
+    process_by_commune,
     tally_by_commune,
     total,
+    total_process,
 )
+from services.reporting.exports import PROCESS_LABELS, SECTIONS, flatten, label
 from services.reporting.periods import parse_period
+from services.routing.process import plan_due
 from shared.enums import AgeBand, Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
 from shared.reference import load_hierarchy
+from shared.workdays import load_calendar
 
 AS_OF = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -303,3 +314,64 @@ class TestCells:
         assert back.by_hamlet == {"25349.hamlet.ap-9": 2}
         assert back.response["district_office"].assignments == 4
         assert sorted(back.response["district_office"].seconds_to_acknowledge) == [1.0, 1.0, 5.0, 5.0]
+
+
+# -- the case process (issue 17, point 6) ---------------------------------------------------------------------
+
+
+class TestProcessIndicators:
+    VN = ZoneInfo("Asia/Ho_Chi_Minh")
+
+    def at(self, *args: int) -> datetime:
+        return datetime(*args, tzinfo=self.VN)
+
+    def test_twelve_hours_counted_from_the_report_to_the_minute(self):
+        received = self.at(2025, 1, 6, 8, 0)
+        cases = [
+            CaseSteps("25349", received, received + timedelta(hours=11), None),
+            CaseSteps("25349", received, received + timedelta(hours=12), None),  # on the deadline: in time
+            CaseSteps("25349", received, received + timedelta(hours=12, minutes=1), None),
+        ]
+        t = process_by_commune(cases, load_calendar())["25349"]
+        assert (t.assessed, t.assessed_within_12_hours, t.planned) == (3, 2, 0)
+
+    def test_a_plan_due_over_tet_has_routings_due_date(self):
+        # Friday 24 January 2025, the last working day before Tết Ất Tỵ (25/1 to 2/2 off): 3 to 7 February count.
+        received = self.at(2025, 1, 24, 10, 0)
+        calendar = load_calendar()
+        assert plan_due(received, calendar) == self.at(2025, 2, 8, 0, 0)  # routing's deadline, the one reporting counts
+        cases = [
+            CaseSteps("25348", received, None, self.at(2025, 2, 7, 23, 59)),
+            CaseSteps("25348", received, None, self.at(2025, 2, 8, 0, 1)),
+        ]
+        t = process_by_commune(cases, calendar)["25348"]
+        assert (t.planned, t.planned_within_5_working_days, t.plan_due_unknown) == (2, 1, 0)
+
+    def test_a_year_the_calendar_does_not_hold_is_neither_in_time_nor_late(self):
+        received = datetime(2031, 3, 3, 1, 0, tzinfo=UTC)
+        t = process_by_commune([CaseSteps("25349", received, None, received + timedelta(days=1))], load_calendar())["25349"]
+        assert (t.planned, t.planned_within_5_working_days, t.plan_due_unknown) == (1, 0, 1)
+
+    def test_risk_levels_and_care_sum_over_communes(self):
+        tallies = process_by_commune(
+            [],
+            load_calendar(),
+            closed=[ClosedGroup("25349", "low", 2), ClosedGroup("25348", "high", 1), ClosedGroup("25348", None, 1)],
+            late=[LateStepGroup("25349", "initial_assessment", 1), LateStepGroup("25348", "plan", 2)],
+            care=[("25349", 1, 3), ("25348", 2, 2)],
+        )
+        ind = indicators(Tally(), process=total_process(tallies.values()))
+        assert ind["cases_closed_by_risk_level"] == {"high": 1, "medium": 0, "low": 2, "unknown": 1}
+        assert ind["temporary_care"] == {"cases": 3, "children": 5}
+        assert ind["initial_assessment"]["escalated_overdue"] == 1 and ind["plan"]["escalated_overdue"] == 2
+        # No process data: every line still shows, as a counted zero.
+        empty = indicators(Tally())
+        assert empty["plan"] == {"planned": 0, "planned_within_5_working_days": 0, "due_unknown": 0, "escalated_overdue": 0}
+        assert empty["cases_closed_by_risk_level"] == {"high": 0, "medium": 0, "low": 0}
+
+    def test_every_process_line_has_a_vietnamese_label(self):
+        lines = [(s, c) for s, c, _ in flatten(indicators(Tally(), process=ProcessTally(closed_by_risk_level=Counter(unknown=1))))]
+        process = [(s, c) for s, c in lines if s in PROCESS_LABELS]
+        assert len(process) == 3 + 4 + 4 + 2
+        for section, code in process:
+            assert label(section, code, {}) != code and SECTIONS[section] != section
