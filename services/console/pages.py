@@ -140,6 +140,7 @@ def install(app: FastAPI) -> None:
         ("GET", "/activities", activities.activities_page), ("POST", "/activities", activities.activities_action),
         ("GET", "/cases/{incident_id}", cases.case_page), ("POST", "/cases/{incident_id}", cases.case_action),
         ("GET", "/communes/{code}/cases", reports.commune_cases),
+        ("GET", "/communes/{code}/process", reports.process_board),
         ("GET", "/reports/{org_unit}", reports.reports_page), ("GET", "/reports/{org_unit}/export", reports.reports_export),
         ("GET", "/reports/{code}/document", reports.document_page), ("POST", "/reports/{code}/document", reports.document_action),
         ("GET", "/districts/{code}", reports.district_page), ("GET", "/districts/{code}/consolidated", reports.district_consolidated),

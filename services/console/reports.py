@@ -151,6 +151,40 @@ async def commune_cases(request: Request) -> Response:
                   choices=forms.CHOICES, overdue=sum(1 for r in rows if r["late"]))
 
 
+# What waits for whom on the board: a case at `plan` waits for the chairman's approval (Mẫu 05); at `review` for a
+# new plan or the closing; the others for the cp_officer's next form.
+BOARD_WAITS = {
+    "received": "Chờ đánh giá ban đầu (Mẫu 02)",
+    "initial_assessment": "Chờ đánh giá chi tiết (Mẫu 03) hoặc biện pháp khẩn cấp",
+    "emergency_measures": "Chờ đánh giá chi tiết (Mẫu 03)",
+    "detailed_assessment": "Chờ lập kế hoạch (Mẫu 04)",
+    "plan": "Chờ Chủ tịch UBND xã phê duyệt kế hoạch (Mẫu 05)",
+    "plan_approved": "Đang thực hiện kế hoạch",
+    "implementation": "Đang thực hiện kế hoạch; chờ đánh giá lại (Mẫu 06)",
+    "review": "Chờ lập lại kế hoạch hoặc kết thúc vụ việc",
+}
+
+
+async def process_board(request: Request) -> Response:
+    """The commune's open cases in the Decree 56/2017 process, soonest deadline first, for its cp_officer and chairman
+    (and admins): what is overdue, what waits for the chairman's approval, what is due next. No child's name."""
+    session = await current(request)
+    code = request.path_params["code"]
+    if not (session.kind == "admin" or (session.commune == code and session.unit_type in ("cp_officer", "chairman"))):
+        raise NotFound()
+    board = await request.app.state.console.apis.json("routing", "GET", f"/v1/communes/{code}/cases", session.token)
+    now = utc_now()
+    rows = []
+    for case in board["items"]:
+        deadline = case.get("deadline") or {}
+        text, late = vi.due(deadline["due_at"], now) if deadline.get("due_at") else ("", False)
+        rows.append(case | {"waits": BOARD_WAITS.get(case["step"], vi.STEPS.get(case["step"], case["step"])), "due_text": text, "late": late,
+                            "due_label": vi.STEP_DUE.get(deadline.get("step", ""), "") if deadline else ""})
+    approvals = [r for r in rows if r["step"] == "plan"]
+    return render(request, "process_board.html", code=code, rows=rows, approvals=approvals, truncated=board["truncated"],
+                  overdue=sum(1 for r in rows if r["late"]), chairman=session.unit_type == "chairman")
+
+
 # -- the commune's report document: drafting, sign-off, downloads --------------------------------------------
 
 
