@@ -34,3 +34,11 @@ CIRCUMSTANCES = {
 DOCUMENT_STATUS = {"draft": "Đang soạn thảo", "submitted": "Đã trình ký", "approved": "Đã ký duyệt", "sent": "Đã gửi huyện"}
 NO_DOCUMENT = "Chưa lập"
 TIMELINESS = {"on_time": "Đúng hạn", "late": "Trễ hạn", "pending": "Chưa đến hạn"}
+
+# A step of the Decree 56/2017 case process not done in time (incident.step_overdue's `step`): the console's wording
+# and the notifier's e-mail.
+STEP_OVERDUE = {
+    "initial_assessment": "Quá hạn đánh giá ban đầu (Mẫu 02, trong 12 giờ kể từ khi nhận thông báo)",
+    "plan": "Quá hạn lập kế hoạch hỗ trợ, can thiệp (Mẫu 04, trong 5 ngày làm việc)",
+    "temporary_care": "Hết thời hạn chăm sóc thay thế tạm thời theo quyết định của Chủ tịch UBND xã",
+}

@@ -22,6 +22,7 @@ from faststream.rabbit import RabbitBroker
 from standardwebhooks import Webhook
 
 from shared.enums import LABELS_VI
+from shared.labels_vi import STEP_OVERDUE
 from shared.settings import NotifySettings
 from shared.topology import AGENCIES, declare_agency_queue
 
@@ -148,6 +149,7 @@ SUBJECTS = {
     "incident.escalated": "Vụ việc được chuyển lên",
     "incident.closed": "Vụ việc đã đóng",
     "report.due": "Sắp đến hạn gửi báo cáo",
+    "incident.step_overdue": "Quá hạn một bước của quy trình bảo vệ trẻ em",
 }
 DOCUMENT_STATUS_VI = {"none": "Chưa soạn", "draft": "Đang soạn", "submitted": "Đã trình ký", "approved": "Đã ký, chưa gửi"}
 
@@ -175,9 +177,11 @@ def case_text(p: dict) -> tuple[str, list[str]]:
         f"Mức độ khẩn cấp: {urgency}",
         f"Mã vụ việc: {p['incident_id']}",
     ]
+    if p.get("step"):
+        lines.append(f"Bước quá hạn: {STEP_OVERDUE.get(p['step'], p['step'])}")
     if p.get("due_at"):
         due = datetime.fromisoformat(p["due_at"]).astimezone(LOCAL)
-        lines.append(f"Hạn xác nhận: {due:%H:%M %d/%m/%Y}")
+        lines.append(f"{'Hạn' if p.get('step') else 'Hạn xác nhận'}: {due:%H:%M %d/%m/%Y}")
     lines += ["", f"Đăng nhập để xem và xử lý: {p['console_url']}", "", "Thư này không chứa thông tin cá nhân của trẻ em."]
     return f"{SUBJECTS[p['type']]} - {urgency} - {category}", lines
 

@@ -427,3 +427,18 @@ def test_a_report_due_email_is_in_vietnamese_with_the_period_and_due_date():
     assert message["Subject"] == "[Bảo vệ trẻ em] Sắp đến hạn gửi báo cáo 2025-6M - hạn 10/05/2025"
     text = message.get_content()
     assert "Hạn gửi: 10/05/2025 (còn 7 ngày)" in text and "Chưa soạn" in text and payload["console_url"] in text
+
+
+def test_a_missed_step_email_names_the_step_and_its_deadline():
+    from services.routing.channels import email_message
+
+    payload = {
+        "type": "incident.step_overdue", "notification_id": "d2", "incident_id": "i-1", "assignment_id": None,
+        "unit_id": "25349.chairman", "commune_code": "25349", "category": "violence", "urgency": "emergency",
+        "due_at": "2026-03-09T17:00:00Z", "occurred_at": "2026-03-09T17:00:05Z", "console_url": "http://console/cases/i-1",
+        "step": "plan",
+    }
+    message = email_message("baove@localhost", "chutich@minhtam.gov.vn", Delivery(id="d2", payload=payload))
+    assert message["Subject"].startswith("[Bảo vệ trẻ em] Quá hạn một bước của quy trình bảo vệ trẻ em")
+    text = message.get_content()
+    assert "Quá hạn lập kế hoạch hỗ trợ, can thiệp (Mẫu 04" in text and "Hạn: 00:00 10/03/2026" in text
