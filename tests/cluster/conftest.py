@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ def replicas(cluster, pg_database, tmp_path):
         **{f"BAOVE_{s.upper()}_DATABASE_URL": urls[s] for s in SERVICES},
         "BAOVE_AUTH_DATABASE_URL": urls["auth"],
         **{f"BAOVE_{s.upper()}_AMQP_URL": cluster.url(s) for s in SERVICES},
+        # Each service publishes as its own broker user, as deploy/k8s/configmap.yaml says.
+        "BAOVE_BROKER_USERS": json.dumps({s: s for s in SERVICES}),
         # Each replica's deadline watcher and report scheduler run often, to race the other replica's.
         "BAOVE_ROUTING_WATCH_INTERVAL_SECONDS": "2",
         "BAOVE_REPORTING_SCHEDULE_INTERVAL_SECONDS": "5",
