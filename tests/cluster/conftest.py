@@ -54,8 +54,8 @@ class Replicas:
         return [s.url("intake") for s in self.both]
 
     async def readiness(self) -> dict[str, bool]:
-        """Each replica's /readyz, as `intake.a: True`."""
-        async with httpx.AsyncClient(timeout=2) as http:
+        """Each replica's /readyz, as `intake.a: True`, given 5 s as deploy/k8s's readinessProbe gives it."""
+        async with httpx.AsyncClient(timeout=5) as http:
 
             async def ready(name: str, system: System, service: str) -> bool:
                 if service not in system.processes:
