@@ -91,6 +91,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         retention: timedelta = timedelta(days=1),
         user_id: str | None = None,
+        publish_timeout: float = 15.0,
     ) -> None:
         self._sessionmaker = sessionmaker
         # The broker user this service connects as: the broker refuses any other, consumers check it is the producer's.
@@ -101,6 +102,9 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._retention = retention
+        # A publish whose confirm never comes (its connection closed under it, as when a cluster node stops) must
+        # fail, not hang: over PostgreSQL the batch's rows stay locked meanwhile and no other relay may send them.
+        self._publish_timeout = publish_timeout
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task | None = None
@@ -169,7 +173,9 @@ class OutboxRelay:
             return 0
         t = self._table
         # Sent in order on one channel; confirms are awaited together, not one round trip each.
-        results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self._publish(row), self._publish_timeout) for row in rows), return_exceptions=True
+        )
         sent = [row.id for row, result in zip(rows, results) if not isinstance(result, BaseException)]
         failed = [(row.id, result) for row, result in zip(rows, results) if isinstance(result, BaseException)]
         async with session.begin_nested() if session.in_transaction() else session.begin():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -42,6 +44,7 @@ class Replicas:
     a: System
     b: System
     samples: list[tuple[float, dict[str, bool]]] = field(default_factory=list)
+    why: Counter[str] = field(default_factory=Counter)  # each failed check of a not-ready answer, as `intake.b: broker`
 
     @property
     def both(self) -> tuple[System, System]:
@@ -51,19 +54,26 @@ class Replicas:
         return [s.url("intake") for s in self.both]
 
     async def readiness(self) -> dict[str, bool]:
-        """Each replica's /readyz, as `intake.a: True`."""
-        async with httpx.AsyncClient(timeout=2) as http:
+        """Each replica's /readyz, as `intake.a: True`, given 5 s as deploy/k8s's readinessProbe gives it."""
+        async with httpx.AsyncClient(timeout=5) as http:
 
-            async def ready(system: System, service: str) -> bool:
+            async def ready(name: str, system: System, service: str) -> bool:
                 if service not in system.processes:
                     return False
                 try:
-                    return (await http.get(system.url(service) + "/readyz")).status_code == 200
-                except httpx.HTTPError:
+                    answer = await http.get(system.url(service) + "/readyz")
+                except httpx.HTTPError as exc:
+                    self.why[f"{name}: {type(exc).__name__}"] += 1
                     return False
+                if answer.status_code != 200:
+                    checks = (
+                        answer.json().get("checks", {}) if answer.headers.get("content-type", "").startswith("application/json") else {}
+                    )
+                    self.why.update(f"{name}: {check} {state}" for check, state in checks.items() if state != "ok")
+                return answer.status_code == 200
 
             names = [(f"{service}.{tag}", system, service) for tag, system in (("a", self.a), ("b", self.b)) for service in SERVICES]
-            answers = await asyncio.gather(*(ready(system, service) for _, system, service in names))
+            answers = await asyncio.gather(*(ready(*name) for name in names))
             return {name: ok for (name, _, _), ok in zip(names, answers)}
 
     async def watch(self, stop: asyncio.Event, every: float = 1.0) -> None:
@@ -76,8 +86,11 @@ class Replicas:
     def not_ready_after(self, since: float, until: float, only: set[str] | None = None) -> tuple[float, str]:
         """Seconds from `since` to the last sample before `until` in which a replica (of `only`) was not ready, and
         which replicas were not ready then; (0, "") if none ever was."""
-        late = [(t, ready) for t, ready in self.samples if since <= t < until and not all(
-            ok for n, ok in ready.items() if only is None or n in only)]
+        late = [
+            (t, ready)
+            for t, ready in self.samples
+            if since <= t < until and not all(ok for n, ok in ready.items() if only is None or n in only)
+        ]
         if not late:
             return 0.0, ""
         t, ready = late[-1]
@@ -99,6 +112,8 @@ def replicas(cluster, pg_database, tmp_path):
         **{f"BAOVE_{s.upper()}_DATABASE_URL": urls[s] for s in SERVICES},
         "BAOVE_AUTH_DATABASE_URL": urls["auth"],
         **{f"BAOVE_{s.upper()}_AMQP_URL": cluster.url(s) for s in SERVICES},
+        # Each service publishes as its own broker user, as deploy/k8s/configmap.yaml says.
+        "BAOVE_BROKER_USERS": json.dumps({s: s for s in SERVICES}),
         # Each replica's deadline watcher and report scheduler run often, to race the other replica's.
         "BAOVE_ROUTING_WATCH_INTERVAL_SECONDS": "2",
         "BAOVE_REPORTING_SCHEDULE_INTERVAL_SECONDS": "5",
@@ -106,9 +121,7 @@ def replicas(cluster, pg_database, tmp_path):
         "BAOVE_ROUTING_CLOCK_OFFSET_SECONDS": "3720",
     }
     cluster.purge()
-    pair = Replicas(
-        System(tmp_path / "a", cluster.url("ops"), PORTS[0], env), System(tmp_path / "b", cluster.url("ops"), PORTS[1], env)
-    )
+    pair = Replicas(System(tmp_path / "a", cluster.url("ops"), PORTS[0], env), System(tmp_path / "b", cluster.url("ops"), PORTS[1], env))
     try:
         pair.a.prepare()
         pair.b.data_dir.mkdir(parents=True)

@@ -31,8 +31,10 @@ class Racing:
     reports_twice: int
 
     def line(self) -> str:
-        return (f"escalated {self.escalated} of {self.emergencies} emergencies (twice: {self.escalated_twice}; "
-                f"counted twice in reporting: {self.escalation_facts_doubled}); reports generated {self.reports} (twice: {self.reports_twice})")
+        return (
+            f"escalated {self.escalated} of {self.emergencies} emergencies (twice: {self.escalated_twice}; "
+            f"counted twice in reporting: {self.escalation_facts_doubled}); reports generated {self.reports} (twice: {self.reports_twice})"
+        )
 
 
 def dbs(replicas) -> dict[str, str]:
@@ -52,7 +54,9 @@ async def racing(replicas, accepted: set[str], emergencies: set[str]) -> Racing:
     rows = await scalar_rows(db["routing"], escalation)
     facts = await scalar_rows(db["reporting"], "SELECT incident_id, count(*) FROM escalation_fact GROUP BY incident_id")
     reports = await scalar_rows(db["reporting"], "SELECT org_unit, period, summary FROM generated_report")
-    same = Counter((org, period, json.dumps(summary, sort_keys=True) if not isinstance(summary, str) else summary) for org, period, summary in reports)
+    same = Counter(
+        (org, period, json.dumps(summary, sort_keys=True) if not isinstance(summary, str) else summary) for org, period, summary in reports
+    )
     return Racing(
         emergencies=len(emergencies),
         escalated=len({r[0] for r in rows} & accepted),
@@ -75,6 +79,8 @@ async def under_load(replicas, attack, tag: str, seconds: float) -> tuple[Outcom
     figures["posting"] = time.monotonic() - started
     stop.set()
     await watcher
+    if replicas.why:
+        figures["why replicas were not ready (samples)"] = ", ".join(f"{why} ×{n}" for why, n in replicas.why.most_common(6))
     accepted = {incident_id for incident_id, _, status in answered if status == 202}
     emergencies = {incident_id for (incident_id, _, status), p in zip(answered, sent) if status == 202 and p["urgency"] == "emergency"}
     outcome = await settle(replicas.a, accepted, dbs(replicas), timeout=240)
@@ -83,8 +89,10 @@ async def under_load(replicas, attack, tag: str, seconds: float) -> tuple[Outcom
     return outcome, race, figures
 
 
-def shown(value: float | tuple[float, str]) -> str:
+def shown(value: float | tuple[float, str] | str) -> str:
     """A duration, with the replicas it was about when there were any."""
+    if isinstance(value, str):
+        return value
     seconds, who = value if isinstance(value, tuple) else (value, "")
     return f"{seconds:.1f} s" + (f" ({who})" if who else "")
 
@@ -106,8 +114,13 @@ class TestQuorumLeaderLost:
             stopped = time.monotonic()
             await asyncio.to_thread(leader.stop)
             figures["node stop took"] = time.monotonic() - stopped
-            await asyncio.to_thread(eventually, lambda: cluster.queues().get(QUEUE, {}).get("leader") not in (None, "", leader.name),
-                                    timeout=90, interval=1, what=f"a new leader of {QUEUE}")
+            await asyncio.to_thread(
+                eventually,
+                lambda: cluster.queues().get(QUEUE, {}).get("leader") not in (None, "", leader.name),
+                timeout=90,
+                interval=1,
+                what=f"a new leader of {QUEUE}",
+            )
             await asyncio.sleep(10)
             figures["node away"] = time.monotonic() - stopped
             back = time.monotonic()
@@ -120,6 +133,58 @@ class TestQuorumLeaderLost:
         outcome, race, figures = await under_load(replicas, attack, "leader", 40)
         report("quorum leader node stopped and started", outcome, race, figures)
         assert await summary_total(replicas.b) == outcome.accepted
+        assert await asyncio.to_thread(cluster.fully_replicated), cluster.queues()
+
+
+class TestPartition:
+    async def test_one_node_cut_off_from_the_other_two_for_30_s_then_healed(self, cluster, replicas):
+        """The node leading routing's queue is partitioned from the other two: pause_minority must pause it (its
+        clients move to the majority through HAProxy), and after the heal it must rejoin with no partition left."""
+        figures: dict[str, float | tuple[float, str]] = {}
+
+        async def attack() -> dict:
+            await asyncio.sleep(5)
+            node = await asyncio.to_thread(cluster.leader_of, QUEUE)
+            asked = time.monotonic()
+            await asyncio.to_thread(cluster.cut_off, node)
+            # The eval runs at the end of the command (most of it is the command-line tool's own start): the
+            # partition is counted from its return.
+            cut = time.monotonic()
+            figures["rabbitmqctl eval cutting it off took"] = cut - asked
+            await asyncio.to_thread(
+                eventually,
+                lambda: not cluster.rabbit_running(node),
+                timeout=30,
+                interval=0.5,
+                what="the cut-off node paused (pause_minority)",
+            )
+            figures["minority node paused after"] = time.monotonic() - cut
+            await asyncio.to_thread(
+                eventually,
+                lambda: cluster.queues().get(QUEUE, {}).get("leader") not in (None, "", node.name),
+                timeout=60,
+                interval=0.5,
+                what=f"a new leader of {QUEUE} on the majority",
+            )
+            figures["new leader on the majority after"] = time.monotonic() - cut
+            await asyncio.sleep(max(0.0, cut + 30 - time.monotonic()))
+            healed = time.monotonic()
+            figures["replicas not ready during the partition"] = replicas.not_ready_after(cut, healed)
+            await asyncio.to_thread(cluster.heal, node)
+            await asyncio.to_thread(
+                eventually,
+                lambda: cluster.rabbit_running(node),
+                timeout=120,
+                interval=0.5,
+                what="the minority node running again after the heal",
+            )
+            figures["minority node running after the heal"] = time.monotonic() - healed
+            figures["all replicas ready after the heal"] = await replicas.all_ready()
+            return figures
+
+        outcome, race, figures = await under_load(replicas, attack, "partition", 40)
+        report("one node partitioned for 30 s, then healed", outcome, race, figures)
+        assert await asyncio.to_thread(cluster.partitions) == {}
         assert await asyncio.to_thread(cluster.fully_replicated), cluster.queues()
 
 
@@ -136,9 +201,7 @@ class TestOneReplicaKilled:
                 replicas.b.processes.pop(service).wait(10)
             await asyncio.sleep(10)
             back = time.monotonic()
-            figures["survivors not ready while the others were dead"] = replicas.not_ready_after(
-                killed, back, {f"{s}.a" for s in SERVICES}
-            )
+            figures["survivors not ready while the others were dead"] = replicas.not_ready_after(killed, back, {f"{s}.a" for s in SERVICES})
             for service in SERVICES:
                 replicas.b.start(service)
             figures["killed replicas ready after their restart"] = await replicas.all_ready()

@@ -48,14 +48,17 @@ class BrokerNode:
     def __init__(
         self, workdir: Path, passwords: dict[str, str], *, kubernetes: bool = False, tls: Tls | None = None,
         name: str | None = None, ports: tuple[int, int, int, int] | None = None, cookie: str | None = None,
+        erl_args: str = "",
     ) -> None:
         """`ports`: AMQP, management, Prometheus, Erlang distribution (free ones when not given); `cookie`: the
-        Erlang cookie the nodes of a cluster share (start.sh installs it); `tls`: an AMQPS listener too."""
+        Erlang cookie the nodes of a cluster share (start.sh installs it); `tls`: an AMQPS listener too; `erl_args`:
+        more flags for the node's Erlang VM (RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS)."""
         self.workdir = workdir
         self.passwords = passwords
         self.kubernetes = kubernetes
         self.tls = tls
         self.cookie = cookie
+        self.erl_args = erl_args
         self.name = name or f"baove-deploy-{secrets.token_hex(4)}@localhost"
         self.amqp_port, self.management_port, self.prometheus_port, self.dist_port = ports or tuple(_free_port() for _ in range(4))
         self.amqps_port = _free_port() if tls else None
@@ -136,6 +139,8 @@ class BrokerNode:
         }
         if self.kubernetes:
             env["BAOVE_RABBITMQ_GROW_QUORUM"] = "true"
+        if self.erl_args:
+            env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = self.erl_args
         if self.cookie:
             (w / "cookie").write_text(self.cookie)
             (w / "cookie").chmod(0o600)
