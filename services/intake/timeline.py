@@ -116,13 +116,16 @@ def timeline_entry(event: Event) -> TimelineFact | None:
 
 def timeline_order(entry: TimelineEntry) -> tuple[datetime, int, int]:
     """By time; entries of one instant (one transaction in routing) in causal order, whatever order they arrived in:
-    the assignment changes, then what they did to the case, then the assignments made because of it."""
+    the assignment changes, then the process's step moves, then what they did to the case (closed, reopened,
+    escalated), then the assignments made because of it."""
     if entry.kind.startswith("assignment."):
         rank = 1
+    elif entry.kind.startswith("step."):
+        rank = 2
     elif entry.kind == "routed":
-        rank = 3
+        rank = 4
     else:
-        rank = 0 if entry.kind == "reported" else 2
+        rank = 0 if entry.kind == "reported" else 3
     return entry.at, rank, entry.id
 
 

@@ -148,3 +148,6 @@ def test_the_moves_of_one_instant_are_listed_each_after_the_step_it_left_whateve
         entry(2, "step.plan", approved.replace(hour=5), **{"from": "detailed_assessment"}),
     ]
     assert [e.kind for e in in_order(entries)] == ["step.plan", "step.plan_approved", "step.implementation", "routed"]
+    # Closing (and reopening) moves the step in the transaction that closes the case: the move is listed first.
+    closing = [entry(7, "closed"), entry(6, "step.closed", **{"from": "review"})]
+    assert [e.kind for e in in_order(list(reversed(closing)))] == [e.kind for e in in_order(closing)] == ["step.closed", "closed"]
