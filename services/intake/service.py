@@ -31,7 +31,7 @@ from .incidents import PRODUCER, build_event, check_commune, facts_event, may_re
 from .models import Activity, DuplicateCandidate, Incident, TimelineEntry
 from .retention import erased_detail
 from .schemas import ActivityChange, ActivityCreate, IncidentCreate
-from .timeline import timeline_entry, timeline_order
+from .timeline import in_order, timeline_entry
 
 log = logging.getLogger("baove.intake.duplicates")
 
@@ -318,7 +318,7 @@ async def read_incident(session: AsyncSession, incident_id: str, principal: Prin
     if incident is None or not may_read(principal, incident):
         raise NotFound("incident not found")
     entries = (await session.execute(select(TimelineEntry).where(TimelineEntry.incident_id == incident_id))).scalars().all()
-    return incident, sorted(entries, key=timeline_order)
+    return incident, in_order(entries)
 
 
 

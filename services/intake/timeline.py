@@ -116,11 +116,45 @@ def timeline_entry(event: Event) -> TimelineFact | None:
 
 def timeline_order(entry: TimelineEntry) -> tuple[datetime, int, int]:
     """By time; entries of one instant (one transaction in routing) in causal order, whatever order they arrived in:
-    the assignment changes, then what they did to the case, then the assignments made because of it."""
+    the assignment changes, then the process's step moves, then what they did to the case (closed, reopened,
+    escalated), then the assignments made because of it."""
     if entry.kind.startswith("assignment."):
         rank = 1
+    elif entry.kind.startswith("step."):
+        rank = 2
     elif entry.kind == "routed":
-        rank = 3
+        rank = 4
     else:
-        rank = 0 if entry.kind == "reported" else 2
+        rank = 0 if entry.kind == "reported" else 3
     return entry.at, rank, entry.id
+
+
+def in_order(entries: list[TimelineEntry]) -> list[TimelineEntry]:
+    """The entries as timeline_order sorts them, with the process's moves of one instant (a plan's approval moves the
+    case plan → plan_approved → implementation in one transaction) each after the step it left: events of one
+    transaction may be consumed in any order, so their arrival (`id`) does not tell it."""
+    ordered = sorted(entries, key=timeline_order)
+    result: list[TimelineEntry] = []
+    start = 0
+    while start < len(ordered):
+        end = start
+        while end < len(ordered) and ordered[end].at == ordered[start].at:
+            end += 1
+        result += _moves_chained(ordered[start:end])
+        start = end
+    return result
+
+
+def _moves_chained(group: list[TimelineEntry]) -> list[TimelineEntry]:
+    moves = [e for e in group if e.kind.startswith("step.")]
+    if len(moves) < 2:
+        return group
+    chain: list[TimelineEntry] = []
+    while moves:
+        reached = {e.kind.removeprefix("step.") for e in moves}
+        # The move from a step no other of the instant reached comes first (the arrival order when none is).
+        first = next((e for e in moves if (e.detail or {}).get("from") not in reached), moves[0])
+        chain.append(first)
+        moves.remove(first)
+    chained = iter(chain)
+    return [next(chained) if e.kind.startswith("step.") else e for e in group]

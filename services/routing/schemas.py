@@ -210,7 +210,7 @@ class SubscriptionCreate(BaseModel):
     target: str = Field(
         min_length=3, max_length=500, description="an http(s) URL for a webhook, an address for email, agency.{unit_id} for amqp"
     )
-    events: list[Literal["assignment.created", "assignment.overdue", "incident.escalated", "incident.closed", "report.due"]] = Field(
+    events: list[Literal["assignment.created", "assignment.overdue", "incident.escalated", "incident.step_overdue", "incident.closed", "report.due"]] = Field(
         min_length=1, description="what the unit is told of"
     )
     quiet_start: str | None = Field(None, pattern=HHMM, description="quiet hours from (HH:MM, Asia/Ho_Chi_Minh)")

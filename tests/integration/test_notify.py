@@ -407,6 +407,10 @@ class TestReportDue:
                 answer = await http.post("/v1/subscriptions", json=body, headers=bearer(token))
                 assert answer.status_code == 201, answer.text
                 assert answer.json()["events"] == ["report.due"]
+                # The chairman told of a missed step of the case process (the notifier binds incident.step_overdue).
+                step = {**body, "unit_id": "25349.chairman", "target": "ct@minhtam.gov.vn", "events": ["incident.step_overdue"]}
+                answer = await http.post("/v1/subscriptions", json=step, headers=bearer(token))
+                assert answer.status_code == 201 and answer.json()["events"] == ["incident.step_overdue"], answer.text
                 wrong = await http.post("/v1/subscriptions", json={**body, "events": ["report.overdue"]}, headers=bearer(token))
                 assert wrong.status_code == 422
         finally:

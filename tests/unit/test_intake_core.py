@@ -129,3 +129,25 @@ class TestTimeline:
         incident_id, _, kind, principal, detail = timeline.timeline_entry(routed)
         assert (incident_id, kind, principal) == ("inc-1", "routed", "routing")
         assert detail["rules_version"] == "v1" and detail["assignments"][0]["unit_id"] == "25349.cp_officer"
+
+
+def test_the_moves_of_one_instant_are_listed_each_after_the_step_it_left_whatever_order_they_arrived_in():
+    from services.intake.models import TimelineEntry
+    from services.intake.timeline import in_order
+
+    approved = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+
+    def entry(id_: int, kind: str, at: datetime = approved, **detail) -> TimelineEntry:
+        return TimelineEntry(id=id_, incident_id="i", at=at, kind=kind, principal="25349.chairman", detail=detail)
+
+    # An approval's two moves and its tasks' routing, consumed in the wrong order; the plan before it, later.
+    entries = [
+        entry(5, "routed", rules_version="plan"),
+        entry(3, "step.implementation", **{"from": "plan_approved"}),
+        entry(4, "step.plan_approved", **{"from": "plan"}),
+        entry(2, "step.plan", approved.replace(hour=5), **{"from": "detailed_assessment"}),
+    ]
+    assert [e.kind for e in in_order(entries)] == ["step.plan", "step.plan_approved", "step.implementation", "routed"]
+    # Closing (and reopening) moves the step in the transaction that closes the case: the move is listed first.
+    closing = [entry(7, "closed"), entry(6, "step.closed", **{"from": "review"})]
+    assert [e.kind for e in in_order(list(reversed(closing)))] == [e.kind for e in in_order(closing)] == ["step.closed", "closed"]
