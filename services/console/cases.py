@@ -267,10 +267,10 @@ def form_values(process: dict | None, name: str, posted_fields: dict | None) -> 
         for key, _, kind, *_ in forms.PROCESS_FORMS[name]["fields"] + (forms.TASK_FIELDS if name == "plan" else ()):
             for k in [k for k in values if k == key or (k.startswith("tasks-") and k.endswith(f"-{key}"))]:
                 if kind == "day" and isinstance(values[k], str) and (day := forms.parse_day(values[k])):
-                    values[k] = day.isoformat()  # a date input shows only yyyy-mm-dd
+                    values[k] = f"{day:%d/%m/%Y}"  # as an official writes it, whatever way it was typed
         return values
     now = utc_now().astimezone(vi.VN)
-    shown = now.strftime("%Y-%m-%dT%H:%M")
+    shown = now.strftime("%d/%m/%Y %H:%M")
     current = (process or {}).get("current", {}).get(name)
     values: dict[str, Any] = {}
     for key, _, kind, *_ in forms.PROCESS_FORMS[name]["fields"]:
@@ -278,14 +278,16 @@ def form_values(process: dict | None, name: str, posted_fields: dict | None) -> 
             values[key] = values[f"{key}_shown"] = shown
         elif current is not None and key in current:
             values[key] = {True: "yes", False: "no"}.get(current[key], current[key]) if kind == "yesno" else current[key]
+            if kind == "day" and current[key]:
+                values[key] = vi.day(current[key])
         elif kind == "day" and key in ("approved_on", "starts_on"):
-            values[key] = now.date().isoformat()
+            values[key] = f"{now.date():%d/%m/%Y}"
     if name == "plan":
         tasks = (current or {}).get("tasks", [])
         for i, task in enumerate(tasks):
             for key, *_ in forms.TASK_FIELDS:
                 value = task.get(key)
-                values[f"tasks-{i}-{key}"] = "" if value in (None, 0) else str(value)
+                values[f"tasks-{i}-{key}"] = "" if value in (None, 0) else vi.day(value) if key == "due_on" else str(value)
         values["tasks_count"] = str(max(forms.PLAN_ROWS, len(tasks) + (1 if tasks else 0)))
     return values
 

@@ -358,6 +358,7 @@ def shown_target(channel: str, target: str) -> str:
 # risk (high / medium / low), yesno, signer (chairman / deputy). The plan's tasks are rows `tasks-<i>-<field>`.
 
 DAY_HINT = "Ngày/tháng/năm, ví dụ 07/12/2026."
+MOMENT_HINT = "Ngày/tháng/năm giờ:phút, ví dụ 30/11/2026 14:05. Để nguyên nếu là lúc này."
 PROCESS_FORMS: dict[str, dict[str, Any]] = {
     "emergency_measures": {
         "path": "emergency-measures",
@@ -367,7 +368,7 @@ PROCESS_FORMS: dict[str, dict[str, Any]] = {
             ("measures", "Biện pháp can thiệp khẩn cấp đã áp dụng", "textarea", 4000, True, "Việc đã làm để trẻ được an toàn."),
             ("separation_proposed", "Đề nghị Chủ tịch UBND xã quyết định tạm thời cách ly trẻ khỏi cha mẹ, người chăm sóc", "yesno", 0, True, ""),
             ("taken_by", "Người, cơ quan thực hiện", "text", 200, True, ""),
-            ("taken_at", "Thời điểm thực hiện", "moment", 0, True, ""),
+            ("taken_at", "Thời điểm thực hiện", "moment", 0, True, MOMENT_HINT),
         ),
     },
     "care_decision": {
@@ -389,7 +390,7 @@ PROCESS_FORMS: dict[str, dict[str, Any]] = {
         "title": "Đánh giá chi tiết, họp xác định nhu cầu (Mẫu 03)",
         "submit": "Ghi đánh giá chi tiết",
         "fields": (
-            ("meeting_at", "Thời điểm họp xác định nhu cầu", "moment", 0, True, ""),
+            ("meeting_at", "Thời điểm họp xác định nhu cầu", "moment", 0, True, MOMENT_HINT),
             ("participants", "Thành phần tham dự (các đơn vị, gia đình)", "textarea", 2000, True, ""),
             ("needs", "Nhu cầu của trẻ", "textarea", 4000, True, ""),
             ("findings", "Kết quả đánh giá khác", "textarea", 4000, False, ""),
@@ -428,7 +429,7 @@ PROCESS_FORMS: dict[str, dict[str, Any]] = {
             ("overall", "Mức độ nguy cơ chung", "risk", 0, True, "Thấp: có thể kết thúc vụ việc; Trung bình hoặc Cao: lập kế hoạch mới."),
             ("notes", "Ghi chú", "textarea", 4000, False, ""),
             ("reviewed_by", "Người đánh giá kết quả", "text", 200, True, ""),
-            ("reviewed_at", "Thời điểm đánh giá kết quả", "moment", 0, True, ""),
+            ("reviewed_at", "Thời điểm đánh giá kết quả", "moment", 0, True, MOMENT_HINT),
         ),
     },
 }
@@ -447,8 +448,8 @@ _KIND_ERROR = {
     "yesno": "chọn Có hoặc Không",
     "signer": "chọn Chủ tịch hoặc Phó Chủ tịch",
     "unit": "chọn một đơn vị của xã",
-    "day": "bắt buộc, ngày theo dạng ngày/tháng/năm",
-    "moment": "bắt buộc, ngày giờ hợp lệ",
+    "day": "bắt buộc, ngày theo dạng ngày/tháng/năm, ví dụ 07/12/2026",
+    "moment": "bắt buộc, ngày giờ theo dạng ngày/tháng/năm giờ:phút, ví dụ 30/11/2026 14:05",
     "money": "số tiền bằng đồng, chỉ gồm chữ số",
 }
 
@@ -459,6 +460,17 @@ def parse_day(text: str) -> date | None:
     for pattern in ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y"):
         try:
             return datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    return None
+
+
+def parse_moment(text: str) -> datetime | None:
+    """A time in Vietnam typed as 30/11/2026 14:05 (or 2026-11-30T14:05, what a datetime input sends); None if neither."""
+    text = " ".join(text.replace("lúc", " ").split())
+    for pattern in ("%d/%m/%Y %H:%M", "%d/%m/%Y %Hh%M", "%d/%m/%Y %Hh", "%d-%m-%Y %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"):
+        try:
+            return datetime.strptime(text, pattern).replace(tzinfo=vi.VN)
         except ValueError:
             continue
     return None
@@ -505,9 +517,8 @@ def _field_value(form: dict, key: str, name: str, label: str, kind: str, most: i
         if not value or value == _text(form, f"{key}_shown"):
             out = now.isoformat()
         else:
-            try:
-                moment = datetime.fromisoformat(value).replace(tzinfo=vi.VN)
-            except ValueError:
+            moment = parse_moment(value)
+            if moment is None:
                 wrong = _KIND_ERROR[kind]
             else:
                 if moment > now + timedelta(minutes=5):

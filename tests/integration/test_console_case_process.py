@@ -41,7 +41,7 @@ def vn_day(days: int = 0) -> str:
 
 
 def vn_minute(ago: timedelta = timedelta(0)) -> str:
-    return (datetime.now(UTC) - ago).astimezone(vi.VN).strftime("%Y-%m-%dT%H:%M")
+    return (datetime.now(UTC) - ago).astimezone(vi.VN).strftime("%d/%m/%Y %H:%M")
 
 
 async def assessed(console, urgent: bool = True, received_ago: timedelta = timedelta(hours=2)) -> str:
@@ -129,12 +129,12 @@ async def test_the_process_from_the_emergency_measures_to_the_review_on_the_case
     shown = section(page.text)
     assert '<div class="step-form" id="plan-form"' in shown and shown.count("<legend>Nhiệm vụ ") == 3
     assert f'<option value="{HEALTH}">' in shown and f'<option value="{SCHOOL}">' in shown and "25339." not in shown
-    assert 'type="date"' in shown and "Ngày/tháng/năm, ví dụ 07/12/2026." in shown
+    assert 'placeholder="ngày/tháng/năm"' in shown and "Ngày/tháng/năm, ví dụ 07/12/2026." in shown
     # "Thêm nhiệm vụ": the page again with a fourth row, what was typed kept.
     more = await cp.post(f"/cases/{incident_id}", data={"csrf_token": csrf(page.text), "action": "add_task:plan", **plan_fields()})
     assert more.status_code == 200 and section(more.text).count("<legend>Nhiệm vụ ") == 4
     assert 'value="Khám và theo dõi vết thương, hỗ trợ tâm lý"' in more.text and f'<option value="{HEALTH}" selected>' in more.text
-    assert f'value="{datetime.now(vi.VN).date().isoformat()}"' in more.text  # 30/11/2026 typed, shown by the date input
+    assert f'value="{(datetime.now(vi.VN).date() + timedelta(days=10)):%d/%m/%Y}"' in more.text  # typed as 2026-12-10, shown as 10/12/2026
 
     shown = await recorded(cp, incident_id, "plan", **plan_fields())
     assert "Đã ghi kế hoạch hỗ trợ, can thiệp (Mẫu 04)." in shown and "Nhiệm vụ (2)" in shown
@@ -197,7 +197,7 @@ async def test_refused_forms_name_their_fields_in_vietnamese(console):
     answer = await submit(chair, incident_id, "care_decision", decision_no="", placement="Nhà bà ngoại", starts_on=vn_day(),
                           ends_on="31/02/2026", extension_reason="", signed_by="Võ Văn Bình", signed_as="")
     assert answer.status_code == 422
-    for words in ("Số quyết định: bắt buộc", "Đến hết ngày: bắt buộc, ngày theo dạng ngày/tháng/năm.", "Ký với tư cách: chọn Chủ tịch hoặc Phó Chủ tịch."):
+    for words in ("Số quyết định: bắt buộc", "Đến hết ngày: bắt buộc, ngày theo dạng ngày/tháng/năm, ví dụ 07/12/2026.", "Ký với tư cách: chọn Chủ tịch hoặc Phó Chủ tịch."):
         assert words in answer.text, words
     # A step out of order, in words: a review before any plan; the chairman's approval with no plan.
     answer = await submit(cp, incident_id, "review", reviewed_at=vn_minute(), **review_fields("low"))
