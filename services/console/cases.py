@@ -431,8 +431,11 @@ async def case_action(request: Request) -> Response:
     if not errors:
         return redirect(back)
     context = await _case_context(request, session, incident_id)
+    error = next(iter(errors.values()))
+    if action in forms.PROCESS_FORMS and len(errors) > 1:
+        error = f"Chưa ghi được: {len(errors)} mục cần sửa, được đánh dấu bên dưới. {error}"
     return render(request, "case.html", 409 if "action" in errors else 422, notice=None, done=None,
-                  error=next(iter(errors.values())), errors=errors, form=fields,
+                  error=error, errors=errors, form=fields,
                   assessment=assessment_form(context["process"], fields), offered=_offered(context["process"], fields), **context)
 
 

@@ -197,6 +197,7 @@ async def test_refused_forms_name_their_fields_in_vietnamese(console):
     answer = await submit(chair, incident_id, "care_decision", decision_no="", placement="Nhà bà ngoại", starts_on=vn_day(),
                           ends_on="31/02/2026", extension_reason="", signed_by="Võ Văn Bình", signed_as="")
     assert answer.status_code == 422
+    assert "Chưa ghi được: 3 mục cần sửa, được đánh dấu bên dưới." in answer.text
     for words in ("Số quyết định: bắt buộc", "Đến hết ngày: bắt buộc, ngày theo dạng ngày/tháng/năm, ví dụ 07/12/2026.", "Ký với tư cách: chọn Chủ tịch hoặc Phó Chủ tịch."):
         assert words in answer.text, words
     # A step out of order, in words: a review before any plan; the chairman's approval with no plan.
