@@ -523,7 +523,8 @@ def _field_value(form: dict, key: str, name: str, label: str, kind: str, most: i
             else:
                 if moment > now + timedelta(minutes=5):
                     wrong = "không được ở tương lai"
-                out = moment.isoformat()
+                # The minute being typed is "now" (a report received this same minute is not after 12:05:00).
+                out = now.isoformat() if moment <= now < moment + timedelta(minutes=1) else moment.isoformat()
     if wrong:
         errors[key] = f"{label}: {wrong}."
     return out

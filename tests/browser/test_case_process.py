@@ -122,3 +122,38 @@ def test_the_plan_drafted_and_approved_on_a_phone(console_system, browser, artef
     axe_check(page, "the case in implementation at desktop")
     shot(page, artefacts, "76-plan-implementation-desktop")
     context.close()
+
+
+def test_the_emergency_measures_form_on_a_phone(console_system, browser, artefacts):
+    incident_id = report(console_system, "25349.hamlet.ap-2")
+    with api(console_system, "routing", "25349.cp_officer") as http:
+        def routed() -> bool:
+            return http.get(f"/v1/incidents/{incident_id}/process").status_code == 200
+
+        eventually(routed, timeout=40, what="routing has the case")
+        answer = http.post(f"/v1/incidents/{incident_id}/assessment", json={
+            "harm": "Bị đánh gây bầm tím ở tay", "danger_level": "high", "urgent_protection": True,
+            "measures_taken": "Đưa đến trạm y tế xã", "assessed_by": "Lê Văn Cường", "assessed_at": datetime.now(UTC).isoformat()})
+        assert answer.status_code == 200, answer.text
+    context, page = sign_in(browser, "b-cp", PHONE)
+    page.goto(console_url(f"/cases/{incident_id}"))
+    form = page.locator("#emergency_measures-form")
+    # A time that is no time (31 November) is refused by name, what was typed kept; typed right, it is recorded.
+    form.get_by_label("Biện pháp can thiệp khẩn cấp đã áp dụng").fill("Tách trẻ khỏi người gây hại, đưa về nhà bà ngoại")
+    form.get_by_label("Thời điểm thực hiện").fill("31/11/2026 10:00")
+    form.get_by_label("Người, cơ quan thực hiện").fill("Công an xã")
+    form.get_by_label("Có").check()
+    page.get_by_role("button", name="Ghi biện pháp khẩn cấp").click()
+    page.wait_for_load_state()
+    assert "Thời điểm thực hiện: bắt buộc, ngày giờ theo dạng ngày/tháng/năm giờ:phút, ví dụ 30/11/2026 14:05." in page.locator("main").inner_text()
+    assert page.locator("#emergency_measures-taken_by").input_value() == "Công an xã"
+    no_horizontal_scroll(page)
+    axe_check(page, "the refused emergency measures at phone")
+    shot(page, artefacts, "77-emergency-measures-refused-phone")
+    page.locator("#emergency_measures-taken_at").fill(datetime.now(VN).strftime("%d/%m/%Y %H:%M"))
+    page.get_by_role("button", name="Ghi biện pháp khẩn cấp").click()
+    page.wait_for_load_state()
+    text = process_text(page)
+    assert "Đã ghi biện pháp can thiệp khẩn cấp." in text and "Tách trẻ khỏi người gây hại" in text, text
+    shot(page, artefacts, "78-emergency-measures-recorded-phone")
+    context.close()
