@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from . import forms, vi
+from .admin import commune_units
 from .clients import ApiError, NotFound
 from .sessions import Session
 from .web import HIERARCHY, OPEN, TEMPLATES, UNIT_NAMES, current, posted, redirect, render, unit_name, utc_now
@@ -19,6 +20,9 @@ from .web import HIERARCHY, OPEN, TEMPLATES, UNIT_NAMES, current, posted, redire
 
 def _safe_next(value: str | None, default: str) -> str:
     return value if value and value.startswith("/") and not value.startswith("//") else default
+
+
+TEMPLATES.globals.update(forms_yesno=forms.YESNO, forms_signers=forms.SIGNERS, task_fields=forms.TASK_FIELDS)
 
 
 # -- inbox -------------------------------------------------------------------------------------
@@ -50,10 +54,13 @@ def inbox_rows(items: list[dict], now: datetime) -> list[dict]:
     rows = []
     for a in items:
         due_text, late = vi.due(a["due_at"], now)
+        # A plan task (issue 17) is due when the task is to be done: "hết ngày 07/12/2026", late while still open.
+        task = str(a.get("origin") or "").startswith("plan:")
         rows.append({
             **a,
-            "due_text": due_text if a["status"] == "pending" else None,
-            "late": a["overdue"] or (late and a["status"] == "pending"),
+            "due_text": due_text if a["status"] == "pending" and not task else None,
+            "task_due": vi.end_day(a["due_at"]) if task else None,
+            "late": a["overdue"] or (late and (a["status"] == "pending" or (task and a["status"] in OPEN))),
             "actions": vi.NEXT_ACTIONS.get(a["status"], ()),
         })
     return rows
@@ -145,7 +152,144 @@ async def _process(request: Request, session: Session, commune: str | None, inci
     versions = [r for r in process["records"] if r["form"] == "initial_assessment"]
     process["assessments"] = sorted(versions, key=lambda r: r["version"], reverse=True)
     process["may_assess"] = session.is_cp_officer and process["step"] != "closed"
+    process["actor"] = (
+        "cp_officer" if session.is_cp_officer and session.commune == commune
+        else "chairman" if session.unit_type == "chairman" and session.commune == commune else None
+    )
+    process["kept"] = [
+        {"name": name, "title": spec["title"], "versions": [
+            {**r, "shown": shown_record(name, r["data"])}
+            for r in sorted((r for r in process["records"] if r["form"] == name), key=lambda r: r["version"], reverse=True)
+        ]}
+        for name, spec in forms.PROCESS_FORMS.items()
+    ]
+    process["kept"] = [k for k in process["kept"] if k["versions"]]
+    process["current"] = {r["form"]: r["data"] for r in process["records"] if r["current"]}
+    process["care_end_text"] = vi.end_day(process.get("care_ends_at")) if process.get("care_ends_at") else None
+    if process["care_end_text"]:
+        process["care_left"], process["care_late"] = vi.due(process["care_ends_at"], now)
+    process["units"] = []
+    if process["actor"] == "cp_officer" and any(f["name"] == "plan" for f in next_forms(process)):
+        try:
+            units = await commune_units(request, session, commune or "")
+        except (NotFound, ApiError):
+            units = []
+        process["units"] = sorted(((u["id"], u["name"]) for u in units if u["active"]), key=lambda u: vi.fold(u[1]))
     return process
+
+
+def next_forms(process: dict) -> list[dict]:
+    """The process's forms this person may record now (routing has the last word): each with whether it is the
+    step's next move (shown open) or an amendment, an extension, the exception (folded until asked for)."""
+    step, actor, current = process["step"], process.get("actor"), process.get("current", {})
+    out: list[dict] = []
+
+    def offer(name: str, primary: bool, heading: str | None = None) -> None:
+        out.append({"name": name, "primary": primary, "heading": heading or forms.PROCESS_FORMS[name]["title"],
+                    "amend": name in current})
+
+    if step == "closed" or actor is None:
+        return out
+    if actor == "cp_officer":
+        urgent = bool(current.get("initial_assessment", {}).get("urgent_protection"))
+        if step == "initial_assessment":
+            offer("emergency_measures", urgent)
+            offer("detailed_assessment", not urgent)
+        elif step == "emergency_measures":
+            offer("detailed_assessment", True)
+        elif step == "detailed_assessment":
+            offer("plan", True)
+        elif step == "plan":
+            offer("plan", False, "Sửa đổi kế hoạch trước khi phê duyệt (tạo phiên bản mới)")
+        elif step == "implementation":
+            offer("review", True)
+        elif step == "review":
+            low = current.get("review", {}).get("overall") == "low"
+            offer("plan", not low, "Lập kế hoạch mới (quay lại bước lập kế hoạch)")
+            offer("review", False, "Sửa đổi đánh giá Mẫu 06 (tạo phiên bản mới)")
+        for name, at in (("emergency_measures", "emergency_measures"), ("detailed_assessment", "detailed_assessment")):
+            if name in current and step != at and not any(f["name"] == name for f in out):
+                offer(name, False, f"Sửa đổi: {forms.PROCESS_FORMS[name]['title'].lower()} (tạo phiên bản mới)")
+        if step == "emergency_measures":
+            offer("emergency_measures", False, "Sửa đổi biện pháp khẩn cấp (tạo phiên bản mới)")
+        if step == "detailed_assessment":
+            offer("detailed_assessment", False, "Sửa đổi đánh giá chi tiết (tạo phiên bản mới)")
+    elif actor == "chairman":
+        if step == "plan":
+            offer("plan_approval", True)
+        if step != "received":
+            proposed = bool(current.get("emergency_measures", {}).get("separation_proposed"))
+            decided = "care_decision" in current
+            offer("care_decision", proposed and not decided,
+                  "Gia hạn hoặc điều chỉnh quyết định tạm thời cách ly (tạo phiên bản mới)" if decided else None)
+    return out
+
+
+def shown_record(name: str, data: dict) -> list[tuple[str, str, bool]]:
+    """A record's fields as (label, text, long text?) in the order of its form; a plan's tasks apart."""
+    rows = []
+    for key, label, kind, _, _, _ in forms.PROCESS_FORMS[name]["fields"]:
+        value = data.get(key)
+        if value in (None, "") and kind == "textarea":
+            continue
+        if kind == "risk":
+            text = vi.RISK.get(value, str(value))
+        elif kind == "yesno":
+            text = "Có" if value else "Không"
+        elif kind == "signer":
+            text = forms.SIGNERS.get(value, str(value))
+        elif kind == "day":
+            text = vi.day(value)
+        elif kind == "moment":
+            text = vi.moment(value)
+        else:
+            text = str(value)
+        rows.append((label, text, kind == "textarea"))
+    if name == "plan_approval" and data.get("plan_version"):
+        rows.append(("Kế hoạch được phê duyệt", f"Mẫu 04, phiên bản {data['plan_version']}", False))
+    return rows
+
+
+def task_rows(tasks: list[dict]) -> list[dict]:
+    """A plan's tasks as the page shows them: the unit's name, the due day as an official writes it, the cost."""
+    return [
+        {**t, "unit": unit_name(t["unit_id"]), "due": vi.day(t["due_on"]), "cost": vi.dong(t.get("cost_vnd")) if t.get("cost_vnd") else "",
+         "funding": t.get("funding") or ""}
+        for t in tasks
+    ]
+
+
+def form_values(process: dict | None, name: str, posted_fields: dict | None) -> dict:
+    """A process form's values: what was posted for it, else the current version's (an amendment, an extension, a new
+    plan starts from it), else the defaults (moments as now, to the minute; a decision's day as today)."""
+    if posted_fields is not None and posted_fields.get("action") in (name, f"add_task:{name}"):
+        values = dict(posted_fields)
+        for key, _, kind, *_ in forms.PROCESS_FORMS[name]["fields"] + (forms.TASK_FIELDS if name == "plan" else ()):
+            for k in [k for k in values if k == key or (k.startswith("tasks-") and k.endswith(f"-{key}"))]:
+                if kind == "day" and isinstance(values[k], str) and (day := forms.parse_day(values[k])):
+                    values[k] = f"{day:%d/%m/%Y}"  # as an official writes it, whatever way it was typed
+        return values
+    now = utc_now().astimezone(vi.VN)
+    shown = now.strftime("%d/%m/%Y %H:%M")
+    current = (process or {}).get("current", {}).get(name)
+    values: dict[str, Any] = {}
+    for key, _, kind, *_ in forms.PROCESS_FORMS[name]["fields"]:
+        if kind == "moment":
+            values[key] = values[f"{key}_shown"] = shown
+        elif current is not None and key in current:
+            values[key] = {True: "yes", False: "no"}.get(current[key], current[key]) if kind == "yesno" else current[key]
+            if kind == "day" and current[key]:
+                values[key] = vi.day(current[key])
+        elif kind == "day" and key in ("approved_on", "starts_on"):
+            values[key] = f"{now.date():%d/%m/%Y}"
+    if name == "plan":
+        tasks = (current or {}).get("tasks", [])
+        for i, task in enumerate(tasks):
+            for key, *_ in forms.TASK_FIELDS:
+                value = task.get(key)
+                values[f"tasks-{i}-{key}"] = "" if value in (None, 0) else vi.day(value) if key == "due_on" else str(value)
+        values["tasks_count"] = str(max(forms.PLAN_ROWS, len(tasks) + (1 if tasks else 0)))
+    return values
 
 
 def assessment_form(process: dict | None, posted: dict | None) -> dict:
@@ -187,9 +331,28 @@ async def case_page(request: Request) -> Response:
     incident_id = request.path_params["incident_id"]
     context = await _case_context(request, session, incident_id)
     notice = "Đã gửi báo cáo. Số hồ sơ của vụ việc là" if request.query_params.get("received") else None
-    done = vi.ASSESSMENT_DONE.get(request.query_params.get("assessed", ""))
+    done = vi.ASSESSMENT_DONE.get(request.query_params.get("assessed", "")) or vi.PROCESS_DONE.get(request.query_params.get("recorded", ""))
     return render(request, "case.html", notice=notice, done=done, error=None, errors={}, form={},
-                  assessment=assessment_form(context["process"], None), **context)
+                  assessment=assessment_form(context["process"], None), offered=_offered(context["process"], None), **context)
+
+
+def _offered(process: dict | None, posted_fields: dict | None) -> list[dict]:
+    """The process forms to show this person, each with its values (a refused one with what was posted, open)."""
+    if process is None:
+        return []
+    offered = []
+    for f in next_forms(process):
+        values = form_values(process, f["name"], posted_fields)
+        mine = posted_fields is not None and posted_fields.get("action") in (f["name"], f"add_task:{f['name']}")
+        if mine:
+            values["_posted"] = True
+        if f["name"] == "plan":
+            count = forms.task_count(values)
+            if mine and posted_fields.get("action") == "add_task:plan":
+                count = min(count + 1, forms.PLAN_MOST_TASKS)
+            values["tasks_count"] = str(count)
+        offered.append({**f, "spec": forms.PROCESS_FORMS[f["name"]], "values": values, "open": f["primary"] or mine})
+    return offered
 
 
 ASSIGNMENT_ACTIONS = ("acknowledge", "in_progress", "done", "declined")
@@ -238,6 +401,17 @@ async def case_action(request: Request) -> Response:
             if not errors:
                 first = (await console.apis.json("routing", "POST", f"/v1/incidents/{incident_id}/assessment", session.token, json=payload))
                 back = f"/cases/{incident_id}?assessed={len([r for r in first['records'] if r['form'] == 'initial_assessment'])}#process"
+        elif action in forms.PROCESS_FORMS:
+            payload, errors = forms.process_payload(action, fields, utc_now())
+            if not errors:
+                await console.apis.json("routing", "POST", f"/v1/incidents/{incident_id}/{forms.PROCESS_FORMS[action]['path']}",
+                                        session.token, json=payload)
+                back = f"/cases/{incident_id}?recorded={action}#process"
+        elif action == "add_task:plan":
+            # One more empty task row (a phone has no script to add it): the page again, with what was typed.
+            context = await _case_context(request, session, incident_id)
+            return render(request, "case.html", notice=None, done=None, error=None, errors={}, form=fields,
+                          assessment=assessment_form(context["process"], None), offered=_offered(context["process"], fields), **context)
         elif action == "reopen":
             reason = str(fields.get("reason", "")).strip()
             if not reason:
@@ -248,21 +422,34 @@ async def case_action(request: Request) -> Response:
         else:
             errors["action"] = "Thao tác không hợp lệ."
     except ApiError as exc:
-        errors = forms.assessment_api_errors(exc) if action == "assess" else {"action": _action_error(exc)}
+        if action == "assess":
+            errors = forms.assessment_api_errors(exc)
+        elif action in forms.PROCESS_FORMS:
+            errors = forms.process_api_errors(action, exc, fields)
+        else:
+            errors = {"action": _action_error(exc)}
     if not errors:
         return redirect(back)
     context = await _case_context(request, session, incident_id)
+    error = next(iter(errors.values()))
+    if action in forms.PROCESS_FORMS and len(errors) > 1:
+        error = f"Chưa ghi được: {len(errors)} mục cần sửa, được đánh dấu bên dưới. {error}"
     return render(request, "case.html", 409 if "action" in errors else 422, notice=None, done=None,
-                  error=next(iter(errors.values())), errors=errors, form=fields,
-                  assessment=assessment_form(context["process"], fields), **context)
+                  error=error, errors=errors, form=fields,
+                  assessment=assessment_form(context["process"], fields), offered=_offered(context["process"], fields), **context)
 
 
 def _action_error(exc: ApiError) -> str:
     if exc.status == 409:
         detail = exc.detail if isinstance(exc.detail, dict) else {}
+        if detail.get("current") == "review" and detail.get("allowed") == ["plan"]:
+            return ("Chưa thể kết thúc: lần đánh giá gần nhất (Mẫu 06) thấy trẻ vẫn còn nguy cơ (mức chung không phải Thấp). "
+                    "Hãy lập kế hoạch mới (quay lại bước lập kế hoạch), hoặc ghi đánh giá Mẫu 06 mới ở mức Thấp, rồi mới kết thúc.")
         if detail.get("open_assignments"):
             units = ", ".join(unit_name(a["unit_id"]) for a in detail["open_assignments"])
             return f"Chưa thể kết thúc: các đơn vị sau chưa hoàn thành hoặc từ chối: {units}."
+        if "current" in detail and "allowed" in detail:
+            return forms.step_conflict("Thao tác này", detail)
         if "current" in detail:
             return f"Không thực hiện được: tình trạng hiện tại là “{vi.label(detail['current'])}”. Trang đã được cập nhật."
         return "Không thực hiện được với tình trạng hiện tại của vụ việc."
@@ -317,3 +504,6 @@ async def report(request: Request) -> Response:
     return render(request, "report.html", 422, **_report_context(session, form, errors, commune))
 
 
+
+
+TEMPLATES.globals.update(task_rows=task_rows)

@@ -350,3 +350,284 @@ def shown_target(channel: str, target: str) -> str:
         match = re.match(r"^(https?)://(?:[^@/]*@)?([^/?#]+)", target)
         return f"{match[1]}://{match[2]}/…" if match else "(địa chỉ không hợp lệ)"
     return target
+
+
+# -- the other forms of the case process (Decree 56/2017; issue 17) ---------------------------------------------------
+# Each form: routing's path, its title, and its fields as (name, label, kind, most characters, required, hint). Kinds:
+# text, textarea, moment (a datetime-local: left as shown means "now"), day (a date, yyyy-mm-dd or dd/mm/yyyy),
+# risk (high / medium / low), yesno, signer (chairman / deputy). The plan's tasks are rows `tasks-<i>-<field>`.
+
+DAY_HINT = "Ngày/tháng/năm, ví dụ 07/12/2026."
+MOMENT_HINT = "Ngày/tháng/năm giờ:phút, ví dụ 30/11/2026 14:05. Để nguyên nếu là lúc này."
+PROCESS_FORMS: dict[str, dict[str, Any]] = {
+    "emergency_measures": {
+        "path": "emergency-measures",
+        "title": "Biện pháp can thiệp khẩn cấp",
+        "submit": "Ghi biện pháp khẩn cấp",
+        "fields": (
+            ("measures", "Biện pháp can thiệp khẩn cấp đã áp dụng", "textarea", 4000, True, "Việc đã làm để trẻ được an toàn."),
+            ("separation_proposed", "Đề nghị Chủ tịch UBND xã quyết định tạm thời cách ly trẻ khỏi cha mẹ, người chăm sóc", "yesno", 0, True, ""),
+            ("taken_by", "Người, cơ quan thực hiện", "text", 200, True, ""),
+            ("taken_at", "Thời điểm thực hiện", "moment", 0, True, MOMENT_HINT),
+        ),
+    },
+    "care_decision": {
+        "path": "care-decision",
+        "title": "Quyết định tạm thời cách ly trẻ, chăm sóc thay thế",
+        "submit": "Ghi quyết định",
+        "fields": (
+            ("decision_no", "Số quyết định", "text", 60, True, "Ví dụ 12/QĐ-UBND."),
+            ("placement", "Nơi và người chăm sóc thay thế", "textarea", 1000, True, ""),
+            ("starts_on", "Từ ngày", "day", 0, True, DAY_HINT),
+            ("ends_on", "Đến hết ngày", "day", 0, True, "Tối đa 15 ngày kể cả ngày bắt đầu, trừ khi gia hạn. " + DAY_HINT),
+            ("extension_reason", "Lý do gia hạn (bắt buộc khi quá 15 ngày)", "textarea", 2000, False, ""),
+            ("signed_by", "Người ký", "text", 200, True, ""),
+            ("signed_as", "Ký với tư cách", "signer", 0, True, ""),
+        ),
+    },
+    "detailed_assessment": {
+        "path": "detailed-assessment",
+        "title": "Đánh giá chi tiết, họp xác định nhu cầu (Mẫu 03)",
+        "submit": "Ghi đánh giá chi tiết",
+        "fields": (
+            ("meeting_at", "Thời điểm họp xác định nhu cầu", "moment", 0, True, MOMENT_HINT),
+            ("participants", "Thành phần tham dự (các đơn vị, gia đình)", "textarea", 2000, True, ""),
+            ("needs", "Nhu cầu của trẻ", "textarea", 4000, True, ""),
+            ("findings", "Kết quả đánh giá khác", "textarea", 4000, False, ""),
+            ("assessed_by", "Cán bộ thực hiện đánh giá", "text", 200, True, ""),
+        ),
+    },
+    "plan": {
+        "path": "plan",
+        "title": "Kế hoạch hỗ trợ, can thiệp (Mẫu 04)",
+        "submit": "Ghi kế hoạch",
+        "fields": (
+            ("goals", "Nhu cầu của trẻ và mục tiêu của kế hoạch", "textarea", 4000, True, ""),
+            ("drafted_by", "Người lập kế hoạch", "text", 200, True, ""),
+        ),
+    },
+    "plan_approval": {
+        "path": "plan-approval",
+        "title": "Quyết định phê duyệt kế hoạch (Mẫu 05)",
+        "submit": "Phê duyệt kế hoạch",
+        "fields": (
+            ("decision_no", "Số quyết định", "text", 60, True, "Ví dụ 15/QĐ-UBND."),
+            ("approved_on", "Ngày ký", "day", 0, True, DAY_HINT),
+            ("signed_by", "Người ký", "text", 200, True, ""),
+            ("signed_as", "Ký với tư cách", "signer", 0, True, ""),
+        ),
+    },
+    "review": {
+        "path": "review",
+        "title": "Đánh giá kết quả, mức độ nguy cơ (Mẫu 06)",
+        "submit": "Ghi đánh giá Mẫu 06",
+        "fields": (
+            ("harm_severity", "Mức độ nghiêm trọng của tổn hại", "risk", 0, True, ""),
+            ("abuser_access", "Khả năng người gây tổn hại tiếp cận trẻ", "risk", 0, True, ""),
+            ("care_obstacles", "Trở ngại trong môi trường chăm sóc trẻ", "risk", 0, True, ""),
+            ("child_capacity", "Nguy cơ do khả năng tự bảo vệ, phục hồi của trẻ còn hạn chế", "risk", 0, True, ""),
+            ("overall", "Mức độ nguy cơ chung", "risk", 0, True, "Thấp: có thể kết thúc vụ việc; Trung bình hoặc Cao: lập kế hoạch mới."),
+            ("notes", "Ghi chú", "textarea", 4000, False, ""),
+            ("reviewed_by", "Người đánh giá kết quả", "text", 200, True, ""),
+            ("reviewed_at", "Thời điểm đánh giá kết quả", "moment", 0, True, MOMENT_HINT),
+        ),
+    },
+}
+TASK_FIELDS = (
+    ("task", "Nhiệm vụ (không ghi tên trẻ)", "text", 500, True, ""),
+    ("unit_id", "Đơn vị thực hiện", "unit", 0, True, ""),
+    ("due_on", "Hạn hoàn thành (hết ngày)", "day", 0, True, DAY_HINT),
+    ("cost_vnd", "Kinh phí (đồng)", "money", 0, False, "Để trống nếu không tốn kinh phí."),
+    ("funding", "Nguồn kinh phí", "text", 200, False, ""),
+)
+SIGNERS = {"chairman": "Chủ tịch UBND xã", "deputy": "Phó Chủ tịch (KT. Chủ tịch)"}
+YESNO = {"yes": "Có", "no": "Không"}
+PLAN_ROWS, PLAN_MOST_TASKS = 3, 30
+_KIND_ERROR = {
+    "risk": "chọn Cao, Trung bình hoặc Thấp",
+    "yesno": "chọn Có hoặc Không",
+    "signer": "chọn Chủ tịch hoặc Phó Chủ tịch",
+    "unit": "chọn một đơn vị của xã",
+    "day": "bắt buộc, ngày theo dạng ngày/tháng/năm, ví dụ 07/12/2026",
+    "moment": "bắt buộc, ngày giờ theo dạng ngày/tháng/năm giờ:phút, ví dụ 30/11/2026 14:05",
+    "money": "số tiền bằng đồng, chỉ gồm chữ số",
+}
+
+
+def parse_day(text: str) -> date | None:
+    """A date typed as 2026-12-07 (what a date input sends) or 07/12/2026 (what an official types); None if neither."""
+    text = text.strip()
+    for pattern in ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y"):
+        try:
+            return datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    return None
+
+
+def parse_moment(text: str) -> datetime | None:
+    """A time in Vietnam typed as 30/11/2026 14:05 (or 2026-11-30T14:05, what a datetime input sends); None if neither."""
+    text = " ".join(text.replace("lúc", " ").split())
+    for pattern in ("%d/%m/%Y %H:%M", "%d/%m/%Y %Hh%M", "%d/%m/%Y %Hh", "%d-%m-%Y %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"):
+        try:
+            return datetime.strptime(text, pattern).replace(tzinfo=vi.VN)
+        except ValueError:
+            continue
+    return None
+
+
+def task_count(form: dict) -> int:
+    try:
+        return max(1, min(int(_text(form, "tasks_count")), PLAN_MOST_TASKS))
+    except ValueError:
+        return PLAN_ROWS
+
+
+def _field_value(form: dict, key: str, name: str, label: str, kind: str, most: int, required: bool, now: datetime,
+                 errors: dict[str, str]) -> Any:
+    """One field's value for routing's body; its error (in Vietnamese, naming the field) into `errors`."""
+    value = _text(form, key)
+    wrong = None
+    out: Any = value
+    if kind in ("text", "textarea"):
+        if (required and not value) or len(value) > most:
+            wrong = ("bắt buộc, " if required else "") + f"tối đa {number_vi(most)} ký tự"
+    elif kind == "risk":
+        wrong = None if value in vi.RISK else _KIND_ERROR[kind]
+    elif kind == "yesno":
+        wrong = None if value in YESNO else _KIND_ERROR[kind]
+        out = value == "yes"
+    elif kind == "signer":
+        wrong = None if value in SIGNERS else _KIND_ERROR[kind]
+    elif kind == "unit":
+        wrong = None if value else _KIND_ERROR[kind]
+    elif kind == "day":
+        day = parse_day(value) if value else None
+        wrong = None if day else _KIND_ERROR[kind]
+        out = day.isoformat() if day else value
+    elif kind == "money":
+        digits = re.sub(r"[\s.,]", "", value.replace("đồng", "").replace("đ", ""))
+        if not digits:
+            out = 0
+        elif digits.isdigit() and int(digits) <= 10_000_000_000:
+            out = int(digits)
+        else:
+            wrong = _KIND_ERROR[kind]
+    elif kind == "moment":
+        if not value or value == _text(form, f"{key}_shown"):
+            out = now.isoformat()
+        else:
+            moment = parse_moment(value)
+            if moment is None:
+                wrong = _KIND_ERROR[kind]
+            else:
+                if moment > now + timedelta(minutes=5):
+                    wrong = "không được ở tương lai"
+                # The minute being typed is "now" (a report received this same minute is not after 12:05:00).
+                out = now.isoformat() if moment <= now < moment + timedelta(minutes=1) else moment.isoformat()
+    if wrong:
+        errors[key] = f"{label}: {wrong}."
+    return out
+
+
+def number_vi(value: int) -> str:
+    return vi.number(value)
+
+
+def process_payload(name: str, form: dict, now: datetime) -> tuple[dict[str, Any], dict[str, str]]:
+    """routing's body for one of the process's forms from the posted fields, or the errors by field (in Vietnamese).
+    A plan's rows left wholly empty are not tasks; the others must be whole."""
+    errors: dict[str, str] = {}
+    payload: dict[str, Any] = {}
+    for key, label, kind, most, required, _ in PROCESS_FORMS[name]["fields"]:
+        payload[key] = _field_value(form, key, key, label, kind, most, required, now, errors)
+    if name == "plan":
+        tasks = []
+        for i in range(task_count(form)):
+            if not any(_text(form, f"tasks-{i}-{f[0]}") for f in TASK_FIELDS):
+                continue
+            row = {}
+            for key, label, kind, most, required, _ in TASK_FIELDS:
+                row[key] = _field_value(form, f"tasks-{i}-{key}", key, f"Nhiệm vụ {i + 1}, {label.lower()}", kind, most,
+                                        required, now, errors)
+            tasks.append(row)
+        if not tasks:
+            errors["tasks"] = "Kế hoạch cần ít nhất một nhiệm vụ: ghi nhiệm vụ, đơn vị thực hiện và hạn hoàn thành."
+        payload["tasks"] = tasks
+    return payload, errors
+
+
+def _label_of(name: str, loc: list[str], form: dict) -> tuple[str, str]:
+    """(form field name, its label) of a routing 422 `loc`: a plan task's `tasks.<i>.<field>` as the row's field,
+    numbered as the page numbers its rows (empty rows were left out of the body)."""
+    fields = {f[0]: f[1] for f in PROCESS_FORMS[name]["fields"]}
+    if loc and loc[0] == "tasks" and len(loc) >= 3 and loc[1].isdigit():
+        filled = [i for i in range(task_count(form)) if any(_text(form, f"tasks-{i}-{f[0]}") for f in TASK_FIELDS)]
+        row = filled[int(loc[1])] if int(loc[1]) < len(filled) else int(loc[1])
+        label = dict((f[0], f[1]) for f in TASK_FIELDS).get(loc[2], loc[2])
+        return f"tasks-{row}-{loc[2]}", f"Nhiệm vụ {row + 1}, {label.lower()}"
+    if loc and loc[0] == "tasks":
+        return "tasks", "Nhiệm vụ của kế hoạch"
+    if loc and loc[0] in fields:
+        return loc[0], fields[loc[0]]
+    return "action", PROCESS_FORMS[name]["title"]
+
+
+# routing's messages (English) and pydantic's error types, as what is wrong in Vietnamese.
+_API_REASONS = (
+    ("before the report was received", "không được trước lúc tiếp nhận báo cáo"),
+    ("is in the future", "không được ở tương lai"),
+    ("needs a timezone", "không đúng dạng ngày giờ"),
+    ("ends_on is before starts_on", "ngày kết thúc không được trước ngày bắt đầu"),
+    ("temporary care lasts at most", "tạm thời cách ly quá 15 ngày: ghi lý do gia hạn"),
+    ("is not a unit of commune", "đơn vị không thuộc xã của vụ việc"),
+    ("is not a registered unit", "đơn vị chưa được đăng ký hoặc đã ngừng hoạt động"),
+)
+_API_TYPES = {
+    "missing": "bắt buộc",
+    "string_too_short": "bắt buộc",
+    "string_too_long": "quá dài",
+    "too_short": "cần ít nhất một nhiệm vụ",
+    "too_long": f"tối đa {PLAN_MOST_TASKS} nhiệm vụ",
+    "greater_than_equal": "không được là số âm",
+    "less_than_equal": "vượt quá mức cho phép",
+    "literal_error": "hãy chọn trong danh sách",
+    "enum": "hãy chọn trong danh sách",
+    "date_from_datetime_parsing": "ngày không hợp lệ",
+    "date_parsing": "ngày không hợp lệ",
+    "datetime_parsing": "ngày giờ không hợp lệ",
+}
+
+
+def process_api_errors(name: str, exc, form: dict) -> dict[str, str]:
+    """routing's refusals of a process form: a 422's `loc` onto the form's fields, named in Vietnamese; 403 and 409
+    in words (`action`)."""
+    title = PROCESS_FORMS[name]["title"]
+    if exc.status == 403:
+        who = "Chủ tịch UBND xã (hoặc Phó Chủ tịch ký thay)" if name in ("care_decision", "plan_approval") else "cán bộ phụ trách bảo vệ trẻ em của xã"
+        return {"action": f"Chỉ {who} được ghi {title[0].lower()}{title[1:]}."}
+    if exc.status == 409:
+        return {"action": step_conflict(title, exc.detail)}
+    errors: dict[str, str] = {}
+    for loc, error in _located(exc):
+        message = str(error.get("msg", ""))
+        if not loc:  # a rule across fields: the field is named in the message
+            field = next((f[0] for f in PROCESS_FORMS[name]["fields"] if f[0] in message), "")
+            loc = [field] if field else []
+        key, label = _label_of(name, loc, form)
+        reason = next((words for english, words in _API_REASONS if english in message), None)
+        reason = reason or _API_TYPES.get(str(error.get("type", "")), "giá trị không hợp lệ")
+        errors.setdefault(key, f"{label}: {reason}.")
+    return errors or {"action": f"{title}: chưa được ghi. Vui lòng kiểm tra lại các thông tin."}
+
+
+def step_conflict(title: str, detail: Any) -> str:
+    """A 409 of the process (routing's `current` and `allowed` steps) in words."""
+    detail = detail if isinstance(detail, dict) else {}
+    current, allowed = detail.get("current"), detail.get("allowed") or []
+    if current == "closed":
+        return f"Không ghi được {title[0].lower()}{title[1:]}: hồ sơ đã đóng. Trang đã được cập nhật."
+    where = f" Hồ sơ đang ở bước “{vi.STEPS.get(current, current)}”." if current else ""
+    nexts = "; ".join(vi.NEXT_STEP.get(s, s) for s in allowed)
+    then = f" Việc tiếp theo có thể làm: {nexts}." if nexts else ""
+    return f"Không ghi được {title[0].lower()}{title[1:]} ở bước này.{where}{then} Trang đã được cập nhật."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from shared.enums import LABELS_VI
@@ -43,6 +43,16 @@ TIMELINE = {
     "escalated": "Báo lên cấp trên do quá hạn",
     "step_overdue.initial_assessment": "Quá hạn đánh giá ban đầu (12 giờ) — đã báo Chủ tịch UBND xã",
     "step.initial_assessment": "Đã đánh giá ban đầu",
+    "step.emergency_measures": "Đã áp dụng biện pháp can thiệp khẩn cấp",
+    "step.detailed_assessment": "Đã đánh giá chi tiết, họp xác định nhu cầu (Mẫu 03)",
+    "step.plan": "Đã lập kế hoạch hỗ trợ, can thiệp (Mẫu 04)",
+    "step.plan_approved": "Chủ tịch UBND xã đã phê duyệt kế hoạch (Mẫu 05)",
+    "step.implementation": "Bắt đầu thực hiện kế hoạch: đã giao nhiệm vụ cho các đơn vị",
+    "step.review": "Đã đánh giá kết quả thực hiện kế hoạch (Mẫu 06)",
+    "step.closed": "Đóng hồ sơ quy trình bảo vệ trẻ em",
+    "step_overdue.plan": "Quá hạn lập kế hoạch hỗ trợ, can thiệp (5 ngày làm việc) — đã báo Chủ tịch UBND xã",
+    "step_overdue.temporary_care": "Hết thời hạn tạm thời cách ly, chăm sóc thay thế — đã báo Chủ tịch UBND xã",
+    "care_decided": "Quyết định tạm thời cách ly trẻ, chăm sóc thay thế",
     "closed": "Kết thúc vụ việc",
     "reopened": "Mở lại vụ việc",
     "linked": "Liên kết với hồ sơ cùng trẻ em",
@@ -61,6 +71,17 @@ STEPS = {
     "review": "Đã đánh giá kết quả (Mẫu 06)",
     "closed": "Đã đóng hồ sơ",
 }
+# What each step's move is, as the next thing to do (a 409 names the allowed ones).
+NEXT_STEP = {
+    "initial_assessment": "đánh giá ban đầu (Mẫu 02)",
+    "emergency_measures": "ghi biện pháp can thiệp khẩn cấp",
+    "detailed_assessment": "đánh giá chi tiết (Mẫu 03)",
+    "plan": "lập kế hoạch hỗ trợ, can thiệp (Mẫu 04)",
+    "plan_approved": "Chủ tịch UBND xã phê duyệt kế hoạch (Mẫu 05)",
+    "implementation": "thực hiện kế hoạch",
+    "review": "đánh giá kết quả (Mẫu 06)",
+    "closed": "kết thúc vụ việc",
+}
 STEP_DUE = {
     "initial_assessment": "Đánh giá ban đầu (Mẫu 02), trong 12 giờ",
     "plan": "Lập kế hoạch hỗ trợ, can thiệp (Mẫu 04), trong 5 ngày làm việc",
@@ -75,6 +96,14 @@ ASSESSMENT_FIELDS = {
 }
 ASSESSMENT_DONE = {"1": "Đã ghi đánh giá ban đầu (Mẫu 02)."} | {
     str(n): f"Đã ghi bản sửa đổi lần {n - 1} của đánh giá ban đầu (phiên bản {n})." for n in range(2, 100)
+}
+PROCESS_DONE = {
+    "emergency_measures": "Đã ghi biện pháp can thiệp khẩn cấp.",
+    "care_decision": "Đã ghi quyết định tạm thời cách ly trẻ, chăm sóc thay thế.",
+    "detailed_assessment": "Đã ghi đánh giá chi tiết (Mẫu 03).",
+    "plan": "Đã ghi kế hoạch hỗ trợ, can thiệp (Mẫu 04). Chờ Chủ tịch UBND xã phê duyệt.",
+    "plan_approval": "Đã phê duyệt kế hoạch (Mẫu 05). Các nhiệm vụ đã được giao cho đơn vị thực hiện.",
+    "review": "Đã ghi đánh giá kết quả (Mẫu 06).",
 }
 ASSESSMENT_ERRORS = {
     "harm": "Tổn hại hoặc nguy cơ tổn hại đối với trẻ: bắt buộc, tối đa 4.000 ký tự.",
@@ -124,6 +153,11 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+def fold(text: str) -> str:
+    """For sorting names: without tones, đ as d."""
+    return "".join(c for c in unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D")) if not unicodedata.combining(c)).lower()
+
+
 def label(code: str | None) -> str:
     """The Vietnamese name of a domain code (category, urgency, unit type, sex, channel, status)."""
     if code is None:
@@ -163,6 +197,22 @@ def day(value: date | str | None) -> str:
     if isinstance(value, str):
         value = date.fromisoformat(value[:10])
     return value.strftime("%d/%m/%Y")
+
+
+def end_day(value: datetime | str | None) -> str:
+    """A deadline as an official writes it: 24:00 of a day is `hết ngày 07/12/2026` (not `08/12/2026 00:00`); any
+    other time `07/12/2026 14:30`."""
+    if value is None:
+        return "—"
+    local = _aware(value).astimezone(VN)
+    if (local.hour, local.minute, local.second) == (0, 0, 0):
+        return f"hết ngày {(local.date() - timedelta(days=1)).strftime('%d/%m/%Y')}"
+    return local.strftime("%d/%m/%Y %H:%M")
+
+
+def dong(value: int | None) -> str:
+    """An amount in đồng: `500.000 đ`."""
+    return "—" if value is None else f"{number(int(value))} đ"
 
 
 def duration(seconds: float) -> str:

@@ -20,7 +20,7 @@ from .sessions import Session
 COOKIE = "baove_session"
 PRE_COOKIE = "baove_signin"
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"]))
-TEMPLATES.filters.update(number=vi.number, moment=vi.moment, day=vi.day, label=vi.label)
+TEMPLATES.filters.update(number=vi.number, moment=vi.moment, day=vi.day, label=vi.label, end_day=vi.end_day)
 TEMPLATES.globals.update(vi=vi)
 HIERARCHY = load_hierarchy()
 UNIT_NAMES = {u.id: u.name for u in load_demo_units()}
