@@ -15,7 +15,7 @@ from . import forms, vi
 from .admin import commune_units
 from .clients import ApiError, NotFound
 from .sessions import Session
-from .web import HIERARCHY, OPEN, TEMPLATES, UNIT_NAMES, current, posted, redirect, render, unit_name, utc_now
+from .web import HIERARCHY, OPEN, TEMPLATES, UNIT_NAMES, current, passed_on, posted, redirect, render, unit_name, utc_now
 
 
 def _safe_next(value: str | None, default: str) -> str:
@@ -507,3 +507,14 @@ async def report(request: Request) -> Response:
 
 
 TEMPLATES.globals.update(task_rows=task_rows)
+
+
+async def print_record(request: Request) -> Response:
+    """One version of a process record as its printed form (PDF or DOCX), made by routing where the record lives, for
+    the people routing lets read the process (the commune's cp_officer and chairman, admins); audited there."""
+    session = await current(request)
+    params = request.path_params
+    if params["fmt"] not in ("pdf", "docx"):
+        raise NotFound()
+    path = f"/v1/incidents/{params['incident_id']}/process/records/{params['record_id']}.{params['fmt']}"
+    return passed_on(await request.app.state.console.apis.call("routing", "GET", path, session.token))

@@ -139,6 +139,7 @@ def install(app: FastAPI) -> None:
         ("GET", "/cases/new", cases.report_form), ("POST", "/cases/new", cases.report),
         ("GET", "/activities", activities.activities_page), ("POST", "/activities", activities.activities_action),
         ("GET", "/cases/{incident_id}", cases.case_page), ("POST", "/cases/{incident_id}", cases.case_action),
+        ("GET", "/cases/{incident_id}/records/{record_id}.{fmt}", cases.print_record),
         ("GET", "/communes/{code}/cases", reports.commune_cases),
         ("GET", "/communes/{code}/process", reports.process_board),
         ("GET", "/reports/{org_unit}", reports.reports_page), ("GET", "/reports/{org_unit}/export", reports.reports_export),

@@ -17,7 +17,7 @@ from . import forms, vi
 from .cases import inbox_filters, inbox_params, inbox_rows
 from .clients import ApiError, NotFound
 from .sessions import Session
-from .web import HIERARCHY, PERIOD, current, posted, redirect, render, utc_now
+from .web import HIERARCHY, PERIOD, current, passed_on, posted, redirect, render, utc_now
 
 
 def _period(request: Request, org_unit: str) -> str:
@@ -117,13 +117,7 @@ async def reports_export(request: Request) -> Response:
     path = f"/v1/reports/{org_unit}/{period}/{revision}/export" if stored else f"/v1/summaries/{org_unit}/export"
     answer = await console.apis.call("reporting", "GET", path, session.token,
                                      params={"format": fmt} | ({} if stored else {"period": period}))
-    return _passed_on(answer)
-
-
-def _passed_on(answer: Any) -> Response:
-    """A file reporting made, handed to the browser as the download it is."""
-    return Response(answer.content, media_type=answer.headers.get("content-type"),
-                    headers={"Content-Disposition": answer.headers.get("content-disposition", "attachment")})
+    return passed_on(answer)
 
 
 async def district_page(request: Request) -> Response:
@@ -295,4 +289,4 @@ async def district_consolidated(request: Request) -> Response:
     fmt = "docx" if request.query_params.get("format") == "docx" else "pdf"
     answer = await request.app.state.console.apis.call("reporting", "GET", f"/v1/consolidated/{code}/{period}", session.token,
                                                        params={"format": fmt})
-    return _passed_on(answer)
+    return passed_on(answer)

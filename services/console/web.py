@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from shared.reference import load_demo_units, load_hierarchy
@@ -98,3 +98,9 @@ async def posted(request: Request, session: Session | None = None, expected: str
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def passed_on(answer: Any) -> Response:
+    """A file a service made (a report's export, a printed form), handed to the browser as the download it is."""
+    return Response(answer.content, media_type=answer.headers.get("content-type"),
+                    headers={"Content-Disposition": answer.headers.get("content-disposition", "attachment")})

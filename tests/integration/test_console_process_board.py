@@ -2,6 +2,7 @@
 commune's chairman sees the plans waiting for approval and the cases by deadline, without a child's name; other units
 do not get the page."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -64,3 +65,18 @@ async def test_no_childs_name_and_no_page_for_other_units(console):
     police = await signed_in(console, "a-police")
     assert (await police.get("/communes/25349/process")).status_code == 404
     assert 'href="/communes/25349/process"' not in (await police.get("/inbox")).text
+
+
+async def test_a_recorded_form_prints_as_pdf_and_docx_for_the_chairman_not_for_the_police(console):
+    incident_id, _ = await new_case(console)
+    await to_plan(console, incident_id)
+    chair = await signed_in(console, "a-chair")
+    page = await chair.get(f"/cases/{incident_id}")
+    links = sorted(set(re.findall(rf'href="(/cases/{incident_id}/records/[^"]+\.pdf)"', page.text)))
+    assert len(links) == 3, "Mẫu 02, 03 and 04 each print"
+    pdf = await chair.get(links[-1])
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF") and "attachment" in pdf.headers["content-disposition"]
+    docx = await chair.get(links[-1].replace(".pdf", ".docx"))
+    assert docx.status_code == 200 and docx.content.startswith(b"PK")
+    police = await signed_in(console, "a-police")
+    assert (await police.get(links[-1])).status_code in (403, 404)
