@@ -14,6 +14,7 @@ Pure: no I/O but `load_calendar`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -158,6 +159,7 @@ def parse_calendar(data: object) -> WorkCalendar:
 
 
 @lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def load_calendar(path: Path | None = None) -> WorkCalendar:
     """The calendar of a holidays file (default: the one shipped, shared/reference/holidays.yaml), read once."""
     path = path or CALENDAR_FILE

@@ -14,10 +14,11 @@ from datetime import date, datetime, timedelta
 from statistics import median as _median
 from typing import Any, NamedTuple
 
+from shared.decree56 import INITIAL_ASSESSMENT_WITHIN, plan_due
 from shared.enums import AgeBand, Category, Channel, RiskLevel, Sex, SpecialCircumstance, UnitType, Urgency
 from shared.plans import COUNT_FIELDS
 from shared.reference import Coverage, Hierarchy
-from shared.workdays import UncoveredYear, WorkCalendar, add_working_days
+from shared.workdays import UncoveredYear, WorkCalendar
 
 from .periods import Period
 
@@ -315,8 +316,6 @@ def indicators(tally: Tally | None, hamlets: Sequence[str] = (), process: Proces
 
 # -- the case process of Decree 56/2017 (issue 17) -----------------------------------------------
 
-INITIAL_ASSESSMENT_WITHIN = timedelta(hours=12)  # Art. 26(3): from the report's receipt
-PLAN_WITHIN_WORKING_DAYS = 5  # from the report's receipt, as routing counts it (shared/workdays.add_working_days)
 RISK_LEVELS = tuple(r.value for r in RiskLevel)
 UNKNOWN_RISK = "unknown"  # a closing folded before reporting kept its risk level
 
@@ -390,7 +389,7 @@ def process_by_commune(
         if case.planned_at is not None:
             t.planned += 1
             try:
-                due = add_working_days(case.received_at, PLAN_WITHIN_WORKING_DAYS, calendar)
+                due = plan_due(case.received_at, calendar)
             except UncoveredYear:
                 # The holidays calendar does not hold the year yet: neither in time nor late, said apart.
                 t.plan_due_unknown += 1

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal, parse_unit_id
 from shared.db import new_id, on_postgresql
+from shared.decree56 import INITIAL_ASSESSMENT_WITHIN
 from shared.enums import AssignmentStatus, RiskLevel, Role, UnitType
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.events import (
@@ -287,7 +288,7 @@ async def record_form(
     await session.refresh(incident)
     extra = {"incident_id": incident_id, "form": form.value, "version": version, "step": incident.step}
     if form is process.Form.initial_assessment:
-        extra["late"] = datetime.fromisoformat(data["assessed_at"]) > incident.received_at + process.INITIAL_ASSESSMENT_WITHIN
+        extra["late"] = datetime.fromisoformat(data["assessed_at"]) > incident.received_at + INITIAL_ASSESSMENT_WITHIN
     log.info("process form recorded", extra=extra)
     return incident
 

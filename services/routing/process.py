@@ -12,7 +12,7 @@ Deadlines (domain.md section 3):
 - the initial assessment within 12 hours of the report's receipt (Art. 26(3)): `received_at + 12 h`, by the clock;
 - the plan within 5 working days (shared/workdays.add_working_days). domain.md names no other start for this period
   than the receipt of the information that opens the process, so it counts from the report's receipt (the day after
-  it, Civil Code art. 147); `PLAN_COUNTS_FROM` names that choice, to confirm against the decree's text.
+  it, Civil Code art. 147); `shared.decree56.PLAN_COUNTS_FROM` names that choice, to confirm against the decree's text.
 """
 
 from __future__ import annotations
@@ -22,13 +22,10 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 
 from shared.auth import Principal
+from shared.decree56 import TEMPORARY_CARE_DAYS, initial_assessment_due, plan_due
 from shared.enums import UnitType
 from shared.errors import Conflict, Forbidden
-from shared.workdays import VN, UncoveredYear, WorkCalendar, add_working_days
-
-INITIAL_ASSESSMENT_WITHIN = timedelta(hours=12)
-PLAN_WITHIN_WORKING_DAYS = 5
-PLAN_COUNTS_FROM = "received"  # the report's receipt (domain.md section 3 names no other start)
+from shared.workdays import VN, UncoveredYear, WorkCalendar
 
 
 class Step(StrEnum):
@@ -98,7 +95,6 @@ AMEND_AT: dict[Form, frozenset[Step]] = {
     Form.review: frozenset({Step.review}),
 }
 AMENDABLE = frozenset(Step) - {Step.closed, Step.received}
-TEMPORARY_CARE_DAYS = 15  # at most, unless extended (Art. 32)
 
 
 class StepCannotMove(Conflict):
@@ -187,15 +183,6 @@ class Deadline:
         return self.due_at is not None and self.due_at < now
 
 
-def initial_assessment_due(received_at: datetime) -> datetime:
-    return received_at + INITIAL_ASSESSMENT_WITHIN
-
-
-def plan_due(received_at: datetime, calendar: WorkCalendar) -> datetime:
-    """24:00 (Vietnam) of the 5th working day after the day of the report's receipt; UncoveredYear past the calendar."""
-    return add_working_days(received_at, PLAN_WITHIN_WORKING_DAYS, calendar)
-
-
 def deadline(step: Step, received_at: datetime, calendar: WorkCalendar) -> Deadline | None:
     """The deadline the case is under at `step`, or None where the decree sets none (once the plan is drafted)."""
     if step is Step.received:
@@ -252,3 +239,4 @@ _NEXT_DUE = {
     Step.emergency_measures: Step.plan,
     Step.detailed_assessment: Step.plan,
 }
+

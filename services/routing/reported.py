@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
 from shared.db import dialect_insert, new_id
+from shared.decree56 import initial_assessment_due
 from shared.enums import AssignmentStatus
 from shared.events import Envelope, Event, IncidentCase, IncidentReported
 from shared.metrics import RoutingMetrics
@@ -106,7 +107,7 @@ async def handle_reported(
             status=CaseStatus.open.value,
             # Decree 56/2017: the initial assessment is due 12 hours after the report's receipt (process.py).
             step=process.Step.received.value,
-            step_due_at=process.initial_assessment_due(facts.received_at),
+            step_due_at=initial_assessment_due(facts.received_at),
         )
         .on_conflict_do_nothing(index_elements=["incident_id"])
     )

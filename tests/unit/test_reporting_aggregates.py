@@ -33,7 +33,7 @@ from services.reporting.aggregates import (
 )
 from services.reporting.exports import PROCESS_LABELS, SECTIONS, flatten, label
 from services.reporting.periods import parse_period
-from services.routing.process import plan_due
+from shared.decree56 import plan_due
 from shared.enums import AgeBand, Category, Channel, Sex, SpecialCircumstance, UnitType, Urgency
 from shared.reference import load_hierarchy
 from shared.workdays import load_calendar
